@@ -1,0 +1,1 @@
+"""The consent and provenance registry service (floor 4: the shell and the consent domain)."""
