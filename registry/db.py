@@ -12,12 +12,9 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +176,7 @@ async def create_pool(
                 reset=None,
                 command_timeout=30,
             )
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             last = exc
             if attempt < connect_attempts:
                 log.warning(
@@ -191,16 +188,3 @@ async def create_pool(
                 await asyncio.sleep(retry_delay)
     msg = f"cannot connect to the database after {connect_attempts} attempt(s): {last}"
     raise DatabaseError(msg) from last
-
-
-async def connections(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[asyncpg.Connection]:
-    """Yield one pooled connection with an acquire timeout (for dependency injection)."""
-    try:
-        conn = await pool.acquire(timeout=timeout)
-    except asyncio.TimeoutError as exc:
-        msg = "no database connection became free in time"
-        raise DatabaseError(msg) from exc
-    try:
-        yield conn
-    finally:
-        await pool.release(conn)

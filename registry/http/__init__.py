@@ -1,1 +1,1 @@
-"""registry/http."""
+"""The HTTP edge: Litestar controllers of every domain, auth guards, problems, OpenAPI."""

@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make serve` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := registry verifier moderation keys
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+serve: $(STAMP) ## Run the service (embedded PostgreSQL unless REGISTRY_DATABASE_URL is set)
+	$(BIN)/registry serve
+
+lint: $(STAMP) ## ruff, mypy (strict), import-linter contracts, OpenAPI drift
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/registry openapi --check
+
+test: lint ## Lint, then the whole test suite against a real PostgreSQL
+	$(BIN)/pytest
+
+bench: $(STAMP) ## Benchmarks: our code against the raw libraries, in one run
+	$(BIN)/python -m bench
+
+openapi: $(STAMP) ## Regenerate openapi/openapi.json
+	$(BIN)/registry openapi
+
+format: $(STAMP) ## Apply ruff's formatter and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove the virtualenv and caches (keeps .registry data)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: help install serve lint test bench openapi format clean

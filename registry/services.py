@@ -1,0 +1,46 @@
+"""The running service's parts, built once by the composition root and shared by handlers."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from registry.db import DatabaseError
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    import asyncpg
+
+    from keys import KeyRing
+    from registry.http.security import RateLimiter
+    from registry.settings import Settings
+
+
+@dataclass(kw_only=True)
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    keyring: KeyRing
+    limiter: RateLimiter
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            conn = await self.pool.acquire(timeout=self.settings.db_acquire_timeout)
+        except TimeoutError as exc:
+            msg = "no database connection became free in time"
+            raise DatabaseError(msg) from exc
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction; everything in it commits or nothing does."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn

@@ -1,0 +1,199 @@
+"""Service settings: one typed object, loaded once at start and injected.
+
+Values come from ``REGISTRY_*`` environment variables, optionally on top of a TOML file named
+by ``REGISTRY_CONFIG_FILE`` (environment wins). Nothing here runs at import time; tests build
+``Settings`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+PREFIX = "REGISTRY_"
+_MAX_PORT = 65535
+_MAX_JSON_DEPTH = 256
+_MIN_JSON_DEPTH = 2
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says what is expected."""
+
+    code = "settings_invalid"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # Storage
+    database_url: str | None = None
+    """PostgreSQL URL. Unset: run an embedded PostgreSQL in ``data_dir``."""
+    data_dir: Path = Path(".registry")
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    db_acquire_timeout: float = 5.0
+    db_connect_attempts: int = 10
+    """Connection attempts at start, one second apart, before giving up."""
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    issuer: str | None = None
+    """Public base URL, used as ``iss`` and in status list URIs. Default: http://host:port."""
+    max_json_bytes: int = 1_048_576
+    max_upload_bytes: int = 26_214_400
+    max_json_depth: int = 32
+    rate_limit_per_minute: int = 1200
+    """Per API client (or per address for public endpoints), per service process."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    # Keys
+    master_key: str | None = None
+    """AES-256 key (base64url of 32 bytes) that encrypts private keys at rest."""
+    signing_alg: Literal["EdDSA", "ES256"] = "EdDSA"
+    key_refresh_interval: float = 5.0
+    bootstrap_admin_key: str | None = None
+    c2pa_cert_chain: Path | None = None
+    c2pa_private_key: Path | None = None
+    c2pa_anchor: Path | None = None
+    c2pa_thumbnails: bool = False
+
+    # Verification
+    trust_anchors: Path | None = None
+    """PEM bundle of C2PA trust anchors (our own anchor is always added)."""
+    max_image_pixels: int = 40_000_000
+    max_image_bytes: int = 26_214_400
+
+    # Consent
+    token_default_ttl: int = 900
+    token_max_ttl: int = 3600
+    max_consent_validity_days: int = 3650
+
+    # Moderation
+    policy_file: Path | None = None
+
+    # Audit
+    checkpoint_interval: float = 300.0
+
+    @property
+    def public_issuer(self) -> str:
+        return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to log: secrets replaced, URL passwords hidden."""
+        out = msgspec.to_builtins(self, enc_hook=str)
+        for secret in ("master_key", "bootstrap_admin_key"):
+            if out.get(secret):
+                out[secret] = "***"
+        if self.database_url:
+            parts = urlsplit(self.database_url)
+            if parts.password:
+                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+                out["database_url"] = parts._replace(netloc=netloc).geturl()
+        return out
+
+
+def _validate(s: Settings) -> None:
+    if s.database_url is not None:
+        parts = urlsplit(s.database_url)
+        if parts.scheme not in {"postgresql", "postgres"}:
+            msg = "REGISTRY_DATABASE_URL must be a postgresql:// URL"
+            raise SettingsError(msg)
+        if not (parts.hostname or "host=" in parts.query):
+            msg = "REGISTRY_DATABASE_URL names no host (postgresql://user@host:5432/dbname)"
+            raise SettingsError(msg)
+    if s.issuer is not None:
+        parts = urlsplit(s.issuer)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            msg = "REGISTRY_ISSUER must be an absolute http(s) URL such as https://registry.example"
+            raise SettingsError(msg)
+    checks: list[tuple[str, bool]] = [
+        ("REGISTRY_PORT must be 1..65535", 0 < s.port <= _MAX_PORT),
+        ("REGISTRY_WORKERS must be >= 1", s.workers >= 1),
+        (
+            "REGISTRY_DB_POOL_MIN must be >= 1 and <= REGISTRY_DB_POOL_MAX",
+            1 <= s.db_pool_min <= s.db_pool_max,
+        ),
+        ("REGISTRY_DB_CONNECT_ATTEMPTS must be >= 1", s.db_connect_attempts >= 1),
+        (
+            "REGISTRY_TOKEN_DEFAULT_TTL must be 1..REGISTRY_TOKEN_MAX_TTL",
+            0 < s.token_default_ttl <= s.token_max_ttl,
+        ),
+        (
+            "REGISTRY_MAX_JSON_DEPTH must be 2..256",
+            _MIN_JSON_DEPTH <= s.max_json_depth <= _MAX_JSON_DEPTH,
+        ),
+        ("REGISTRY_RATE_LIMIT_PER_MINUTE must be >= 1", s.rate_limit_per_minute >= 1),
+        ("REGISTRY_CHECKPOINT_INTERVAL must be > 0", s.checkpoint_interval > 0),
+        (
+            "REGISTRY_C2PA_CERT_CHAIN and REGISTRY_C2PA_PRIVATE_KEY go together",
+            (s.c2pa_cert_chain is None) == (s.c2pa_private_key is None),
+        ),
+    ]
+    for message, ok in checks:
+        if not ok:
+            raise SettingsError(message)
+    for name in (
+        "trust_anchors",
+        "policy_file",
+        "c2pa_cert_chain",
+        "c2pa_private_key",
+        "c2pa_anchor",
+    ):
+        path = getattr(s, name)
+        if path is not None and not Path(path).is_file():
+            msg = f"{PREFIX}{name.upper()} names {path}, which is not a readable file"
+            raise SettingsError(msg)
+
+
+def _decode_path(type_: type, value: Any) -> Any:
+    if type_ is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment (and the TOML file it may name)."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    config_file = env.get(f"{PREFIX}CONFIG_FILE")
+    if config_file:
+        try:
+            raw.update(tomllib.loads(Path(config_file).read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            msg = f"{PREFIX}CONFIG_FILE {config_file}: {exc}"
+            raise SettingsError(msg) from exc
+    fields = {f.name for f in msgspec.structs.fields(Settings)}
+    for key, value in env.items():
+        if not key.startswith(PREFIX) or key == f"{PREFIX}CONFIG_FILE":
+            continue
+        name = key.removeprefix(PREFIX).lower()
+        if name in fields:
+            raw[name] = value
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        msg = f"unknown setting(s) in {PREFIX}CONFIG_FILE: {', '.join(unknown)}"
+        raise SettingsError(msg)
+    try:
+        # strict=False lets "8000" from the environment become an int, "true" a bool.
+        return msgspec.convert(raw, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as exc:
+        path = str(exc).rsplit("at `$.", 1)
+        where = f" ({PREFIX}{path[1].rstrip('`').upper()})" if len(path) == 2 else ""  # noqa: PLR2004
+        msg = f"invalid setting{where}: {exc}"
+        raise SettingsError(msg) from exc
