@@ -10,6 +10,7 @@ from keys.errors import (
     KeysError,
     MalformedJWS,
     MasterKeyInvalid,
+    NoActiveKey,
     RotationInProgress,
     SignatureInvalid,
     TypMismatch,
@@ -25,6 +26,8 @@ from keys.jws import (
     sign_compact,
     verify_compact,
 )
+from keys.master import MasterKey
+from keys.ring import KeyRing, KeyRingSettings, Rotation
 from keys.signer import Alg, LocalSigner, Signer
 
 __all__ = [
@@ -34,11 +37,16 @@ __all__ = [
     "CritUnsupported",
     "InvalidJWK",
     "KeyDecryptionFailed",
+    "KeyRing",
+    "KeyRingSettings",
     "KeysError",
     "LocalSigner",
     "MalformedJWS",
+    "MasterKey",
     "MasterKeyInvalid",
+    "NoActiveKey",
     "PublicKey",
+    "Rotation",
     "RotationInProgress",
     "SignatureInvalid",
     "Signer",

@@ -3,10 +3,6 @@
 Messages describe what was wrong with an input, never the key material involved.
 """
 
-# The class names are the package's published API (other floors match on them), so they keep
-# their domain names rather than an "Error" suffix.
-# ruff: noqa: N818
-
 from __future__ import annotations
 
 
@@ -78,3 +74,9 @@ class RotationInProgress(KeysError):
     """Another rotation holds the rotation lock."""
 
     code = "rotation_in_progress"
+
+
+class NoActiveKey(KeysError):
+    """The key ring has no active key: it was not started, or the table was emptied."""
+
+    code = "no_active_key"
