@@ -1,0 +1,97 @@
+"""Strict JSON for signed documents: one reading of the bytes, or an error with a code.
+
+A signed document must mean one thing to every reader. JSON parsers disagree on duplicate
+member names (first wins, last wins, error), so duplicates are refused at any depth, as are
+non-standard constants, nesting beyond a limit, unknown members and loose types.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from registry.consent.errors import (
+    DuplicateKeyError,
+    InvalidTypeError,
+    InvalidValueError,
+    MalformedJsonError,
+    MissingFieldError,
+    TooDeepError,
+    UnknownFieldError,
+)
+
+__all__ = ["parse_strict_json"]
+
+T = TypeVar("T")
+
+# msgspec words a wrong JSON type as "Expected `str`, got `int`"; other failures are values.
+_TYPE_MISMATCH = re.compile(r"Expected `[^`]+`, got `")
+
+
+def parse_strict_json(data: bytes, type_: type[T], *, max_depth: int = 32) -> T:
+    """Decode UTF-8 JSON ``data`` into ``type_`` (usually a Struct that forbids unknown fields).
+
+    Raises malformed_json, duplicate_key, too_deep, unknown_field, missing_field,
+    invalid_type or invalid_value.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJsonError("JSON must be UTF-8") from None
+    try:
+        tree = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError:
+        raise TooDeepError(f"JSON nests deeper than {max_depth} levels") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedJsonError(f"not valid JSON: {exc.msg} at offset {exc.pos}") from None
+    if _exceeds_depth(tree, max_depth):
+        raise TooDeepError(f"JSON nests deeper than {max_depth} levels")
+    try:
+        return msgspec.json.decode(data, type=type_, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        # The standard library accepted it, so this is a value msgspec reads more strictly.
+        raise MalformedJsonError(f"not valid JSON: {exc}") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise DuplicateKeyError(f"member {name[:64]!r} appears more than once")
+        result[name] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedJsonError(f"JSON does not allow {name}")
+
+
+def _exceeds_depth(tree: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(tree, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _validation_error(text: str) -> Exception:
+    if text.startswith("Object contains unknown field"):
+        return UnknownFieldError(text)
+    if text.startswith("Object missing required field"):
+        return MissingFieldError(text)
+    if _TYPE_MISMATCH.match(text):
+        return InvalidTypeError(text)
+    return InvalidValueError(text)

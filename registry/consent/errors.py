@@ -1,0 +1,255 @@
+"""Errors of the consent domain, each with a stable ``code`` and a ``kind``.
+
+``kind`` is one of ``invalid``, ``forbidden``, ``not_found`` and ``conflict``: the shell maps
+kinds to HTTP statuses once, so it never needs to know the individual classes. Messages say
+what was wrong with the input; they never echo key material or personal data.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, TypeAlias
+
+Kind: TypeAlias = Literal["invalid", "forbidden", "not_found", "conflict"]
+
+
+class ConsentError(Exception):
+    """Base of every error raised by ``registry.consent``."""
+
+    code: ClassVar[str] = "consent_error"
+    kind: ClassVar[Kind] = "invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# Strict JSON (any inbound document or body).
+
+
+class MalformedJsonError(ConsentError):
+    """Not UTF-8 JSON, or JSON with non-standard constants (NaN, Infinity)."""
+
+    code = "malformed_json"
+
+
+class DuplicateKeyError(ConsentError):
+    """An object names the same member twice, at any depth."""
+
+    code = "duplicate_key"
+
+
+class TooDeepError(ConsentError):
+    """Arrays and objects nest deeper than allowed."""
+
+    code = "too_deep"
+
+
+class UnknownFieldError(ConsentError):
+    """An object carries a member the format does not define."""
+
+    code = "unknown_field"
+
+
+class MissingFieldError(ConsentError):
+    """A required member is absent."""
+
+    code = "missing_field"
+
+
+class InvalidTypeError(ConsentError):
+    """A member has the wrong JSON type."""
+
+    code = "invalid_type"
+
+
+class InvalidValueError(ConsentError):
+    """A member has the right type but a value outside its constraints."""
+
+    code = "invalid_value"
+
+
+# Consent forms: the JWS envelope and the signer's key.
+
+
+class FormMalformedError(ConsentError):
+    """The form is not a well-formed compact JWS of type ``consent-form+jws``."""
+
+    code = "form_malformed"
+
+
+class AlgorithmNotAllowedError(ConsentError):
+    """The JWS algorithm is not allowed, or does not fit the signer's key."""
+
+    code = "algorithm_not_allowed"
+
+
+class FormSignatureInvalidError(ConsentError):
+    """The signature does not verify over the signed bytes with the signer's key."""
+
+    code = "form_signature_invalid"
+
+
+class SignerUnknownError(ConsentError):
+    """The header names no usable key: no kid/x5c/jwk, or a kid that is not enrolled."""
+
+    code = "signer_unknown"
+
+
+class SignerAmbiguousError(ConsentError):
+    """The header names its key in more than one way (kid, x5c, jwk); exactly one must apply."""
+
+    code = "signer_ambiguous"
+
+
+class SignerKeyInvalidError(ConsentError):
+    """The signer's key is malformed, private, or of a type or size we do not accept."""
+
+    code = "signer_key_invalid"
+
+
+class SignerUntrustedError(ConsentError):
+    """The ``x5c`` chain does not verify to a configured consent-signer anchor."""
+
+    code = "signer_untrusted"
+
+
+class SignerKeyMismatchError(ConsentError):
+    """The enrolled key belongs to another subject or role than the form names."""
+
+    code = "signer_key_mismatch"
+
+
+# Consent forms: the payload.
+
+
+class VersionUnsupportedError(ConsentError):
+    """The form's ``version`` is not one this service understands."""
+
+    code = "version_unsupported"
+
+
+class TemplateUnknownError(ConsentError):
+    """The form names a consent template that is not registered."""
+
+    code = "template_unknown"
+
+
+class TemplateHashMismatchError(ConsentError):
+    """The form's template hash differs from the registered text's SHA-256."""
+
+    code = "template_hash_mismatch"
+
+
+class UseUnknownError(ConsentError):
+    """A use is not in the controlled vocabulary."""
+
+    code = "use_unknown"
+
+
+class UsesDuplicateError(ConsentError):
+    """A list of uses names the same use twice."""
+
+    code = "uses_duplicate"
+
+
+class UsesOverlapError(ConsentError):
+    """A use is both permitted and prohibited."""
+
+    code = "uses_overlap"
+
+
+class UseNotOfferedError(ConsentError):
+    """A permitted use is not among the uses the template offers."""
+
+    code = "use_not_offered"
+
+
+class UsesNotPermittedError(ConsentError):
+    """Requested uses fall outside what the consent permits."""
+
+    code = "uses_not_permitted"
+
+
+class ValidityInvalidError(ConsentError):
+    """The validity window is empty, or the signing time lies in the future."""
+
+    code = "validity_invalid"
+
+
+class ValidityTooLongError(ConsentError):
+    """The validity window is longer than the configured maximum."""
+
+    code = "validity_too_long"
+
+
+class ValidityExpiredError(ConsentError):
+    """The validity window has already ended."""
+
+    code = "validity_expired"
+
+
+class AssetInvalidError(ConsentError):
+    """An asset hash is not 64 lowercase hex digits, or an asset is listed twice."""
+
+    code = "asset_invalid"
+
+
+# Withdrawal.
+
+
+class WithdrawalMalformedError(ConsentError):
+    """The withdrawal is not a well-formed ``consent-withdrawal+jws`` with a valid payload."""
+
+    code = "withdrawal_malformed"
+
+
+class WithdrawalInvalidError(ConsentError):
+    """The withdrawal is not signed by the consent's own signer key."""
+
+    code = "withdrawal_invalid"
+    kind = "forbidden"
+
+
+class WithdrawalMismatchError(ConsentError):
+    """The withdrawal names a different consent."""
+
+    code = "withdrawal_mismatch"
+
+
+class WithdrawalTimeInvalidError(ConsentError):
+    """The withdrawal's ``withdrawn_at`` lies in the future."""
+
+    code = "withdrawal_time_invalid"
+
+
+# Tokens.
+
+
+class TtlInvalidError(ConsentError):
+    """A token lifetime must be positive."""
+
+    code = "ttl_invalid"
+
+
+# Record state, raised by the storage layer built on this package.
+
+
+class ConsentNotFoundError(ConsentError):
+    """No such consent record for this tenant (another tenant's record reads as absent)."""
+
+    code = "consent_not_found"
+    kind = "not_found"
+
+
+class GrantMissingError(ConsentError):
+    """The client holds no grant for this consent."""
+
+    code = "grant_missing"
+    kind = "forbidden"
+
+
+class ConsentNotActiveError(ConsentError):
+    """The consent is withdrawn, erased or expired, so it cannot issue tokens."""
+
+    code = "consent_not_active"
+    kind = "conflict"
