@@ -105,9 +105,8 @@ async def append(
         msg = "audit.append must run inside the transaction that makes the change"
         raise RuntimeError(msg)
     body = dict(payload or {})
-    head = await conn.fetchrow("SELECT seq, hash FROM audit_head FOR UPDATE")
-    seq = head["seq"] + 1
-    prev: bytes = head["hash"]
+    head_seq, prev = await _head(conn, lock=True)
+    seq = head_seq + 1
     # Microsecond precision: the same value PostgreSQL stores, so verification recomputes it.
     now = datetime.now(UTC)
     digest = chain_hash(
@@ -152,6 +151,14 @@ async def append(
     )
 
 
+async def _head(conn: asyncpg.Connection, *, lock: bool = False) -> tuple[int, bytes]:
+    row = await conn.fetchrow("SELECT seq, hash FROM audit_head" + (" FOR UPDATE" if lock else ""))
+    if row is None:
+        msg = "audit_head is missing: the database was not migrated by this service"
+        raise RuntimeError(msg)
+    return int(row["seq"]), bytes(row["hash"])
+
+
 def _event(row: asyncpg.Record) -> AuditEvent:
     return AuditEvent(
         seq=row["seq"],
@@ -192,16 +199,16 @@ async def make_checkpoint(
     conn: asyncpg.Connection, signer: JwsSigner, *, issuer: str
 ) -> Checkpoint | None:
     """Sign the current head unless the latest checkpoint already covers it."""
-    head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
+    head_seq, head_hash = await _head(conn)
     latest = await conn.fetchval("SELECT max(tree_size) FROM audit_checkpoints")
-    if head["seq"] == 0 or (latest is not None and latest >= head["seq"]):
+    if head_seq == 0 or (latest is not None and latest >= head_seq):
         return None
     now = datetime.now(UTC)
-    head_hex = bytes(head["hash"]).hex()
+    head_hex = head_hash.hex()
     jws = signer.sign_jws(
         {
             "iss": issuer,
-            "tree_size": head["seq"],
+            "tree_size": head_seq,
             "head": head_hex,
             "iat": int(now.timestamp()),
         },
@@ -210,14 +217,14 @@ async def make_checkpoint(
     inserted = await conn.fetchval(
         "INSERT INTO audit_checkpoints (tree_size, head_hash, created_at, jws)"
         " VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING RETURNING tree_size",
-        head["seq"],
-        head["hash"],
+        head_seq,
+        head_hash,
         now,
         jws,
     )
     if inserted is None:  # another process signed the same head a moment ago
         return None
-    return Checkpoint(tree_size=head["seq"], head_hash=head_hex, created_at=now, checkpoint=jws)
+    return Checkpoint(tree_size=head_seq, head_hash=head_hex, created_at=now, checkpoint=jws)
 
 
 async def latest_checkpoint(conn: asyncpg.Connection) -> Checkpoint | None:

@@ -7,14 +7,18 @@ hands them inside its transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +130,11 @@ def start_embedded(data_dir: Path) -> str:
     pgserver counts the processes using a data directory and stops the server when the last
     one exits, so several service processes on one machine can share it.
     """
-    import pgserver  # noqa: PLC0415 - heavy import, only when embedded mode is used
+    from pgserver.postgres_server import get_server  # noqa: PLC0415 - heavy, embedded mode only
 
     pgdata = data_dir / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     return str(server.get_uri())
 
 
@@ -188,3 +192,19 @@ async def create_pool(
                 await asyncio.sleep(retry_delay)
     msg = f"cannot connect to the database after {connect_attempts} attempt(s): {last}"
     raise DatabaseError(msg) from last
+
+
+@contextlib.asynccontextmanager
+async def acquire(pool: asyncpg.Pool, *, timeout: float) -> AsyncIterator[asyncpg.Connection]:
+    """One pooled connection, or DatabaseError when none frees up within ``timeout``."""
+    try:
+        proxy = await pool.acquire(timeout=timeout)
+    except TimeoutError as exc:
+        msg = "no database connection became free in time"
+        raise DatabaseError(msg) from exc
+    try:
+        # The pool hands out proxies that forward every Connection method; domain code is
+        # typed against Connection, so the cast lives here once.
+        yield cast("asyncpg.Connection", proxy)
+    finally:
+        await pool.release(proxy)

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from registry.db import DatabaseError
+from registry import db
 
 if TYPE_CHECKING:
     import asyncio
@@ -29,15 +29,8 @@ class Services:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            conn = await self.pool.acquire(timeout=self.settings.db_acquire_timeout)
-        except TimeoutError as exc:
-            msg = "no database connection became free in time"
-            raise DatabaseError(msg) from exc
-        try:
+        async with db.acquire(self.pool, timeout=self.settings.db_acquire_timeout) as conn:
             yield conn
-        finally:
-            await self.pool.release(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -96,7 +96,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     def redacted(self) -> dict[str, Any]:
         """Settings safe to log: secrets replaced, URL passwords hidden."""
-        out = msgspec.to_builtins(self, enc_hook=str)
+        out: dict[str, Any] = msgspec.to_builtins(self, enc_hook=str)
         for secret in ("master_key", "bootstrap_admin_key"):
             if out.get(secret):
                 out[secret] = "***"

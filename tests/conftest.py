@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from litestar.testing import AsyncTestClient
 
 from registry import db
+from registry.app import create_app
+from tests.support import ADMIN_KEY, bearer, make_settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+    from registry.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -37,15 +43,20 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def pg_server_url() -> str:
     """URL of a server where the tests may create databases."""
     external = os.environ.get("REGISTRY_TEST_DATABASE_URL") or os.environ.get(
         "REGISTRY_DATABASE_URL"
     )
     if external:
         return external
-    # A short path: PostgreSQL's unix socket path must stay under 107 bytes.
-    return db.start_embedded(tmp_path_factory.mktemp("pg"))
+    import pgserver
+
+    # Not under pytest's basetemp: pytest prunes older basetemps, which would delete the data
+    # directory of a server another pytest run on this machine is still using. A short path
+    # also keeps PostgreSQL's unix socket path under its 107-byte limit.
+    pgdata = Path(tempfile.mkdtemp(prefix="registry-test-pg-"))
+    return str(pgserver.get_server(pgdata, cleanup_mode="delete").get_uri())
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +110,38 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await db.create_pool(database_url, min_size=1, max_size=4)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    """Service settings on this test's database, with real generated keys."""
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def client(settings) -> AsyncIterator[AsyncTestClient]:
+    """The whole service (lifespan included) behind an in-process HTTP client."""
+    async with AsyncTestClient(app=create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return bearer(ADMIN_KEY)
+
+
+@pytest.fixture
+def make_client(client, admin):
+    """Create an API client through the admin API; returns (client_id, headers)."""
+
+    async def make(*roles: str, tenant: str = "acme", name: str = "test client"):
+        response = await client.post(
+            "/v1/admin/clients",
+            json={"name": name, "roles": list(roles), "tenant": tenant},
+            headers=admin,
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return body["client_id"], bearer(body["api_key"])
+
+    return make

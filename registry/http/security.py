@@ -11,7 +11,6 @@ from registry import auth
 from registry.errors import RateLimited
 
 if TYPE_CHECKING:
-
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
 
@@ -72,4 +71,4 @@ def current_client(connection: ASGIConnection[Any, Any, Any, Any]) -> auth.Clien
     return client
 
 
-BEARER = [{"apiKey": []}]
+BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]

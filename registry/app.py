@@ -1,0 +1,185 @@
+"""Composition root: builds the service's parts from settings and wires them into Litestar."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+
+import keys
+from registry import audit, auth, db
+from registry.errors import RegistryError
+from registry.http import problems
+from registry.http.audit import AuditController
+from registry.http.clients import ClientsController
+from registry.http.keys import KeysController
+from registry.http.observability import MetricsController, prometheus, request_id_middleware
+from registry.http.security import RateLimiter
+from registry.http.system import SystemController
+from registry.services import Services
+from registry.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+def resolve_master_key(settings: Settings) -> keys.MasterKey:
+    """The key that encrypts private keys at rest; generated only for embedded development."""
+    if settings.master_key:
+        try:
+            return keys.MasterKey.from_text(settings.master_key)
+        except keys.MasterKeyInvalid as exc:
+            msg = f"REGISTRY_MASTER_KEY: {exc}"
+            raise SettingsError(msg) from None
+    if not settings.embedded_database:
+        msg = (
+            "REGISTRY_MASTER_KEY is required with an external database, so every service "
+            "process can decrypt the shared signing keys (generate one with "
+            "`registry keys new-master-key`)"
+        )
+        raise SettingsError(msg)
+    path = settings.data_dir / "master.key"
+    key, created = keys.MasterKey.load_or_create(path)
+    log.warning(
+        "development setup: the master key %s %s; set REGISTRY_MASTER_KEY in production",
+        "was generated into" if created else "is read from",
+        path,
+    )
+    return key
+
+
+async def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return await asyncio.to_thread(db.start_embedded, settings.data_dir.resolve())
+
+
+async def _checkpoint_loop(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.checkpoint_interval)
+        try:
+            async with services.transaction() as conn:
+                made = await audit.make_checkpoint(
+                    conn, services.keyring, issuer=services.settings.public_issuer
+                )
+            if made:
+                log.info("signed audit checkpoint at tree size %d", made.tree_size)
+        except (db.DatabaseError, OSError) as exc:
+            log.warning("audit checkpoint skipped: %s", type(exc).__name__)
+
+
+async def build_services(settings: Settings) -> Services:
+    """Connect, migrate and load keys: everything the handlers need, or a clear failure."""
+    master_key = resolve_master_key(settings)
+    url = await resolve_database_url(settings)
+    pool = await db.create_pool(
+        url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        connect_attempts=settings.db_connect_attempts,
+    )
+    try:
+        async with db.acquire(pool, timeout=settings.db_acquire_timeout) as conn:
+            await db.migrate(conn)
+        keyring = keys.KeyRing(
+            pool=pool,
+            master_key=master_key,
+            settings=keys.KeyRingSettings(
+                alg=settings.signing_alg,
+                max_token_ttl=timedelta(seconds=settings.token_max_ttl),
+                refresh_interval=settings.key_refresh_interval,
+            ),
+        )
+        await keyring.start()
+        services = Services(
+            settings=settings,
+            pool=pool,
+            keyring=keyring,
+            limiter=RateLimiter(settings.rate_limit_per_minute),
+        )
+        if settings.bootstrap_admin_key:
+            async with services.transaction() as conn:
+                created = await auth.ensure_bootstrap_admin(conn, settings.bootstrap_admin_key)
+                if created:
+                    await audit.append(
+                        conn,
+                        actor="system",
+                        tenant=created.client.tenant,
+                        action="client.created",
+                        subject_type="api_client",
+                        subject_id=created.client.client_id,
+                        payload={
+                            "tenant": created.client.tenant,
+                            "roles": ["admin"],
+                            "bootstrap": True,
+                        },
+                    )
+    except BaseException:
+        await pool.close()
+        raise
+    return services
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The Litestar application for these settings; parts are built in its lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        services.background.append(asyncio.create_task(_checkpoint_loop(services)))
+        log.info("registry ready at %s", settings.public_issuer)
+        try:
+            yield
+        finally:
+            for task in services.background:
+                task.cancel()
+            await asyncio.gather(*services.background, return_exceptions=True)
+            await services.pool.close()
+
+    domain_errors: tuple[type[Exception], ...] = (RegistryError, keys.KeysError)
+    return Litestar(
+        route_handlers=[
+            SystemController,
+            KeysController,
+            ClientsController,
+            AuditController,
+            MetricsController,
+        ],
+        lifespan=[lifespan],
+        middleware=[request_id_middleware, prometheus.middleware],
+        exception_handlers=problems.handlers(domain_errors),
+        request_max_body_size=settings.max_upload_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Consent and provenance registry",
+            version=VERSION,
+            description=(
+                "Signed consent tokens for reference photos, C2PA provenance for generated "
+                "images, and a fail-closed publish gate. Errors are RFC 9457 problem documents "
+                "with a stable `code`."
+            ),
+            path="/schema",
+        ),
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for ASGI servers (``uvicorn --factory registry.app:app_from_env``)."""
+    from registry import logs, settings  # noqa: PLC0415 - only when run as a server
+
+    loaded = settings.load()
+    logs.configure(loaded.log_level, json_lines=loaded.log_json)
+    return create_app(loaded)
+
+
+__all__: list[Any] = ["app_from_env", "build_services", "create_app"]

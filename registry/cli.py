@@ -1,0 +1,305 @@
+"""The ``registry`` command: run the service and operate it.
+
+Exit codes: 0 success, 1 a check failed (e.g. the audit chain is broken), 2 a usage,
+configuration or connection error (the message says which setting or what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from registry import settings as settings_module
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from registry.services import Services
+    from registry.settings import Settings
+
+
+class CommandError(Exception):
+    """A failure the user can act on; printed without a traceback."""
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")
+
+
+async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+    from registry.app import build_services  # noqa: PLC0415 - keeps `--help` fast
+
+    services = await build_services(settings)
+    try:
+        return await work(services)
+    finally:
+        await services.pool.close()
+
+
+def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    async def preflight(_: Services) -> int:
+        return 0
+
+    # Connect, migrate and load keys once before the server forks workers, so a bad setting
+    # or an unreachable database ends here with a clear message instead of a worker traceback.
+    asyncio.run(_with_services(settings, preflight))
+    uvicorn.run(
+        "registry.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        timeout_graceful_shutdown=20,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from registry import db  # noqa: PLC0415
+
+    async def run() -> int:
+        from registry.app import resolve_database_url  # noqa: PLC0415
+
+        url = await resolve_database_url(settings)
+        pool = await db.create_pool(
+            url, min_size=1, max_size=1, connect_attempts=settings.db_connect_attempts
+        )
+        try:
+            async with db.acquire(pool, timeout=settings.db_acquire_timeout) as conn:
+                applied = await db.migrate(conn)
+        finally:
+            await pool.close()
+        sys.stdout.write(
+            f"applied {len(applied)} migration(s): {', '.join(applied)}\n"
+            if applied
+            else "database is up to date\n"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_keys_rotate(settings: Settings, _: argparse.Namespace) -> int:
+    from registry import audit  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        async with services.transaction() as conn:
+            rotation = await services.keyring.rotate(conn)
+            await audit.append(
+                conn,
+                actor="cli",
+                tenant=None,
+                action="keys.rotated",
+                subject_type="signing_key",
+                subject_id=rotation.activated_kid,
+                payload={
+                    "activated_kid": rotation.activated_kid,
+                    "retiring_kid": rotation.retiring_kid,
+                    "next_kid": rotation.next_kid,
+                },
+            )
+        _print_json(rotation)
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_new_master_key(_: Settings | None, __: argparse.Namespace) -> int:
+    import keys  # noqa: PLC0415
+
+    sys.stdout.write(keys.MasterKey.generate().to_text() + "\n")
+    return 0
+
+
+def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
+    from registry import audit, auth  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        async with services.transaction() as conn:
+            new = await auth.create_client(
+                conn, name=args.name, roles=args.role, tenant=args.tenant
+            )
+            await audit.append(
+                conn,
+                actor="cli",
+                tenant=new.client.tenant,
+                action="client.created",
+                subject_type="api_client",
+                subject_id=new.client.client_id,
+                payload={
+                    "tenant": new.client.tenant,
+                    "roles": sorted(r.value for r in new.client.roles),
+                },
+            )
+        _print_json(
+            {
+                "client_id": new.client.client_id,
+                "name": new.client.name,
+                "tenant": new.client.tenant,
+                "roles": sorted(r.value for r in new.client.roles),
+                "api_key": new.api_key,
+            }
+        )
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_new_api_key(_: Settings | None, __: argparse.Namespace) -> int:
+    from registry import auth  # noqa: PLC0415
+
+    sys.stdout.write(auth.generate_api_key() + "\n")
+    return 0
+
+
+def cmd_audit_verify(settings: Settings, _: argparse.Namespace) -> int:
+    from registry import audit  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        async with services.connection() as conn:
+            report = await audit.verify_chain(conn)
+        if report.ok:
+            cp = report.checkpoint_size
+            sys.stdout.write(
+                f"audit chain OK: {report.size} event(s)"
+                + (f", consistent with checkpoint at {cp}" if cp else ", no checkpoint yet")
+                + "\n"
+            )
+            return 0
+        sys.stdout.write(f"audit chain BROKEN at event {report.first_bad_seq}: {report.problem}\n")
+        return 1
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_audit_checkpoint(settings: Settings, _: argparse.Namespace) -> int:
+    from registry import audit  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        async with services.transaction() as conn:
+            made = await audit.make_checkpoint(
+                conn, services.keyring, issuer=services.settings.public_issuer
+            )
+            latest = made or await audit.latest_checkpoint(conn)
+        _print_json(latest)
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_openapi(_: Settings | None, args: argparse.Namespace) -> int:
+    from registry.app import create_app  # noqa: PLC0415
+    from registry.http import openapi  # noqa: PLC0415
+    from registry.settings import Settings  # noqa: PLC0415
+
+    # The schema depends on routes only, never on deployment settings.
+    text = openapi.render(create_app(Settings()))
+    target = Path(args.output)
+    if args.check:
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current != text:
+            sys.stderr.write(f"{target} is stale: run `registry openapi` and commit it\n")
+            return 1
+        sys.stdout.write(f"{target} is current\n")
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    sys.stdout.write(f"wrote {target}\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="registry", description="Consent and provenance registry service."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP service").set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    keys_p = sub.add_parser("keys", help="token-signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys_p.add_parser("rotate", help="rotate the token-signing key").set_defaults(
+        func=cmd_keys_rotate
+    )
+    keys_p.add_parser(
+        "new-master-key", help="print a fresh REGISTRY_MASTER_KEY value"
+    ).set_defaults(func=cmd_new_master_key, needs_settings=False)
+
+    clients_p = sub.add_parser("clients", help="API clients").add_subparsers(
+        dest="clients_command", required=True
+    )
+    create = clients_p.add_parser("create", help="create a client and print its API key")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="admin, uploader, generator, publisher or reviewer (repeatable)",
+    )
+    create.add_argument("--tenant", default="default")
+    create.set_defaults(func=cmd_clients_create)
+    clients_p.add_parser(
+        "new-key", help="print a fresh API key (e.g. for REGISTRY_BOOTSTRAP_ADMIN_KEY)"
+    ).set_defaults(func=cmd_new_api_key, needs_settings=False)
+
+    audit_p = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit_p.add_parser(
+        "verify", help="recompute the hash chain and compare checkpoints"
+    ).set_defaults(func=cmd_audit_verify)
+    audit_p.add_parser("checkpoint", help="sign a checkpoint of the current head").set_defaults(
+        func=cmd_audit_checkpoint
+    )
+
+    oa = sub.add_parser("openapi", help="export the OpenAPI document")
+    oa.add_argument("--output", default="openapi/openapi.json")
+    oa.add_argument("--check", action="store_true", help="fail when the file is stale")
+    oa.set_defaults(func=cmd_openapi, needs_settings=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import keys  # noqa: PLC0415
+    from registry import db, logs  # noqa: PLC0415
+    from registry.errors import RegistryError  # noqa: PLC0415
+    from registry.settings import SettingsError  # noqa: PLC0415
+
+    try:
+        settings = None
+        if getattr(args, "needs_settings", True):
+            settings = settings_module.load()
+            logs.configure(settings.log_level, json_lines=settings.log_json)
+        code: int = args.func(settings, args)
+    except SettingsError as exc:
+        sys.stderr.write(f"registry: configuration error: {exc}\n")
+        return 2
+    except db.DatabaseError as exc:
+        sys.stderr.write(f"registry: database error: {exc}\n")
+        return 2
+    except keys.KeysError as exc:
+        sys.stderr.write(f"registry: key error ({exc.code}): {exc}\n")
+        return 2
+    except (RegistryError, CommandError) as exc:
+        sys.stderr.write(f"registry: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The audit log over HTTP: the public checkpoint and the admin event listing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from registry import audit
+from registry.auth import Role
+from registry.errors import NotFound
+from registry.http.security import BEARER, allow, services_of
+
+
+class AuditController(Controller):
+    path = "/v1/audit"
+    tags = ["audit"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @get(
+        "/checkpoint",
+        summary="Latest signed checkpoint of the audit log (public)",
+        description=(
+            "`checkpoint` is a compact JWS (`typ: audit-checkpoint+jwt`) over "
+            "`{iss, tree_size, head, iat}`, verifiable with the JWKS. Keep one: a later log "
+            "that does not extend it has been rewritten."
+        ),
+        cache=False,
+    )
+    async def checkpoint(self, request: Request[Any, Any, Any]) -> audit.Checkpoint:
+        services = services_of(request)
+        async with services.connection() as conn:
+            latest = await audit.latest_checkpoint(conn)
+        if latest is None:
+            msg = "no checkpoint has been signed yet"
+            raise NotFound(msg)
+        return latest
+
+    @post(
+        "/checkpoint",
+        summary="Sign a checkpoint of the current head now",
+        guards=[allow(Role.ADMIN)],
+        security=BEARER,
+        status_code=200,
+    )
+    async def sign_checkpoint(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        services = services_of(request)
+        async with services.transaction() as conn:
+            made = await audit.make_checkpoint(
+                conn, services.keyring, issuer=services.settings.public_issuer
+            )
+            latest = made or await audit.latest_checkpoint(conn)
+        if latest is None:
+            msg = "the audit log is empty; there is nothing to checkpoint"
+            raise NotFound(msg)
+        return Response(latest, status_code=201 if made else 200)
+
+    @get(
+        "/events",
+        summary="List audit events (admin)",
+        guards=[allow(Role.ADMIN)],
+        security=BEARER,
+    )
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        after: int = Parameter(default=0, ge=0, description="Return events after this seq"),
+        limit: int = Parameter(default=100, ge=1, le=1000),
+        subject_type: str | None = Parameter(default=None, max_length=100),
+        subject_id: str | None = Parameter(default=None, max_length=200),
+    ) -> dict[str, Any]:
+        services = services_of(request)
+        async with services.connection() as conn:
+            events = await audit.list_events(
+                conn, after=after, limit=limit, subject_type=subject_type, subject_id=subject_id
+            )
+        return {"events": events, "next_after": events[-1].seq if events else after}

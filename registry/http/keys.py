@@ -1,0 +1,79 @@
+"""Public key material (JWKS) and key rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import CacheControlHeader
+
+from registry import audit
+from registry.auth import Role
+from registry.http.security import BEARER, allow, current_client, services_of
+
+# Verifiers re-fetch within this window, which is far shorter than the time a new key is
+# published before it signs (a whole rotation period), so no verifier misses a key.
+JWKS_MAX_AGE = 300
+
+
+class RotationResult(msgspec.Struct, kw_only=True, frozen=True):
+    activated_kid: str
+    retiring_kid: str | None
+    next_kid: str
+    retire_after: str
+
+
+class KeysController(Controller):
+    tags = ["keys"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @get(
+        "/.well-known/jwks.json",
+        summary="Public keys that sign tokens, status lists, receipts and checkpoints",
+        cache_control=CacheControlHeader(max_age=JWKS_MAX_AGE, public=True),
+        media_type="application/jwk-set+json",
+    )
+    async def jwks(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        services = services_of(request)
+        await services.keyring.refresh()
+        return services.keyring.jwks()
+
+    @post(
+        "/v1/admin/keys/rotate",
+        summary="Rotate the token-signing key",
+        description=(
+            "The key published as `next` since the previous rotation starts signing; the "
+            "active key is kept in the JWKS until every token it signed has expired; a fresh "
+            "key is published as `next`. Concurrent rotations: one wins, the other gets 409."
+        ),
+        guards=[allow(Role.ADMIN)],
+        security=BEARER,
+        status_code=200,
+    )
+    async def rotate(self, request: Request[Any, Any, Any]) -> Response[RotationResult]:
+        services = services_of(request)
+        client = current_client(request)
+        async with services.transaction() as conn:
+            rotation = await services.keyring.rotate(conn)
+            await audit.append(
+                conn,
+                actor=client.client_id,
+                tenant=client.tenant,
+                action="keys.rotated",
+                subject_type="signing_key",
+                subject_id=rotation.activated_kid,
+                payload={
+                    "activated_kid": rotation.activated_kid,
+                    "retiring_kid": rotation.retiring_kid,
+                    "next_kid": rotation.next_kid,
+                },
+            )
+        await services.keyring.refresh(force=True)
+        return Response(
+            RotationResult(
+                activated_kid=rotation.activated_kid,
+                retiring_kid=rotation.retiring_kid,
+                next_kid=rotation.next_kid,
+                retire_after=rotation.retire_after.isoformat(),
+            )
+        )

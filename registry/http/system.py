@@ -1,0 +1,37 @@
+"""Health and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from registry import db
+from registry.http.security import services_of
+
+
+class SystemController(Controller):
+    tags = ["operations"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @get("/healthz", summary="Process is up", cache=False)
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", summary="Database reachable and migrations current", cache=False)
+    async def readyz(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        services = services_of(request)
+        try:
+            async with services.connection() as conn:
+                pending = await db.pending_migrations(conn)
+        except (db.DatabaseError, OSError) as exc:
+            return Response(
+                {"status": "unavailable", "database": type(exc).__name__},
+                status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        if pending:
+            return Response(
+                {"status": "migrations_pending", "pending": pending},
+                status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        return Response({"status": "ready"}, status_code=HTTP_200_OK)
