@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,7 +24,6 @@ from keys.signer import Alg, LocalSigner, Signer
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping
-    from datetime import datetime, timedelta
 
     import asyncpg
 
@@ -212,8 +212,6 @@ class KeyRing:
         return self._snapshot
 
     def _publish_for(self) -> timedelta:
-        from datetime import timedelta  # noqa: PLC0415 - only needed here, at rotation
-
         margin = timedelta(seconds=2 * self._settings.refresh_interval)
         return self._settings.max_token_ttl + margin
 
