@@ -88,7 +88,7 @@ async def build_services(settings: Settings) -> Services:
         connect_attempts=settings.db_connect_attempts,
     )
     try:
-        async with db.acquire(pool, timeout=settings.db_acquire_timeout) as conn:
+        async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
             await db.migrate(conn)
         keyring = keys.KeyRing(
             pool=pool,

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import asyncpg
 
 GENESIS = bytes(32)
+_HEAD = "SELECT seq, hash FROM audit_head"
+_HEAD_FOR_UPDATE = "SELECT seq, hash FROM audit_head FOR UPDATE"
 CHECKPOINT_TYP = "audit-checkpoint+jwt"
 
 

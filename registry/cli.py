@@ -76,7 +76,7 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
             url, min_size=1, max_size=1, connect_attempts=settings.db_connect_attempts
         )
         try:
-            async with db.acquire(pool, timeout=settings.db_acquire_timeout) as conn:
+            async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
                 applied = await db.migrate(conn)
         finally:
             await pool.close()

@@ -195,10 +195,10 @@ async def create_pool(
 
 
 @contextlib.asynccontextmanager
-async def acquire(pool: asyncpg.Pool, *, timeout: float) -> AsyncIterator[asyncpg.Connection]:
-    """One pooled connection, or DatabaseError when none frees up within ``timeout``."""
+async def acquire(pool: asyncpg.Pool, *, wait: float) -> AsyncIterator[asyncpg.Connection]:
+    """One pooled connection, or DatabaseError when none frees up within ``wait`` seconds."""
     try:
-        proxy = await pool.acquire(timeout=timeout)
+        proxy = await pool.acquire(timeout=wait)
     except TimeoutError as exc:
         msg = "no database connection became free in time"
         raise DatabaseError(msg) from exc

@@ -29,7 +29,7 @@ class Services:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        async with db.acquire(self.pool, timeout=self.settings.db_acquire_timeout) as conn:
+        async with db.acquire(self.pool, wait=self.settings.db_acquire_timeout) as conn:
             yield conn
 
     @contextlib.asynccontextmanager
