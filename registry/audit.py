@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 GENESIS = bytes(32)
 _HEAD = "SELECT seq, hash FROM audit_head"
 _HEAD_FOR_UPDATE = "SELECT seq, hash FROM audit_head FOR UPDATE"
+_HEAD = "SELECT seq, hash FROM audit_head"
+_HEAD_FOR_UPDATE = "SELECT seq, hash FROM audit_head FOR UPDATE"
 CHECKPOINT_TYP = "audit-checkpoint+jwt"
 
 
@@ -154,7 +156,7 @@ async def append(
 
 
 async def _head(conn: asyncpg.Connection, *, lock: bool = False) -> tuple[int, bytes]:
-    row = await conn.fetchrow("SELECT seq, hash FROM audit_head" + (" FOR UPDATE" if lock else ""))
+    row = await conn.fetchrow(_HEAD_FOR_UPDATE if lock else _HEAD)
     if row is None:
         msg = "audit_head is missing: the database was not migrated by this service"
         raise RuntimeError(msg)
