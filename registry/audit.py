@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 GENESIS = bytes(32)
 _HEAD = "SELECT seq, hash FROM audit_head"
 _HEAD_FOR_UPDATE = "SELECT seq, hash FROM audit_head FOR UPDATE"
-_HEAD = "SELECT seq, hash FROM audit_head"
-_HEAD_FOR_UPDATE = "SELECT seq, hash FROM audit_head FOR UPDATE"
 CHECKPOINT_TYP = "audit-checkpoint+jwt"
 
 
