@@ -1,0 +1,224 @@
+"""Safe decoding and perceptual hashing of every image that enters the service.
+
+Order of checks matters: byte cap, then the type the bytes are (never the name or the
+declared type), then the declared type against it, then the pixel count from the header,
+and only then the full decode. A file that declares 20,000 x 20,000 pixels is refused
+from its header, before Pillow allocates the pixel buffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import imagehash
+import msgspec
+from PIL import Image, UnidentifiedImageError
+
+from verifier.errors import (
+    ImageCorrupt,
+    ImageFormatNotAllowed,
+    ImageTooLarge,
+    ImageTooManyPixels,
+    ImageTypeMismatch,
+)
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "DecodedImage",
+    "HashVariants",
+    "Hashes",
+    "ImageLimits",
+    "decode",
+    "hamming",
+    "hash_variants",
+    "media_type_for_format",
+    "perceptual_hashes",
+    "sha256_hex",
+    "sniff_media_type",
+]
+
+DEFAULT_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})
+# Pillow format name for each media type we can recognise from magic bytes.
+_FORMATS: dict[str, str] = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+    "image/bmp": "BMP",
+    "image/tiff": "TIFF",
+    "image/heic": "HEIF",
+    "image/avif": "AVIF",
+}
+_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
+# Large enough that the 32x32 DCT of pHash sees the same content; JPEG draft mode then
+# decodes at 1/2, 1/4 or 1/8 scale instead of full size.
+_HASH_DRAFT_SIZE = (256, 256)
+_HASH_HEX_CHARS = 16
+_FTYP_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heic"}
+_FTYP_BRANDS |= {b"avif": "image/avif", b"avis": "image/avif"}
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+
+class ImageLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Caps for one decode: bytes, pixels (width x height) and Pillow format names allowed."""
+
+    max_bytes: int
+    max_pixels: int
+    formats: frozenset[str] = DEFAULT_FORMATS
+
+
+class DecodedImage(msgspec.Struct, frozen=True, kw_only=True):
+    """A decoded image and what its bytes are; ``width``/``height`` come from the header.
+
+    ``image`` may be a reduced-size draft when decoded for hashing only.
+    """
+
+    media_type: str
+    format: str
+    width: int
+    height: int
+    image: Image.Image
+
+
+class Hashes(msgspec.Struct, frozen=True, kw_only=True):
+    """64-bit perceptual hashes as 16 hex characters."""
+
+    phash: str
+    dhash: str
+
+
+class HashVariants(msgspec.Struct, frozen=True, kw_only=True):
+    """pHash of simple transforms, so a flipped or rotated copy still matches."""
+
+    flip_horizontal: str
+    rotate_90: str
+    rotate_180: str
+    rotate_270: str
+
+    def all(self) -> tuple[str, ...]:
+        return (self.flip_horizontal, self.rotate_90, self.rotate_180, self.rotate_270)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type the magic bytes say, or None when they name no image we recognise."""
+    for prefix, media_type in _MAGIC:
+        if data.startswith(prefix):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(data[8:12])
+    return None
+
+
+def media_type_for_format(pillow_format: str) -> str | None:
+    for media_type, name in _FORMATS.items():
+        if name == pillow_format:
+            return media_type
+    return None
+
+
+def decode(
+    data: bytes,
+    limits: ImageLimits,
+    declared_media_type: str | None = None,
+    *,
+    hash_only: bool = False,
+) -> DecodedImage:
+    """Decode ``data`` within ``limits``; ``hash_only`` allows a reduced JPEG draft decode.
+
+    Raises an ImageError subclass: image_too_large, image_format_not_allowed,
+    image_type_mismatch, image_too_many_pixels or image_corrupt.
+    """
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
+    media_type = _allowed_media_type(data, limits, declared_media_type)
+    pillow_format = _FORMATS[media_type]
+    image = _open_header(data, pillow_format)
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageCorrupt("the image header declares no pixels")
+    if width * height > limits.max_pixels:
+        raise ImageTooManyPixels(
+            f"image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels"
+        )
+    if hash_only and pillow_format == "JPEG":
+        image.draft("RGB", _HASH_DRAFT_SIZE)
+    try:
+        image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooManyPixels("the image decodes to too many pixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
+        raise ImageCorrupt(f"the {media_type} data is truncated or corrupt") from None
+    return DecodedImage(
+        media_type=media_type, format=pillow_format, width=width, height=height, image=image
+    )
+
+
+def _allowed_media_type(data: bytes, limits: ImageLimits, declared: str | None) -> str:
+    media_type = sniff_media_type(data)
+    if media_type is None:
+        raise ImageFormatNotAllowed("the bytes are not a recognised image format")
+    if _FORMATS[media_type] not in limits.formats:
+        raise ImageFormatNotAllowed(f"{media_type} is not an allowed image format")
+    if declared is not None and _normalise_media_type(declared) != media_type:
+        shown = _normalise_media_type(declared)[:64]
+        raise ImageTypeMismatch(f"declared {shown!r} but the bytes are {media_type}")
+    return media_type
+
+
+def _open_header(data: bytes, pillow_format: str) -> Image.Image:
+    """Open lazily: Pillow reads the header (size, mode), not the pixels."""
+    try:
+        return Image.open(io.BytesIO(data), formats=[pillow_format])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooManyPixels("the image header declares too many pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        raise ImageCorrupt(f"the {pillow_format} header does not parse") from None
+
+
+def perceptual_hashes(image: Image.Image) -> Hashes:
+    return Hashes(phash=str(imagehash.phash(image)), dhash=str(imagehash.dhash(image)))
+
+
+def hash_variants(image: Image.Image) -> HashVariants:
+    # Hash a small grey copy: the transforms then cost nothing next to the decode.
+    small = image.convert("L").resize((64, 64), Image.Resampling.LANCZOS)
+    return HashVariants(
+        flip_horizontal=str(imagehash.phash(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT))),
+        rotate_90=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_90))),
+        rotate_180=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_180))),
+        rotate_270=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_270))),
+    )
+
+
+def hamming(a_hex: str, b_hex: str) -> int:
+    """Bits that differ between two 64-bit hashes given as 16 hex characters."""
+    return (_hash_int(a_hex) ^ _hash_int(b_hex)).bit_count()
+
+
+def _hash_int(value: str) -> int:
+    if len(value) != _HASH_HEX_CHARS:
+        raise ValueError("a perceptual hash is 16 hex characters")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise ValueError("a perceptual hash is 16 hex characters") from None
+
+
+def _normalise_media_type(value: str) -> str:
+    media_type = value.split(";", 1)[0].strip().lower()
+    return _ALIASES.get(media_type, media_type)

@@ -1,0 +1,178 @@
+"""Sign a generated image: an embedded C2PA manifest saying how it was made and under what.
+
+The manifest carries ``c2pa.actions`` (``c2pa.created`` with the IPTC digital source type and
+the generator model as software agent), the reference assets as ingredients identified by
+their SHA-256 (the photos themselves are never embedded), and two assertions of ours: the
+consent tokens used (jti and status-list entry, no personal data) and the gate decision.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from verifier import _c2pa
+from verifier.errors import GenerationFactsInvalid, ImageFormatNotAllowed, ImageTypeMismatch
+from verifier.imaging import sniff_media_type
+from verifier.report import (
+    CONSENT_ASSERTION_LABEL,
+    DECISION_ASSERTION_LABEL,
+    ConsentRef,
+    DecisionRef,
+    consent_assertion_data,
+    decision_assertion_data,
+)
+
+if TYPE_CHECKING:
+    from keys.c2pa_identity import C2paIdentity
+
+__all__ = [
+    "CLAIM_GENERATOR",
+    "COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA",
+    "TRAINED_ALGORITHMIC_MEDIA",
+    "GenerationFacts",
+    "IngredientRef",
+    "sign",
+]
+
+_IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+TRAINED_ALGORITHMIC_MEDIA = _IPTC + "trainedAlgorithmicMedia"
+COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = _IPTC + "compositeWithTrainedAlgorithmicMedia"
+CLAIM_GENERATOR = "consent-registry"
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+_MAX_FIELD = 200
+_MAX_URI = 2048
+_MAX_REFS = 100
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+class IngredientRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A reference asset, named by its SHA-256 (lowercase hex)."""
+
+    title: str
+    sha256: str
+
+
+class GenerationFacts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the manifest states about one generated output.
+
+    ``edited_reference``: a reference photo was edited (composite) rather than the image
+    made from scratch; this picks the digital source type.
+    """
+
+    generation_id: str
+    model: str
+    edited_reference: bool = False
+    ingredients: tuple[IngredientRef, ...] = ()
+    consent_refs: tuple[ConsentRef, ...] = ()
+    decision: DecisionRef | None = None
+
+    @property
+    def digital_source_type(self) -> str:
+        if self.edited_reference:
+            return COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
+        return TRAINED_ALGORITHMIC_MEDIA
+
+
+def sign(
+    data: bytes,
+    media_type: str,
+    facts: GenerationFacts,
+    identity: C2paIdentity,
+    *,
+    thumbnail: bool = False,
+) -> bytes:
+    """``data`` with an embedded, signed C2PA manifest stating ``facts``.
+
+    The bytes must be the declared ``media_type`` (JPEG, PNG or WebP). Raises
+    GenerationFactsInvalid, ImageFormatNotAllowed, ImageTypeMismatch or SigningFailed.
+    """
+    sniffed = sniff_media_type(data)
+    if sniffed not in _c2pa.sign_media_types():
+        raise ImageFormatNotAllowed("only JPEG, PNG and WebP images can be signed")
+    if media_type.split(";", 1)[0].strip().lower() != sniffed:
+        raise ImageTypeMismatch(f"declared {media_type[:64]!r} but the bytes are {sniffed}")
+    _check_facts(facts)
+    return _c2pa.sign_embedded(
+        data,
+        sniffed,
+        _manifest(facts, sniffed),
+        chain_pem=identity.chain_pem,
+        alg=identity.signer.alg,
+        sign=identity.signer.sign,
+        thumbnail=thumbnail,
+    )
+
+
+def _manifest(facts: GenerationFacts, media_type: str) -> dict[str, Any]:
+    ingredient_ids = [f"ingredient-{index}" for index in range(len(facts.ingredients))]
+    created: dict[str, Any] = {
+        "action": "c2pa.created",
+        "digitalSourceType": facts.digital_source_type,
+        "softwareAgent": {"name": facts.model},
+    }
+    if ingredient_ids:
+        created["parameters"] = {"ingredientIds": ingredient_ids}
+    assertions: list[dict[str, Any]] = [
+        {"label": "c2pa.actions", "data": {"actions": [created]}},
+        {
+            "label": CONSENT_ASSERTION_LABEL,
+            "data": consent_assertion_data(facts.generation_id, facts.consent_refs),
+        },
+    ]
+    if facts.decision is not None:
+        assertions.append(
+            {"label": DECISION_ASSERTION_LABEL, "data": decision_assertion_data(facts.decision)}
+        )
+    return {
+        "claim_generator_info": [{"name": CLAIM_GENERATOR, "version": _version()}],
+        "title": f"{facts.generation_id}.{_EXTENSIONS[media_type]}",
+        "format": media_type,
+        "ingredients": [
+            {
+                "title": ingredient.title or ingredient.sha256[:16],
+                "relationship": "inputTo",
+                "instance_id": f"sha256:{ingredient.sha256}",
+                "label": label,
+            }
+            for ingredient, label in zip(facts.ingredients, ingredient_ids, strict=True)
+        ],
+        "assertions": assertions,
+    }
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("consent-registry")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def _check_text(value: object, what: str, limit: int = _MAX_FIELD) -> None:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise GenerationFactsInvalid(f"{what} must be 1 to {limit} characters")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):  # noqa: PLR2004 - C0 controls and DEL
+        raise GenerationFactsInvalid(f"{what} must not contain control characters")
+
+
+def _check_facts(facts: GenerationFacts) -> None:
+    _check_text(facts.generation_id, "generation_id")
+    _check_text(facts.model, "model")
+    if max(len(facts.ingredients), len(facts.consent_refs)) > _MAX_REFS:
+        raise GenerationFactsInvalid(f"at most {_MAX_REFS} ingredients and consent references")
+    for ingredient in facts.ingredients:
+        if len(ingredient.sha256) != 64 or not set(ingredient.sha256) <= _SHA256_HEX:  # noqa: PLR2004 - hex SHA-256
+            raise GenerationFactsInvalid("an ingredient sha256 must be 64 lowercase hex digits")
+        if ingredient.title:
+            _check_text(ingredient.title, "ingredient title")
+    for ref in facts.consent_refs:
+        _check_text(ref.jti, "consent jti")
+        _check_text(ref.status_list_uri, "status list uri", _MAX_URI)
+        if isinstance(ref.status_idx, bool) or ref.status_idx < 0:
+            raise GenerationFactsInvalid("a status list index must be a non-negative integer")
+    if facts.decision is not None:
+        _check_text(facts.decision.id, "decision id")
+        _check_text(facts.decision.outcome, "decision outcome")
+        _check_text(facts.decision.policy_version, "decision policy_version")
