@@ -12,7 +12,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 import keys
-from registry import audit, auth, db
+from registry import audit, auth, db, signing_identity
 from registry.errors import RegistryError
 from registry.http import problems
 from registry.http.audit import AuditController
@@ -100,10 +100,13 @@ async def build_services(settings: Settings) -> Services:
             ),
         )
         await keyring.start()
+        async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
+            c2pa = await signing_identity.load(conn, settings, master_key)
         services = Services(
             settings=settings,
             pool=pool,
             keyring=keyring,
+            c2pa=c2pa,
             limiter=RateLimiter(settings.rate_limit_per_minute),
         )
         if settings.bootstrap_admin_key:

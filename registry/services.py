@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from keys import KeyRing
+    from keys.c2pa_identity import C2paIdentity
     from registry.http.security import RateLimiter
     from registry.settings import Settings
 
@@ -24,6 +25,7 @@ class Services:
     settings: Settings
     pool: asyncpg.Pool
     keyring: KeyRing
+    c2pa: C2paIdentity
     limiter: RateLimiter
     background: list[asyncio.Task[None]] = field(default_factory=list)
 

@@ -10,7 +10,10 @@ from litestar.datastructures import CacheControlHeader
 
 from registry import audit
 from registry.auth import Role
+from registry.errors import NotFound
 from registry.http.security import BEARER, allow, current_client, services_of
+
+PEM_CHAIN = "application/pem-certificate-chain"
 
 # Verifiers re-fetch within this window, which is far shorter than the time a new key is
 # published before it signs (a whole rotation period), so no verifier misses a key.
@@ -37,6 +40,28 @@ class KeysController(Controller):
         services = services_of(request)
         await services.keyring.refresh()
         return services.keyring.jwks()
+
+    @get(
+        "/v1/keys/c2pa",
+        summary="The C2PA signing certificate chain (PEM, leaf first)",
+        cache_control=CacheControlHeader(max_age=JWKS_MAX_AGE, public=True),
+        media_type=PEM_CHAIN,
+    )
+    async def c2pa_chain(self, request: Request[Any, Any, Any]) -> str:
+        return services_of(request).c2pa.chain_pem
+
+    @get(
+        "/v1/keys/c2pa/anchor",
+        summary="The trust anchor a C2PA verifier should configure for our signatures (PEM)",
+        cache_control=CacheControlHeader(max_age=JWKS_MAX_AGE, public=True),
+        media_type=PEM_CHAIN,
+    )
+    async def c2pa_anchor(self, request: Request[Any, Any, Any]) -> str:
+        anchor = services_of(request).c2pa.anchor_pem
+        if anchor is None:
+            msg = "the operator's C2PA anchor is on a public trust list and was not configured"
+            raise NotFound(msg)
+        return anchor
 
     @post(
         "/v1/admin/keys/rotate",

@@ -253,3 +253,38 @@ async def test_rate_limit_returns_429_with_retry_after(database_url, tmp_path):
                 break
     assert statuses[0] == 200
     assert statuses[-1] == 429
+
+
+async def test_c2pa_chain_and_anchor_are_published(client, settings, database_url):
+    from cryptography import x509
+
+    chain = await client.get("/v1/keys/c2pa")
+    anchor = await client.get("/v1/keys/c2pa/anchor")
+    assert chain.status_code == anchor.status_code == 200
+    assert chain.headers["content-type"].startswith("application/pem-certificate-chain")
+    leaf = x509.load_pem_x509_certificates(chain.content)[0]
+    root = x509.load_pem_x509_certificate(anchor.content)
+    leaf.verify_directly_issued_by(root)
+    assert b"PRIVATE KEY" not in chain.content + anchor.content
+    # Stored encrypted: no PEM private key text in the database.
+    conn = await asyncpg.connect(database_url)
+    try:
+        sealed = await conn.fetchval("SELECT bundle_enc FROM c2pa_identity")
+    finally:
+        await conn.close()
+    assert b"PRIVATE KEY" not in bytes(sealed)
+
+
+async def test_c2pa_identity_is_shared_across_processes(settings):
+    """A second service process on the same database signs with the same certificate."""
+    from litestar.testing import AsyncTestClient
+
+    from registry.app import create_app
+
+    async with (
+        AsyncTestClient(app=create_app(settings)) as first,
+        AsyncTestClient(app=create_app(settings)) as second,
+    ):
+        a = (await first.get("/v1/keys/c2pa")).content
+        b = (await second.get("/v1/keys/c2pa")).content
+    assert a == b
