@@ -151,21 +151,30 @@ def ca() -> CertificateAuthority:
     return CertificateAuthority()
 
 
+@pytest.fixture(scope="session")
+def other_ca() -> CertificateAuthority:
+    return CertificateAuthority()
+
+
 class CertificateAuthority:
     """A root and an intermediate CA that issue consent-signer certificates."""
 
     def __init__(self) -> None:
         self.root_key = ec.generate_private_key(ec.SECP256R1())
         self.root = _certificate(
-            self.root_key, "Consent Root", self.root_key, "Consent Root", ca=True
+            self.root_key.public_key(), "Consent Root", self.root_key, "Consent Root", ca=True
         )
         self.intermediate_key = ec.generate_private_key(ec.SECP256R1())
         self.intermediate = _certificate(
-            self.intermediate_key, "Consent Issuing CA", self.root_key, "Consent Root", ca=True
+            self.intermediate_key.public_key(),
+            "Consent Issuing CA",
+            self.root_key,
+            "Consent Root",
+            ca=True,
         )
 
     def issue(self, key: Any, *, digital_signature: bool = True, days: int = 365) -> list[str]:
-        """An ``x5c`` header value (leaf first) for ``key``."""
+        """An ``x5c`` header value (leaf first) certifying the public ``key``."""
         leaf = _certificate(
             key,
             "Alice Example",
@@ -182,7 +191,7 @@ class CertificateAuthority:
 
 
 def _certificate(
-    key: Any,
+    public: Any,
     subject: str,
     issuer_key: Any,
     issuer: str,
@@ -209,13 +218,13 @@ def _certificate(
         x509.CertificateBuilder()
         .subject_name(name(subject))
         .issuer_name(name(issuer))
-        .public_key(key.public_key())
+        .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(NOW - dt.timedelta(days=30))
         .not_valid_after(NOW + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(**usage), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
