@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
     from datetime import datetime, timedelta
 
+    from jwt.types import Options
+
     from keys.jwk import PublicKey
 
 __all__ = [
@@ -76,7 +78,7 @@ _PHASH_HEX = re.compile(r"[0-9a-f]{16}")
 # pyjwt lets a few of these escape on hostile input (lone surrogates, absurd nesting).
 _PARSE_ERRORS = (ValueError, TypeError, RecursionError)
 _PYJWT = jwt.PyJWT()
-_PYJWT_OPTIONS: Final[Any] = {
+_PYJWT_OPTIONS: Final[Options] = {
     "verify_signature": True,
     # Time, audience and issuer are checked below, so that every failing reason is reported
     # rather than only the first one pyjwt raises.

@@ -71,7 +71,9 @@ def verify_x5c(
 
 def _parse_chain(x5c: Any) -> list[x509.Certificate]:
     if not isinstance(x5c, list) or not 1 <= len(x5c) <= MAX_CHAIN_CERTIFICATES:
-        raise SignerUntrustedError(f"x5c must be an array of 1 to {MAX_CHAIN_CERTIFICATES}")
+        raise SignerUntrustedError(
+            f"x5c must be an array of 1 to {MAX_CHAIN_CERTIFICATES} certificates"
+        )
     certificates = []
     for entry in x5c:
         if not isinstance(entry, str) or len(entry) > _MAX_CERTIFICATE_BYTES * 4 // 3 + 4:
