@@ -1,0 +1,7 @@
+"""``python -m verifier``: the offline third-party verifier."""
+
+from __future__ import annotations
+
+from verifier.cli import main
+
+raise SystemExit(main())
