@@ -7,7 +7,8 @@ state and concurrent calls from worker threads need no lock.
 
 Remote manifests are never fetched by the SDK (``verify.remote_manifest_fetch`` off): a
 caller that allows a host fetches the manifest itself and passes its bytes in. OCSP fetching
-is off. Every SDK exception becomes an outcome (reading) or a ``SigningFailed`` (signing).
+is off unless the caller turns it on. Every SDK exception becomes an outcome (reading) or a
+``SigningFailed`` (signing).
 """
 
 from __future__ import annotations

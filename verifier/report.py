@@ -74,8 +74,10 @@ class Action(msgspec.Struct, frozen=True, kw_only=True):
 class Ingredient(msgspec.Struct, frozen=True, kw_only=True):
     """An ingredient of a manifest, with the state of its own provenance and its ingredients.
 
-    ``state`` is ``absent`` when the ingredient carries no manifest; otherwise it is derived
-    from the SDK's codes for that ingredient (``trusted`` needs ``signingCredential.trusted``).
+    Its codes are those recorded when it was added, with the reader's re-validation (the
+    SDK's ingredient deltas, made with this verification's anchors) replacing codes of the
+    same family. ``state`` is ``absent`` when it carries no manifest; otherwise it follows
+    those codes, and ``trusted`` needs ``signingCredential.trusted`` among them.
     """
 
     title: str | None

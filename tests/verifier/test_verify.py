@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import c2pa
 import pytest
@@ -292,3 +293,14 @@ def test_very_long_manifest_strings_are_bounded_and_marked(identity, trust, make
         assert len(text) < MAX_TEXT + 40
         assert text.endswith("chars]")
         assert "[truncated" in text
+
+
+def test_concurrent_verifications_keep_their_own_trust_settings(fixtures_dir, test_anchors):
+    # Settings live in a per-call SDK Context: threads with different anchors must not mix.
+    data = (fixtures_dir / "C.jpg").read_bytes()
+    settings = [test_anchors, TrustSettings()] * 16
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        states = list(pool.map(lambda trust: verify(data, "image/jpeg", trust).state, settings))
+
+    assert states == ["trusted", "valid_untrusted"] * 16
