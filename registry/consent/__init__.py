@@ -5,22 +5,16 @@ Everything here is pure (no database, no HTTP): formats, verification and their 
 
 from __future__ import annotations
 
-from registry.consent._json import parse_strict_json
 from registry.consent.errors import (
     AlgorithmNotAllowedError,
     AssetInvalidError,
     ConsentError,
     ConsentNotActiveError,
     ConsentNotFoundError,
-    DuplicateKeyError,
     FormMalformedError,
     FormSignatureInvalidError,
     GrantMissingError,
-    InvalidTypeError,
-    InvalidValueError,
     Kind,
-    MalformedJsonError,
-    MissingFieldError,
     SignerAmbiguousError,
     SignerKeyInvalidError,
     SignerKeyMismatchError,
@@ -28,9 +22,7 @@ from registry.consent.errors import (
     SignerUntrustedError,
     TemplateHashMismatchError,
     TemplateUnknownError,
-    TooDeepError,
     TtlInvalidError,
-    UnknownFieldError,
     UseNotOfferedError,
     UsesDuplicateError,
     UsesNotPermittedError,
@@ -79,6 +71,16 @@ from registry.consent.uses import (
 from registry.consent.uses import VERSION as USES_VERSION
 from registry.consent.withdrawal import WITHDRAWAL_TYP, Withdrawal, verify_withdrawal
 from registry.consent.x509 import verify_x5c
+from registry.strictjson import (
+    DuplicateKeyError,
+    InvalidTypeError,
+    InvalidValueError,
+    MalformedJsonError,
+    MissingFieldError,
+    TooDeepError,
+    UnknownFieldError,
+    parse_strict_json,
+)
 
 __all__ = [
     "CONSENT_TOKEN_TYP",

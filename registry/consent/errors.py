@@ -23,49 +23,7 @@ class ConsentError(Exception):
         self.message = message
 
 
-# Strict JSON (any inbound document or body).
-
-
-class MalformedJsonError(ConsentError):
-    """Not UTF-8 JSON, or JSON with non-standard constants (NaN, Infinity)."""
-
-    code = "malformed_json"
-
-
-class DuplicateKeyError(ConsentError):
-    """An object names the same member twice, at any depth."""
-
-    code = "duplicate_key"
-
-
-class TooDeepError(ConsentError):
-    """Arrays and objects nest deeper than allowed."""
-
-    code = "too_deep"
-
-
-class UnknownFieldError(ConsentError):
-    """An object carries a member the format does not define."""
-
-    code = "unknown_field"
-
-
-class MissingFieldError(ConsentError):
-    """A required member is absent."""
-
-    code = "missing_field"
-
-
-class InvalidTypeError(ConsentError):
-    """A member has the wrong JSON type."""
-
-    code = "invalid_type"
-
-
-class InvalidValueError(ConsentError):
-    """A member has the right type but a value outside its constraints."""
-
-    code = "invalid_value"
+# Strict JSON errors live in registry.strictjson, shared with every request body.
 
 
 # Consent forms: the JWS envelope and the signer's key.

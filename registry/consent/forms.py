@@ -22,7 +22,6 @@ import msgspec
 from keys.errors import KeysError
 from keys.jwk import is_valid_kid, load_public_jwk, public_jwk, thumbprint
 from keys.jws import ALLOWED_ALGORITHMS, verify_compact
-from registry.consent._json import parse_strict_json
 from registry.consent.errors import (
     AlgorithmNotAllowedError,
     AssetInvalidError,
@@ -44,6 +43,7 @@ from registry.consent.errors import (
 )
 from registry.consent.uses import require_known_uses
 from registry.consent.x509 import verify_x5c
+from registry.strictjson import parse_strict_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

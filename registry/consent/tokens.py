@@ -27,11 +27,11 @@ from keys.jwk import is_valid_kid
 from keys.jws import MAX_TOKEN_CHARS
 from registry.consent.errors import (
     AssetInvalidError,
-    InvalidValueError,
     TtlInvalidError,
     ValidityExpiredError,
 )
 from registry.consent.uses import require_known_uses
+from registry.strictjson import InvalidValueError
 from verifier.statuslist import INVALID, SUSPENDED, VALID
 
 if TYPE_CHECKING:

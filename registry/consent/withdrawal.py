@@ -14,13 +14,13 @@ import msgspec
 
 from keys.errors import KeysError
 from keys.jws import verify_compact
-from registry.consent._json import parse_strict_json
 from registry.consent.errors import (
     WithdrawalInvalidError,
     WithdrawalMalformedError,
     WithdrawalMismatchError,
     WithdrawalTimeInvalidError,
 )
+from registry.strictjson import parse_strict_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

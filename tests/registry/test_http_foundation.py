@@ -115,14 +115,15 @@ async def test_missing_or_wrong_key_is_401_and_writes_nothing(client, headers, d
     [
         (b'{"name": "a", "roles": ["admin"], "tenant": "t", "extra": 1}', 400, "unknown_field"),
         (b'{"name": "a", "name": "b", "roles": ["admin"], "tenant": "t"}', 400, "duplicate_key"),
-        (b'{"name": 5, "roles": ["admin"], "tenant": "t"}', 400, "invalid_field"),
+        (b'{"name": 5, "roles": ["admin"], "tenant": "t"}', 400, "invalid_type"),
+        (b'{"name": "a", "roles": ["admin"], "tenant": "t", "tenant": "u"}', 400, "duplicate_key"),
         (b'{"roles": ["admin"], "tenant": "t"}', 400, "missing_field"),
         (
             b'{"name": "a", "roles": ' + b"[" * 50 + b"]" * 50 + b', "tenant": "t"}',
             400,
-            "json_too_deep",
+            "too_deep",
         ),
-        (b'{"name": "a", "roles": ["admin"]', 400, "malformed_request"),
+        (b'{"name": "a", "roles": ["admin"]', 400, "malformed_json"),
         (b'{"name": "a", "roles": ["emperor"], "tenant": "t"}', 422, "invalid_request"),
         (b'{"name": "a", "roles": [], "tenant": "t"}', 422, "invalid_request"),
         (b'{"name": "a", "roles": ["admin"], "tenant": "UPPER CASE"}', 422, "invalid_request"),

@@ -1,4 +1,4 @@
-"""Strict JSON for signed documents: one reading of the bytes, or an error with a code.
+"""Strict JSON for signed documents and request bodies: one reading, or an error with a code.
 
 A signed document must mean one thing to every reader. JSON parsers disagree on duplicate
 member names (first wins, last wins, error), so duplicates are refused at any depth, as are
@@ -13,17 +13,70 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from registry.consent.errors import (
-    DuplicateKeyError,
-    InvalidTypeError,
-    InvalidValueError,
-    MalformedJsonError,
-    MissingFieldError,
-    TooDeepError,
-    UnknownFieldError,
-)
+from registry.errors import RegistryError
 
-__all__ = ["parse_strict_json"]
+__all__ = [
+    "DuplicateKeyError",
+    "InvalidTypeError",
+    "InvalidValueError",
+    "JsonError",
+    "MalformedJsonError",
+    "MissingFieldError",
+    "TooDeepError",
+    "UnknownFieldError",
+    "parse_strict_json",
+]
+
+
+class JsonError(RegistryError):
+    """The bytes are not one unambiguous JSON document of the expected shape."""
+
+    code = "malformed_json"
+    kind = "malformed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+
+
+class MalformedJsonError(JsonError):
+    code = "malformed_json"
+
+
+class DuplicateKeyError(JsonError):
+    """An object names the same member twice, at any depth."""
+
+    code = "duplicate_key"
+
+
+class TooDeepError(JsonError):
+    """Arrays and objects nest deeper than allowed."""
+
+    code = "too_deep"
+
+
+class UnknownFieldError(JsonError):
+    """An object carries a member the format does not define."""
+
+    code = "unknown_field"
+
+
+class MissingFieldError(JsonError):
+    """A required member is absent."""
+
+    code = "missing_field"
+
+
+class InvalidTypeError(JsonError):
+    """A member has the wrong JSON type."""
+
+    code = "invalid_type"
+
+
+class InvalidValueError(JsonError):
+    """A member has the right type but a value the format does not allow."""
+
+    code = "invalid_value"
+
 
 T = TypeVar("T")
 
