@@ -15,7 +15,8 @@ Kind: TypeAlias = Literal["invalid", "forbidden", "not_found", "conflict"]
 class ConsentError(Exception):
     """Base of every error raised by ``registry.consent``."""
 
-    code: ClassVar[str] = "consent_error"
+    # Not a ClassVar: SignedPayloadError carries the strict-JSON code of each instance.
+    code: str = "consent_error"
     kind: ClassVar[Kind] = "invalid"
 
     def __init__(self, message: str) -> None:
@@ -23,7 +24,17 @@ class ConsentError(Exception):
         self.message = message
 
 
-# Strict JSON errors live in registry.strictjson, shared with every request body.
+class SignedPayloadError(ConsentError):
+    """A signed payload is not strict JSON of its format's shape.
+
+    ``code`` is the strict-JSON code (malformed_json, duplicate_key, too_deep, unknown_field,
+    missing_field, invalid_type, invalid_value), so callers of this domain see only
+    ConsentError while clients still learn exactly what was wrong.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # Consent forms: the JWS envelope and the signer's key.
@@ -120,6 +131,12 @@ class UseNotOfferedError(ConsentError):
     """A permitted use is not among the uses the template offers."""
 
     code = "use_not_offered"
+
+
+class UsesEmptyError(ConsentError):
+    """A token or form must name at least one use."""
+
+    code = "uses_empty"
 
 
 class UsesNotPermittedError(ConsentError):

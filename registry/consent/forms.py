@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeAlias, TypeVar
 
 import msgspec
 
@@ -28,6 +28,7 @@ from registry.consent.errors import (
     ConsentError,
     FormMalformedError,
     FormSignatureInvalidError,
+    SignedPayloadError,
     SignerAmbiguousError,
     SignerKeyInvalidError,
     SignerKeyMismatchError,
@@ -43,7 +44,9 @@ from registry.consent.errors import (
 )
 from registry.consent.uses import require_known_uses
 from registry.consent.x509 import verify_x5c
-from registry.strictjson import parse_strict_json
+from registry.strictjson import JsonError, parse_strict_json
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -160,6 +163,14 @@ _KEYS_ERRORS: Mapping[str, type[ConsentError]] = {
 }
 
 
+def parse_signed_payload(payload: bytes, type_: type[T]) -> T:
+    """Strict JSON of a signed payload, failing only with ConsentError."""
+    try:
+        return parse_strict_json(payload, type_)
+    except JsonError as exc:
+        raise SignedPayloadError(f"signed payload: {exc}", code=exc.code) from None
+
+
 def verify_form(
     token: str,
     *,
@@ -189,7 +200,7 @@ def verify_form(
             f"consent form: {exc.message}"
         ) from None
     signer = found[0]
-    form = parse_strict_json(verified.payload, ConsentForm)
+    form = parse_signed_payload(verified.payload, ConsentForm)
     _check_payload(form, templates=templates, max_validity=max_validity, now=now, max_skew=max_skew)
     if signer.enrolled is not None:
         _check_enrollment(form, signer.enrolled)

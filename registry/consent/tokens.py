@@ -28,10 +28,10 @@ from keys.jws import MAX_TOKEN_CHARS
 from registry.consent.errors import (
     AssetInvalidError,
     TtlInvalidError,
+    UsesEmptyError,
     ValidityExpiredError,
 )
 from registry.consent.uses import require_known_uses
-from registry.strictjson import InvalidValueError
 from verifier.statuslist import INVALID, SUSPENDED, VALID
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def build_claims(
     if ttl.total_seconds() <= 0:
         raise TtlInvalidError("a token lifetime must be positive")
     if not uses:
-        raise InvalidValueError("a token must carry at least one use")
+        raise UsesEmptyError("a token must carry at least one use")
     checked_uses = require_known_uses(uses)
     if not assets:
         raise AssetInvalidError("a token must bind at least one asset")

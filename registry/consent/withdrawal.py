@@ -20,7 +20,7 @@ from registry.consent.errors import (
     WithdrawalMismatchError,
     WithdrawalTimeInvalidError,
 )
-from registry.strictjson import parse_strict_json
+from registry.consent.forms import parse_signed_payload
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -73,7 +73,7 @@ def verify_withdrawal(
                 "the withdrawal is not signed by the consent's signer key"
             ) from None
         raise WithdrawalMalformedError(f"withdrawal: {exc.message}") from None
-    payload = parse_strict_json(verified.payload, WithdrawalPayload)
+    payload = parse_signed_payload(verified.payload, WithdrawalPayload)
     if payload.consent_id != consent_id:
         raise WithdrawalMismatchError("the withdrawal names another consent")
     if payload.withdrawn_at > now + max_skew:

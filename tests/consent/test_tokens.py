@@ -172,7 +172,7 @@ def test_exp_never_passes_the_consent_end():
         ({"not_after": NOW}, "validity_expired"),
         ({"not_after": NOW - dt.timedelta(days=1)}, "validity_expired"),
         ({"not_after": NOW + dt.timedelta(milliseconds=500)}, "validity_expired"),
-        ({"uses": []}, "invalid_value"),
+        ({"uses": []}, "uses_empty"),
         ({"uses": ["content.extreme"]}, "use_unknown"),
         ({"uses": ["commercial", "commercial"]}, "uses_duplicate"),
         ({"assets": []}, "asset_invalid"),

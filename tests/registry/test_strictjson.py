@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from registry.consent import ConsentError, parse_strict_json
+from registry.strictjson import JsonError, parse_strict_json
 
 
 class Inner(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -20,7 +20,7 @@ class Outer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
 
 
 def _code(data: bytes, **kwargs) -> str:
-    with pytest.raises(ConsentError) as excinfo:
+    with pytest.raises(JsonError) as excinfo:
         parse_strict_json(data, Outer, **kwargs)
     return excinfo.value.code
 
