@@ -1,0 +1,1 @@
+"""Benchmarks: our code next to the raw library doing the same work, in the same run."""
