@@ -8,21 +8,27 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 import keys
 from registry import audit, auth, db, signing_identity
+from registry.consent.errors import ConsentError
+from registry.consent.service import ConsentService, ConsentSettings
 from registry.errors import RegistryError
 from registry.http import problems
 from registry.http.audit import AuditController
 from registry.http.clients import ClientsController
+from registry.http.consent import ConsentController
 from registry.http.keys import KeysController
 from registry.http.observability import MetricsController, prometheus, request_id_middleware
 from registry.http.security import RateLimiter
 from registry.http.system import SystemController
 from registry.services import Services
 from registry.settings import Settings, SettingsError
+from verifier.errors import VerifierError
+from verifier.imaging import ImageLimits
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -61,6 +67,31 @@ async def resolve_database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     return await asyncio.to_thread(db.start_embedded, settings.data_dir.resolve())
+
+
+def consent_settings(settings: Settings) -> ConsentSettings:
+    """The consent registry's settings, composed from the service's."""
+    anchors: tuple[x509.Certificate, ...] = ()
+    if settings.consent_signer_anchors is not None:
+        try:
+            anchors = tuple(
+                x509.load_pem_x509_certificates(settings.consent_signer_anchors.read_bytes())
+            )
+        except (OSError, ValueError) as exc:
+            msg = f"REGISTRY_CONSENT_SIGNER_ANCHORS: not a PEM certificate bundle ({exc})"
+            raise SettingsError(msg) from None
+    return ConsentSettings(
+        issuer=settings.public_issuer,
+        token_default_ttl=settings.token_default_ttl,
+        token_max_ttl=settings.token_max_ttl,
+        max_validity=timedelta(days=settings.max_consent_validity_days),
+        status_list_size=settings.status_list_size,
+        status_list_ttl=settings.status_list_ttl,
+        image_limits=ImageLimits(
+            max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        ),
+        signer_anchors=anchors,
+    )
 
 
 async def _checkpoint_loop(services: Services) -> None:
@@ -102,12 +133,19 @@ async def build_services(settings: Settings) -> Services:
         await keyring.start()
         async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
             c2pa = await signing_identity.load(conn, settings, master_key)
+            consent = await ConsentService.load(
+                conn,
+                settings=consent_settings(settings),
+                keyring=keyring,
+                master_key=master_key,
+            )
         services = Services(
             settings=settings,
             pool=pool,
             keyring=keyring,
             c2pa=c2pa,
             limiter=RateLimiter(settings.rate_limit_per_minute),
+            consent=consent,
         )
         if settings.bootstrap_admin_key:
             async with services.transaction() as conn:
@@ -149,7 +187,12 @@ def create_app(settings: Settings) -> Litestar:
             await asyncio.gather(*services.background, return_exceptions=True)
             await services.pool.close()
 
-    domain_errors: tuple[type[Exception], ...] = (RegistryError, keys.KeysError)
+    domain_errors: tuple[type[Exception], ...] = (
+        RegistryError,
+        keys.KeysError,
+        ConsentError,
+        VerifierError,
+    )
     return Litestar(
         route_handlers=[
             SystemController,
@@ -157,6 +200,7 @@ def create_app(settings: Settings) -> Litestar:
             ClientsController,
             AuditController,
             MetricsController,
+            ConsentController,
         ],
         lifespan=[lifespan],
         middleware=[request_id_middleware, prometheus.middleware],

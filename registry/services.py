@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from keys import KeyRing
     from keys.c2pa_identity import C2paIdentity
+    from registry.consent.service import ConsentService
     from registry.http.security import RateLimiter
     from registry.settings import Settings
 
@@ -27,6 +28,7 @@ class Services:
     keyring: KeyRing
     c2pa: C2paIdentity
     limiter: RateLimiter
+    consent: ConsentService
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager

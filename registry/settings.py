@@ -22,6 +22,8 @@ PREFIX = "REGISTRY_"
 _MAX_PORT = 65535
 _MAX_JSON_DEPTH = 256
 _MIN_JSON_DEPTH = 2
+_MIN_STATUS_LIST = 131_072
+_MAX_STATUS_LIST = 134_217_728
 
 
 class SettingsError(Exception):
@@ -76,6 +78,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     token_default_ttl: int = 900
     token_max_ttl: int = 3600
     max_consent_validity_days: int = 3650
+    consent_signer_anchors: Path | None = None
+    """PEM bundle of X.509 anchors for consent signers who name their key with ``x5c``."""
+    status_list_size: int = 131_072
+    """Entries per token status list: at least 131,072, a multiple of 8 (indexes are random)."""
+    status_list_ttl: int = 300
+    """Seconds a relying party may cache a status list (its ``ttl`` and Cache-Control max-age)."""
 
     # Moderation
     policy_file: Path | None = None
@@ -141,6 +149,13 @@ def _validate(s: Settings) -> None:
         ("REGISTRY_RATE_LIMIT_PER_MINUTE must be >= 1", s.rate_limit_per_minute >= 1),
         ("REGISTRY_CHECKPOINT_INTERVAL must be > 0", s.checkpoint_interval > 0),
         (
+            "REGISTRY_STATUS_LIST_SIZE must be a multiple of 8, from 131072 to 134217728",
+            _MIN_STATUS_LIST <= s.status_list_size <= _MAX_STATUS_LIST
+            and s.status_list_size % 8 == 0,
+        ),
+        ("REGISTRY_STATUS_LIST_TTL must be >= 1", s.status_list_ttl >= 1),
+        ("REGISTRY_MAX_CONSENT_VALIDITY_DAYS must be >= 1", s.max_consent_validity_days >= 1),
+        (
             "REGISTRY_C2PA_CERT_CHAIN and REGISTRY_C2PA_PRIVATE_KEY go together",
             (s.c2pa_cert_chain is None) == (s.c2pa_private_key is None),
         ),
@@ -154,6 +169,7 @@ def _validate(s: Settings) -> None:
         "c2pa_cert_chain",
         "c2pa_private_key",
         "c2pa_anchor",
+        "consent_signer_anchors",
     ):
         path = getattr(s, name)
         if path is not None and not Path(path).is_file():

@@ -1,0 +1,208 @@
+"""Token status lists in the database, and the signed list JWTs served from them.
+
+A token's status lives on its own row in ``issued_tokens`` (list id, index, status); a list is
+the set of those rows. Indexes are drawn at random from lists of at least 131,072 entries and
+never reused (a unique constraint), so an index says nothing about when or for whom a token
+was issued. Revoking updates the token rows and bumps the list's ``version``.
+
+Online verification reads a token's status from its row, so a revocation committed by any
+service process is seen by every other at once. The signed list JWT is expensive to build,
+so each process caches it per list, keyed by the list's version and the signing key: one
+indexed read tells whether the cached copy is still current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import msgspec
+
+from registry.consent.record_errors import StatusListNotFoundError
+from verifier.statuslist import INVALID, STATUS_LIST_TYP, StatusList, status_list_claims
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import asyncpg
+
+__all__ = [
+    "MIN_LIST_SIZE",
+    "OpenList",
+    "StatusListCache",
+    "close_list",
+    "list_id_of",
+    "list_uri",
+    "open_list",
+    "random_index",
+    "revoke_consent_tokens",
+    "status_at",
+    "valid_list_id",
+]
+
+MIN_LIST_SIZE: Final = 131_072
+PATH: Final = "/v1/status-lists/"
+# A list whose random draws keep colliding is dense enough; new tokens go to a fresh list.
+MAX_DRAWS: Final = 16
+_CACHE_ENTRIES: Final = 256
+_LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class SignsJws(Protocol):
+    def sign_jws(self, payload: Mapping[str, Any], *, typ: str) -> str: ...
+
+
+class OpenList(msgspec.Struct, kw_only=True, frozen=True):
+    list_id: str
+    size: int
+
+
+def list_uri(issuer: str, list_id: str) -> str:
+    return f"{issuer}{PATH}{list_id}"
+
+
+def list_id_of(issuer: str, uri: str) -> str | None:
+    """The list id in one of our list URIs, or None for any other URI."""
+    prefix = issuer + PATH
+    if not uri.startswith(prefix):
+        return None
+    list_id = uri[len(prefix) :]
+    return list_id if _LIST_ID.fullmatch(list_id) else None
+
+
+def valid_list_id(list_id: str) -> bool:
+    return _LIST_ID.fullmatch(list_id) is not None
+
+
+def random_index(size: int) -> int:
+    return secrets.randbelow(size)
+
+
+async def open_list(conn: asyncpg.Connection, *, size: int, bits: int = 1) -> OpenList:
+    """The list new tokens go to; a new one when none of this size is open."""
+    row = await conn.fetchrow(
+        "SELECT list_id, size FROM status_lists WHERE state = 'open' AND size = $1 AND bits = $2"
+        " ORDER BY created_at DESC LIMIT 1",
+        size,
+        bits,
+    )
+    if row is not None:
+        return OpenList(list_id=row["list_id"], size=row["size"])
+    # Two processes may both create one at the same moment; two open lists are harmless.
+    list_id = "sl_" + secrets.token_hex(8)
+    await conn.execute(
+        "INSERT INTO status_lists (list_id, bits, size) VALUES ($1, $2, $3)", list_id, bits, size
+    )
+    return OpenList(list_id=list_id, size=size)
+
+
+async def close_list(conn: asyncpg.Connection, list_id: str) -> None:
+    await conn.execute("UPDATE status_lists SET state = 'full' WHERE list_id = $1", list_id)
+
+
+async def status_at(conn: asyncpg.Connection, list_id: str, idx: int) -> int | None:
+    """The status of the token at (list, idx); None when no token of ours holds that index."""
+    status: int | None = await conn.fetchval(
+        "SELECT status FROM issued_tokens WHERE status_list_id = $1 AND status_idx = $2",
+        list_id,
+        idx,
+    )
+    return status
+
+
+async def revoke_consent_tokens(conn: asyncpg.Connection, consent_id: str) -> list[str]:
+    """Set every token of the consent to INVALID; the jtis revoked now."""
+    rows = await conn.fetch(
+        "UPDATE issued_tokens SET status = $2 WHERE consent_id = $1 AND status <> $2"
+        " RETURNING jti, status_list_id",
+        consent_id,
+        INVALID,
+    )
+    lists = sorted({r["status_list_id"] for r in rows})
+    if lists:
+        await conn.execute(
+            "UPDATE status_lists SET version = version + 1 WHERE list_id = ANY($1::text[])", lists
+        )
+    return sorted(r["jti"] for r in rows)
+
+
+class _Cached(msgspec.Struct, frozen=True):
+    version: int
+    kid: str
+    built_at: float
+    token: str
+
+
+class StatusListCache:
+    """Signed status list JWTs of this process, rebuilt when the list or the key changed."""
+
+    def __init__(self, *, issuer: str, ttl_seconds: int) -> None:
+        self._issuer = issuer
+        self._ttl = ttl_seconds
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    @property
+    def ttl_seconds(self) -> int:
+        return self._ttl
+
+    async def token(
+        self, conn: asyncpg.Connection, list_id: str, *, signer: SignsJws, kid: str
+    ) -> str:
+        """The current signed list; raises status_list_not_found for a list we never made."""
+        head = await conn.fetchrow(
+            "SELECT bits, size, version FROM status_lists WHERE list_id = $1", list_id
+        )
+        if head is None:
+            raise StatusListNotFoundError("no such status list")
+        cached = self._fresh(list_id, head["version"], kid)
+        if cached is not None:
+            return cached
+        async with self._lock:
+            # Another request may have rebuilt it while this one waited.
+            cached = self._fresh(list_id, head["version"], kid)
+            if cached is not None:
+                return cached
+            token = await self._build(conn, list_id, head["bits"], head["size"], signer)
+            self._entries[list_id] = _Cached(
+                version=head["version"], kid=kid, built_at=time.monotonic(), token=token
+            )
+            self._entries.move_to_end(list_id)
+            while len(self._entries) > _CACHE_ENTRIES:
+                self._entries.popitem(last=False)
+            return token
+
+    def _fresh(self, list_id: str, version: int, kid: str) -> str | None:
+        entry = self._entries.get(list_id)
+        if entry is None or entry.version != version or entry.kid != kid:
+            return None
+        # Served with max-age=ttl and valid for 2*ttl, so a copy is fresh for one ttl.
+        if time.monotonic() - entry.built_at >= self._ttl:
+            return None
+        return entry.token
+
+    async def _build(
+        self, conn: asyncpg.Connection, list_id: str, bits: int, size: int, signer: SignsJws
+    ) -> str:
+        rows = await conn.fetch(
+            "SELECT status_idx, status FROM issued_tokens WHERE status_list_id = $1"
+            " AND status <> 0",
+            list_id,
+        )
+        statuses = StatusList(size, bits)
+        for row in rows:
+            statuses.set(row["status_idx"], row["status"])
+        claims = status_list_claims(
+            uri=list_uri(self._issuer, list_id),
+            issuer=self._issuer,
+            status_list=statuses,
+            issued_at=datetime.now(UTC),
+            ttl_seconds=self._ttl,
+            lifetime_seconds=2 * self._ttl,
+        )
+        return signer.sign_jws(claims, typ=STATUS_LIST_TYP)
