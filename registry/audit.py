@@ -29,7 +29,9 @@ class JwsSigner(Protocol):
     def sign_jws(self, payload: Mapping[str, Any], *, typ: str) -> str: ...
 
 
-class AuditEvent(msgspec.Struct, kw_only=True, frozen=True):
+class Entry(msgspec.Struct, kw_only=True, frozen=True):
+    """The hashed part of an event."""
+
     seq: int
     occurred_at: datetime
     actor: str
@@ -38,6 +40,14 @@ class AuditEvent(msgspec.Struct, kw_only=True, frozen=True):
     subject_type: str
     subject_id: str
     payload: dict[str, Any]
+
+    def canonical(self) -> bytes:
+        body = msgspec.structs.asdict(self)
+        body["occurred_at"] = self.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
+        return msgspec.json.encode(body, order="sorted")
+
+
+class AuditEvent(Entry, kw_only=True, frozen=True):
     prev_hash: str
     hash: str
 
@@ -56,32 +66,6 @@ class ChainReport(msgspec.Struct, kw_only=True, frozen=True):
     first_bad_seq: int | None = None
     problem: str | None = None
     checkpoint_size: int | None = None
-
-
-def _canonical(
-    *,
-    seq: int,
-    occurred_at: datetime,
-    actor: str,
-    tenant: str | None,
-    action: str,
-    subject_type: str,
-    subject_id: str,
-    payload: Mapping[str, Any],
-) -> bytes:
-    return msgspec.json.encode(
-        {
-            "seq": seq,
-            "occurred_at": occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "actor": actor,
-            "tenant": tenant,
-            "action": action,
-            "subject_type": subject_type,
-            "subject_id": subject_id,
-            "payload": payload,
-        },
-        order="sorted",
-    )
 
 
 def chain_hash(prev: bytes, canonical: bytes) -> bytes:
@@ -106,51 +90,35 @@ async def append(
     if not conn.is_in_transaction():
         msg = "audit.append must run inside the transaction that makes the change"
         raise RuntimeError(msg)
-    body = dict(payload or {})
     head_seq, prev = await _head(conn, lock=True)
-    seq = head_seq + 1
-    # Microsecond precision: the same value PostgreSQL stores, so verification recomputes it.
-    now = datetime.now(UTC)
-    digest = chain_hash(
-        prev,
-        _canonical(
-            seq=seq,
-            occurred_at=now,
-            actor=actor,
-            tenant=tenant,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            payload=body,
-        ),
-    )
-    await conn.execute(
-        "INSERT INTO audit_events (seq, occurred_at, actor, tenant, action, subject_type,"
-        " subject_id, payload, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-        seq,
-        now,
-        actor,
-        tenant,
-        action,
-        subject_type,
-        subject_id,
-        body,
-        prev,
-        digest,
-    )
-    await conn.execute("UPDATE audit_head SET seq = $1, hash = $2", seq, digest)
-    return AuditEvent(
-        seq=seq,
-        occurred_at=now,
+    entry = Entry(
+        seq=head_seq + 1,
+        # Microsecond precision: what PostgreSQL stores, so verification recomputes the hash.
+        occurred_at=datetime.now(UTC),
         actor=actor,
         tenant=tenant,
         action=action,
         subject_type=subject_type,
         subject_id=subject_id,
-        payload=body,
-        prev_hash=prev.hex(),
-        hash=digest.hex(),
+        payload=dict(payload or {}),
     )
+    digest = chain_hash(prev, entry.canonical())
+    await conn.execute(
+        "INSERT INTO audit_events (seq, occurred_at, actor, tenant, action, subject_type,"
+        " subject_id, payload, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+        entry.seq,
+        entry.occurred_at,
+        entry.actor,
+        entry.tenant,
+        entry.action,
+        entry.subject_type,
+        entry.subject_id,
+        entry.payload,
+        prev,
+        digest,
+    )
+    await conn.execute("UPDATE audit_head SET seq = $1, hash = $2", entry.seq, digest)
+    return AuditEvent(**msgspec.structs.asdict(entry), prev_hash=prev.hex(), hash=digest.hex())
 
 
 async def _head(conn: asyncpg.Connection, *, lock: bool = False) -> tuple[int, bytes]:
@@ -161,8 +129,8 @@ async def _head(conn: asyncpg.Connection, *, lock: bool = False) -> tuple[int, b
     return int(row["seq"]), bytes(row["hash"])
 
 
-def _event(row: asyncpg.Record) -> AuditEvent:
-    return AuditEvent(
+def _entry(row: asyncpg.Record) -> Entry:
+    return Entry(
         seq=row["seq"],
         occurred_at=row["occurred_at"],
         actor=row["actor"],
@@ -171,6 +139,12 @@ def _event(row: asyncpg.Record) -> AuditEvent:
         subject_type=row["subject_type"],
         subject_id=row["subject_id"],
         payload=row["payload"],
+    )
+
+
+def _event(row: asyncpg.Record) -> AuditEvent:
+    return AuditEvent(
+        **msgspec.structs.asdict(_entry(row)),
         prev_hash=bytes(row["prev_hash"]).hex(),
         hash=bytes(row["hash"]).hex(),
     )
@@ -276,19 +250,7 @@ async def verify_chain(conn: asyncpg.Connection, *, batch: int = 5000) -> ChainR
                     problem=f"event {expected_seq} is missing",
                     checkpoint_size=latest_cp,
                 )
-            digest = chain_hash(
-                prev,
-                _canonical(
-                    seq=seq,
-                    occurred_at=row["occurred_at"],
-                    actor=row["actor"],
-                    tenant=row["tenant"],
-                    action=row["action"],
-                    subject_type=row["subject_type"],
-                    subject_id=row["subject_id"],
-                    payload=row["payload"],
-                ),
-            )
+            digest = chain_hash(prev, _entry(row).canonical())
             if bytes(row["prev_hash"]) != prev or bytes(row["hash"]) != digest:
                 return ChainReport(
                     ok=False,

@@ -120,19 +120,17 @@ async def test_rewritten_chain_differs_from_checkpoint(pool):
         prev = audit.GENESIS
         for row in rows:
             payload = {"i": 42} if row["seq"] == 2 else row["payload"]
-            digest = audit.chain_hash(
-                prev,
-                audit._canonical(
-                    seq=row["seq"],
-                    occurred_at=row["occurred_at"],
-                    actor=row["actor"],
-                    tenant=row["tenant"],
-                    action=row["action"],
-                    subject_type=row["subject_type"],
-                    subject_id=row["subject_id"],
-                    payload=payload,
-                ),
+            entry = audit.Entry(
+                seq=row["seq"],
+                occurred_at=row["occurred_at"],
+                actor=row["actor"],
+                tenant=row["tenant"],
+                action=row["action"],
+                subject_type=row["subject_type"],
+                subject_id=row["subject_id"],
+                payload=payload,
             )
+            digest = audit.chain_hash(prev, entry.canonical())
             await conn.execute(
                 "UPDATE audit_events SET payload = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
                 payload,
