@@ -1,1 +1,146 @@
-"""moderation."""
+"""moderation: the publish gate's domain core (floor 3; imports only ``verifier`` and ``keys``).
+
+- ``policy``: the TOML policy, validated at load (``load_policy``, ``default_policy``).
+- ``evidence``: the values the gate collects; ``decision``: ``decide(evidence, policy)``, a
+  pure function returning a ``Decision`` value with stable reason codes (``reasons``).
+- ``consent``: the protocol through which the gate asks for consent evidence.
+- ``classifiers``: supplied scores, an HTTP classifier, the optional NudeNet detector.
+- ``hashlists``: the in-memory perceptual-hash index and list-file parsers.
+- ``prompts``: heuristic prompt-intent rules.
+"""
+
+from __future__ import annotations
+
+from moderation.classifiers import (
+    Classifier,
+    HttpClassifier,
+    ImageInput,
+    NudeNetClassifier,
+    SuppliedScores,
+    run_classifiers,
+    validate_scores,
+)
+from moderation.consent import (
+    CONSENT_REASONS,
+    ConsentCheck,
+    ConsentEvidenceSource,
+    SourceAsset,
+    SourceEvidence,
+    check_sources,
+    gate_codes,
+)
+from moderation.decision import (
+    Decision,
+    Finding,
+    ReviewRoute,
+    Status,
+    decide,
+    effective_scores,
+    needs_consent,
+    required_uses,
+)
+from moderation.errors import (
+    ClassifierConfigInvalid,
+    ClassifierHostNotAllowed,
+    ClassifierNotInstalled,
+    HashListError,
+    HashListLineInvalid,
+    HashListUnknown,
+    HashValueInvalid,
+    ModerationError,
+    PolicyError,
+    PolicyKeyMissing,
+    PolicySyntaxInvalid,
+    PolicyUnknownKey,
+    PolicyValueInvalid,
+)
+from moderation.evidence import (
+    ClassifierResult,
+    Evidence,
+    HashFacts,
+    HashMatch,
+    ImageFacts,
+    InvalidScore,
+    PromptFacts,
+    ProvenanceFacts,
+    StepTiming,
+    decode_evidence,
+    encode_evidence,
+    image_facts,
+)
+from moderation.hashlists import (
+    EntryInput,
+    HashIndex,
+    format_hash,
+    iter_csv,
+    iter_jsonl,
+    parse_hash,
+)
+from moderation.policy import Policy, default_policy, load_policy
+from moderation.prompts import PromptIntent, PromptRule, compile_rules
+from moderation.reasons import REASONS, explain, score_code
+
+__all__ = [
+    "CONSENT_REASONS",
+    "REASONS",
+    "Classifier",
+    "ClassifierConfigInvalid",
+    "ClassifierHostNotAllowed",
+    "ClassifierNotInstalled",
+    "ClassifierResult",
+    "ConsentCheck",
+    "ConsentEvidenceSource",
+    "Decision",
+    "EntryInput",
+    "Evidence",
+    "Finding",
+    "HashFacts",
+    "HashIndex",
+    "HashListError",
+    "HashListLineInvalid",
+    "HashListUnknown",
+    "HashMatch",
+    "HashValueInvalid",
+    "HttpClassifier",
+    "ImageFacts",
+    "ImageInput",
+    "InvalidScore",
+    "ModerationError",
+    "NudeNetClassifier",
+    "Policy",
+    "PolicyError",
+    "PolicyKeyMissing",
+    "PolicySyntaxInvalid",
+    "PolicyUnknownKey",
+    "PolicyValueInvalid",
+    "PromptFacts",
+    "PromptIntent",
+    "PromptRule",
+    "ProvenanceFacts",
+    "ReviewRoute",
+    "SourceAsset",
+    "SourceEvidence",
+    "Status",
+    "StepTiming",
+    "SuppliedScores",
+    "check_sources",
+    "compile_rules",
+    "decide",
+    "decode_evidence",
+    "default_policy",
+    "effective_scores",
+    "encode_evidence",
+    "explain",
+    "format_hash",
+    "gate_codes",
+    "image_facts",
+    "iter_csv",
+    "iter_jsonl",
+    "load_policy",
+    "needs_consent",
+    "parse_hash",
+    "required_uses",
+    "run_classifiers",
+    "score_code",
+    "validate_scores",
+]

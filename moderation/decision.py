@@ -1,0 +1,423 @@
+"""The decision engine: evidence + policy -> a Decision value. Pure: no I/O, no clock.
+
+The engine walks the pipeline's steps in order (image, prompt, consent, provenance, scores,
+hashes) and records a finding for everything that counts against the request, each with
+the action the policy gives its reason code. The outcome is the most severe action:
+``block`` -> ``blocked``, else ``review``, else ``allowed``.
+
+Fail closed: a piece of evidence the policy needs that is missing, late or broken is itself
+a finding (``evidence_unavailable``, ``evidence_timeout``, ``score_missing``,
+``classifier_unavailable``, ``classifier_invalid_score``, ``image_unreadable``), and those
+reasons can never be set to ``allow`` (see ``moderation.reasons``). The only way to
+``allowed`` is evidence that is present and clean.
+
+What a real person's consent must grant is worked out here too (:func:`required_uses`),
+from the policy, the declared uses, the classifier scores and the prompt rules that matched;
+the gate passes the same uses to the consent check, and the engine checks them again
+against the uses the token grants, so the decision never depends on the checker's
+arithmetic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+import msgspec
+
+from moderation.consent import gate_codes
+from moderation.evidence import Stage  # noqa: TC001 - msgspec resolves field types at runtime
+from moderation.reasons import STEPS, Action, Band, Step, action_rank, explain, score_code, step_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from moderation.consent import SourceEvidence
+    from moderation.evidence import ClassifierResult, Evidence
+    from moderation.policy import Policy
+
+__all__ = [
+    "Decision",
+    "Finding",
+    "ReviewRoute",
+    "Status",
+    "decide",
+    "effective_scores",
+    "needs_consent",
+    "required_uses",
+]
+
+Status: TypeAlias = Literal["allowed", "review", "blocked"]
+_STATUS: dict[Action, Status] = {"allow": "allowed", "review": "review", "block": "blocked"}
+_HEADLINES: dict[Status, str] = {
+    "allowed": "Allowed: the checks found no reason to hold this back.",
+    "review": "In review: a person will look at this before it may be published.",
+    "blocked": "Blocked: this may not be published.",
+}
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing the engine found: a reason code, its action, and what it is about.
+
+    ``subject`` names the source asset, score category, hash list or prompt rule concerned;
+    ``detail`` is a short machine-made note (missing uses, an error code, a distance).
+    """
+
+    code: str
+    action: Action
+    step: Step
+    subject: str | None = None
+    detail: str | None = None
+
+
+class ReviewRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a ``review`` decision goes: its tier, the tier's rank (0 first) and deadline."""
+
+    tier: str
+    rank: int
+    deadline: dt.datetime
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome for one request, as a value that can be stored as JSON.
+
+    ``reasons`` are the codes of the findings that held the request back, most severe first,
+    each once; ``notes`` are codes recorded but not held against it (e.g. an absent manifest
+    on a consented output). ``scores`` are the effective scores (the highest valid score per
+    category across classifiers).
+    """
+
+    status: Status
+    stage: Stage
+    reasons: tuple[str, ...]
+    notes: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    scores: dict[str, float]
+    policy_version: str
+    policy_label: str
+    review: ReviewRoute | None = None
+
+    def statement(self) -> str:
+        """The decision in plain language: the outcome, then one line per reason."""
+        lines = [_HEADLINES[self.status]]
+        lines.extend(f"- {code}: {explain(code)}" for code in self.reasons)
+        if self.review is not None:
+            lines.append(f"Review deadline: {self.review.deadline.isoformat()}.")
+        lines.append(f"Policy {self.policy_label} (version {self.policy_version[:12]}).")
+        return "\n".join(lines)
+
+
+def needs_consent(policy: Policy, source_type: str) -> bool:
+    """Whether a source of this type is a real person's photo; unknown types are."""
+    rule = policy.source_rule(source_type)
+    return rule is None or rule.consent_required
+
+
+def effective_scores(results: Iterable[ClassifierResult]) -> dict[str, float]:
+    """The highest valid score per category: when two classifiers disagree, the worse wins."""
+    scores: dict[str, float] = {}
+    for result in results:
+        for category, value in result.scores.items():
+            # Classifiers only put valid scores here; a hand-built result is checked anyway.
+            if math.isfinite(value) and 0.0 <= value <= 1.0:
+                scores[category] = max(scores.get(category, 0.0), float(value))
+    return scores
+
+
+def required_uses(
+    policy: Policy,
+    *,
+    stage: Stage,
+    source_type: str,
+    scores: Mapping[str, float],
+    prompt_rules: Iterable[str] = (),
+    declared_uses: Iterable[str] = (),
+) -> tuple[str, ...]:
+    """The uses a source of ``source_type`` must have consent for, in a stable order.
+
+    Declared uses always; the type's ``publish_uses`` at the publish stage; and, for a
+    real-person source, the uses the scores reach and those of the matched prompt rules.
+    """
+    uses = list(declared_uses)
+    rule = policy.source_rule(source_type)
+    if stage == "publish" and rule is not None:
+        uses.extend(rule.publish_uses)
+    if needs_consent(policy, source_type):
+        for score_rule in policy.scores:
+            value = scores.get(score_rule.category)
+            if value is not None:
+                uses.extend(u.use for u in score_rule.uses if value >= u.at_least)
+        for rule_id in prompt_rules:
+            prompt_rule = policy.prompt_rule(rule_id)
+            if prompt_rule is not None and prompt_rule.requires_use is not None:
+                uses.append(prompt_rule.requires_use)
+    return tuple(dict.fromkeys(uses))
+
+
+def decide(evidence: Evidence, policy: Policy) -> Decision:
+    """Decide on ``evidence`` under ``policy``. Never raises for anything in the evidence."""
+    run = _Run(evidence, policy)
+    run.image()
+    run.consent()
+    run.prompt()
+    run.provenance()
+    run.scores()
+    run.hashes()
+    return run.decision()
+
+
+class _Run:
+    """One evaluation: the evidence, the policy and the findings so far."""
+
+    def __init__(self, evidence: Evidence, policy: Policy) -> None:
+        self.evidence = evidence
+        self.policy = policy
+        self.findings: list[Finding] = []
+        self.publish = evidence.stage == "publish"
+        self.scores_by_category = effective_scores(evidence.classifiers)
+        self.matched_rules = evidence.prompt.matched if evidence.prompt is not None else ()
+        self.real_sources = [s for s in evidence.sources if needs_consent(policy, s.type)]
+        # Real-person sources whose consent checked out and covers every use needed.
+        self.consented: set[int] = set()
+        self.image_ok = False
+
+    # Steps.
+
+    def image(self) -> None:
+        if not self.publish:
+            return
+        image = self.evidence.image
+        if image is None:
+            self.add("evidence_unavailable", subject="image")
+        elif image.error == "timeout":
+            self.add("evidence_timeout", subject="image")
+        elif not image.decoded or image.error is not None:
+            self.add("image_unreadable", detail=image.error)
+        else:
+            self.image_ok = True
+
+    def consent(self) -> None:
+        for index, source in enumerate(self.evidence.sources):
+            real = needs_consent(self.policy, source.type)
+            if not real and not source.token_present:
+                continue
+            if self._source_findings(source) and real:
+                self.consented.add(index)
+
+    def prompt(self) -> None:
+        prompt = self.evidence.prompt
+        if prompt is not None and prompt.error is not None:
+            code = "evidence_timeout" if prompt.error == "timeout" else "evidence_unavailable"
+            self.add(code, subject="prompt", detail=prompt.error)
+        for rule_id in self.matched_rules:
+            rule = self.policy.prompt_rule(rule_id)
+            if rule is None:
+                # Evidence from another policy: a rule we cannot read counts in full.
+                self.add("prompt_abusive_intent", subject=rule_id, detail="rule not in policy")
+                continue
+            if rule.scope == "real_person" and not self.real_sources:
+                continue
+            if rule.requires_use is not None and self.all_grant(rule.requires_use):
+                continue
+            self.add("prompt_abusive_intent", subject=rule_id)
+
+    def provenance(self) -> None:
+        if not self.publish or not self.image_ok:
+            return
+        facts = self.evidence.provenance
+        if facts is None or (facts.state is None and facts.error is None):
+            self.add("evidence_unavailable", subject="provenance")
+            return
+        if facts.error is not None:
+            code = "evidence_timeout" if facts.error == "timeout" else "evidence_unavailable"
+            self.add(code, subject="provenance", detail=facts.error)
+            return
+        if facts.state == "absent":
+            waived = self.policy.provenance.absent_allowed_when_consented and self.all_consented()
+            self.add("provenance_absent", action="allow" if waived else None)
+        elif facts.state == "invalid":
+            self.add("provenance_invalid")
+        elif facts.state == "valid_untrusted":
+            self.add("provenance_untrusted")
+        elif facts.state in {"remote_manifest", "unsupported"}:
+            self.add("provenance_unverifiable", detail=facts.state)
+
+    def scores(self) -> None:
+        if not self.publish:
+            return
+        invalid_categories = self._invalid_scores()
+        failures = sorted(
+            {f"{r.classifier}:{r.error}" for r in self.evidence.classifiers if r.error}
+        )
+        for rule in self.policy.scores:
+            value = self.scores_by_category.get(rule.category)
+            if value is None:
+                if rule.required and rule.category not in invalid_categories:
+                    self._missing_score(rule.category, failures)
+                continue
+            band: Band
+            if value >= rule.block:
+                band = "block"
+            elif value >= rule.review:
+                band = "review"
+            else:
+                continue
+            waived = rule.waived_by_use is not None and self.all_grant(rule.waived_by_use)
+            self.add(
+                score_code(rule.category, band),
+                subject=rule.category,
+                detail=f"{value:.4f}",
+                action="allow" if waived else None,
+            )
+
+    def _invalid_scores(self) -> set[str]:
+        categories: set[str] = set()
+        for result in self.evidence.classifiers:
+            for invalid in result.invalid:
+                categories.add(invalid.category)
+                self.add(
+                    "classifier_invalid_score",
+                    subject=f"{result.classifier}:{invalid.category}",
+                    detail=invalid.raw,
+                )
+        return categories
+
+    def _missing_score(self, category: str, failures: list[str]) -> None:
+        if failures:
+            self.add("classifier_unavailable", subject=category, detail=",".join(failures))
+        elif self.image_ok:
+            # Without a readable image nothing could be scored; image_unreadable says why.
+            self.add("score_missing", subject=category)
+
+    def hashes(self) -> None:
+        if not self.publish or not self.image_ok:
+            return
+        facts = self.evidence.hashes
+        if facts is None:
+            self.add("evidence_unavailable", subject="hashes")
+            return
+        if facts.error is not None:
+            code = "evidence_timeout" if facts.error == "timeout" else "evidence_unavailable"
+            self.add(code, subject="hashes", detail=facts.error)
+            return
+        bands = self.policy.hashes
+        consented_assets = {self.evidence.sources[i].asset_id for i in self.consented}
+        for match in facts.matches:
+            if match.distance <= bands.block_distance:
+                code = "hash_match_block" if match.action == "block" else "hash_match_review"
+            elif match.distance <= bands.review_distance:
+                code = "hash_match_review"
+            else:
+                continue
+            if (
+                match.list in bands.consent_exempt_lists
+                and match.source is not None
+                and match.source in consented_assets
+            ):
+                code = "hash_match_consented"
+            self.add(code, subject=match.list, detail=f"distance {match.distance}")
+
+    # Helpers.
+
+    def _source_findings(self, source: SourceEvidence) -> bool:
+        """Record the findings of one source; True when it has none."""
+        before = len(self.findings)
+        subject = source.asset_id
+        if not source.token_present:
+            self.add("consent_missing", subject=subject)
+        elif source.error is not None:
+            code = "evidence_timeout" if source.error == "timeout" else "evidence_unavailable"
+            self.add(code, subject=subject, detail=source.error)
+        elif source.check is None:
+            self.add("evidence_unavailable", subject=subject, detail="consent not checked")
+        else:
+            check = source.check
+            for code in gate_codes(check):
+                self.add(code, subject=subject)
+            if check.valid and not check.reasons:
+                missing = [u for u in self.uses_for(source.type) if u not in check.uses]
+                if missing:
+                    self.add("consent_use_not_permitted", subject=subject, detail=",".join(missing))
+            recorded, declared = check.asset_sha256, source.declared_sha256
+            if recorded and declared and recorded.lower() != declared.lower():
+                self.add("source_hash_mismatch", subject=subject)
+        return len(self.findings) == before
+
+    def uses_for(self, source_type: str) -> tuple[str, ...]:
+        return required_uses(
+            self.policy,
+            stage=self.evidence.stage,
+            source_type=source_type,
+            scores=self.scores_by_category,
+            prompt_rules=self.matched_rules,
+            declared_uses=self.evidence.declared_uses,
+        )
+
+    def all_consented(self) -> bool:
+        """Every real-person source has clean consent (true when there is none)."""
+        return all(
+            i in self.consented
+            for i, s in enumerate(self.evidence.sources)
+            if needs_consent(self.policy, s.type)
+        )
+
+    def all_grant(self, use: str) -> bool:
+        """There is a real-person source, and every one has clean consent granting ``use``."""
+        if not self.real_sources or not self.all_consented():
+            return False
+        return all(
+            source.check is not None and use in source.check.uses for source in self.real_sources
+        )
+
+    def add(
+        self,
+        code: str,
+        *,
+        subject: str | None = None,
+        detail: str | None = None,
+        action: Action | None = None,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                code=code,
+                action=action or self.policy.action(code),
+                step=step_of(code),
+                subject=subject,
+                detail=detail[:200] if detail else None,
+            )
+        )
+
+    def decision(self) -> Decision:
+        ordered = sorted(
+            enumerate(self.findings),
+            key=lambda item: (
+                -action_rank(item[1].action),
+                STEPS.index(item[1].step),
+                item[0],
+            ),
+        )
+        findings = tuple(finding for _, finding in ordered)
+        worst: Action = findings[0].action if findings else "allow"
+        status = _STATUS[worst]
+        reasons = tuple(dict.fromkeys(f.code for f in findings if f.action != "allow"))
+        notes = tuple(dict.fromkeys(f.code for f in findings if f.action == "allow"))
+        return Decision(
+            status=status,
+            stage=self.evidence.stage,
+            reasons=reasons,
+            notes=notes,
+            findings=findings,
+            scores=dict(sorted(self.scores_by_category.items())),
+            policy_version=self.policy.version,
+            policy_label=self.policy.label,
+            review=self.route(findings) if status == "review" else None,
+        )
+
+    def route(self, findings: tuple[Finding, ...]) -> ReviewRoute:
+        rank, tier = min(
+            (self.policy.review.tier_for(f.code) for f in findings if f.action == "review"),
+            key=lambda pair: pair[0],
+        )
+        deadline = self.evidence.received_at + dt.timedelta(minutes=tier.deadline_minutes)
+        return ReviewRoute(tier=tier.name, rank=rank, deadline=deadline)

@@ -1,0 +1,167 @@
+"""The evidence the gate collects before it decides: plain values, storable as JSON.
+
+``Evidence`` is everything ``decide`` looks at, and nothing else: the decision is a pure
+function of it and the policy, so a stored evidence record can be replayed against another
+policy. Image bytes and consent tokens are never part of it (only hashes and answers).
+
+A piece of evidence that was not collected is ``None`` (or carries an ``error``); the
+engine treats that as missing, which the policy turns into ``review`` or ``block``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: TC003 - msgspec resolves field types at runtime
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+import msgspec
+
+from moderation.consent import SourceEvidence  # noqa: TC001 - msgspec needs it at runtime
+
+if TYPE_CHECKING:
+    from verifier import DecodedImage, HashVariants, Report
+
+__all__ = [
+    "ClassifierResult",
+    "Evidence",
+    "HashFacts",
+    "HashMatch",
+    "ImageFacts",
+    "InvalidScore",
+    "Origin",
+    "PromptFacts",
+    "ProvenanceFacts",
+    "Stage",
+    "StepTiming",
+    "decode_evidence",
+    "encode_evidence",
+    "image_facts",
+]
+
+Stage: TypeAlias = Literal["publish", "prompt"]
+Origin: TypeAlias = Literal["supplied", "computed"]
+ProvenanceState: TypeAlias = Literal[
+    "trusted", "valid_untrusted", "invalid", "absent", "remote_manifest", "unsupported"
+]
+HashListAction: TypeAlias = Literal["review", "block"]
+
+
+class ImageFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """The output image: decoded or not (``error`` is a verifier image error code or
+    ``timeout``), its SHA-256, pHash and the pHashes of its flips and rotations (hex)."""
+
+    decoded: bool
+    sha256: str | None = None
+    phash: str | None = None
+    variants: tuple[str, ...] = ()
+    media_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+class PromptFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """Which prompt-intent rules matched (rule ids only; the prompt is not repeated here)."""
+
+    matched: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class ProvenanceFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """The output's C2PA report, reduced to what the policy reads."""
+
+    state: ProvenanceState | None = None
+    manifest_label: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_report(cls, report: Report) -> ProvenanceFacts:
+        return cls(state=report.state, manifest_label=report.manifest_label)
+
+
+class InvalidScore(msgspec.Struct, frozen=True, kw_only=True):
+    """A score that is not a finite number in 0..1; ``raw`` is a short rendering of it."""
+
+    category: str
+    raw: str
+
+
+class ClassifierResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One classifier's answer: valid scores, invalid ones, or an ``error`` code.
+
+    ``error`` is one of ``timeout``, ``circuit_open``, ``http_status``, ``redirect_refused``,
+    ``address_refused``, ``bad_response``, ``unavailable``.
+    """
+
+    classifier: str
+    origin: Origin
+    scores: dict[str, float] = msgspec.field(default_factory=dict)
+    invalid: tuple[InvalidScore, ...] = ()
+    error: str | None = None
+    model: str | None = None
+    latency_ms: float = 0.0
+
+
+class HashMatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The closest entry of one hash list to the image (or one of its flips/rotations)."""
+
+    list: str
+    action: HashListAction
+    label: str
+    source: str | None
+    distance: int
+    hash: str
+
+
+class HashFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """Hash-list matches at or within the policy's review distance."""
+
+    matches: tuple[HashMatch, ...] = ()
+    error: str | None = None
+
+
+class StepTiming(msgspec.Struct, frozen=True, kw_only=True):
+    step: str
+    ms: float
+    timed_out: bool = False
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the gate saw for one request.
+
+    ``stage`` is ``publish`` (an image exists) or ``prompt`` (the pre-generation check: no
+    image, so image, provenance, scores and hashes are not expected). ``declared_uses`` are
+    the uses the caller said it intends (pre-generation check).
+    """
+
+    stage: Stage
+    received_at: datetime
+    image: ImageFacts | None = None
+    prompt: PromptFacts | None = None
+    sources: tuple[SourceEvidence, ...] = ()
+    declared_uses: tuple[str, ...] = ()
+    provenance: ProvenanceFacts | None = None
+    classifiers: tuple[ClassifierResult, ...] = ()
+    hashes: HashFacts | None = None
+    timings: tuple[StepTiming, ...] = ()
+
+
+def image_facts(
+    decoded: DecodedImage, *, sha256: str, phash: str, variants: HashVariants
+) -> ImageFacts:
+    return ImageFacts(
+        decoded=True,
+        sha256=sha256,
+        phash=phash,
+        variants=variants.all(),
+        media_type=decoded.media_type,
+        width=decoded.width,
+        height=decoded.height,
+    )
+
+
+def encode_evidence(evidence: Evidence) -> bytes:
+    return msgspec.json.encode(evidence)
+
+
+def decode_evidence(data: bytes) -> Evidence:
+    return msgspec.json.decode(data, type=Evidence)
