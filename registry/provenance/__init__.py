@@ -1,0 +1,71 @@
+"""Provenance of generated outputs (issue 4): sign, record, verify and look up.
+
+``ProvenanceService`` holds this process's trust settings, bounded image workers and the
+in-memory perceptual-hash index of signed outputs; ``affected_outputs`` lists what a consent
+withdrawal must take down. The C2PA and image work itself is ``verifier``'s.
+"""
+
+from __future__ import annotations
+
+from registry.provenance.errors import (
+    ConsentTokenRejected,
+    DecisionUnknown,
+    GenerationAlreadySigned,
+    ImageWorkBusy,
+    ImageWorkTimeout,
+    PartInvalid,
+    PartMissing,
+    ProvenanceError,
+)
+from registry.provenance.images import Inspected, Upload
+from registry.provenance.index import PhashIndex
+from registry.provenance.service import (
+    LOOKUP_LIMIT,
+    AuditRecord,
+    ConsentStatusView,
+    DecisionSource,
+    Lookup,
+    LookupMatch,
+    OutputRecord,
+    ProvenanceService,
+    ProvenanceSettings,
+    RegistryMatch,
+    Signed,
+    SignMetadata,
+    SignPlan,
+    TokenChecker,
+    Verification,
+    affected_outputs,
+)
+from registry.provenance.work import BoundedWork
+
+__all__ = [
+    "LOOKUP_LIMIT",
+    "AuditRecord",
+    "BoundedWork",
+    "ConsentStatusView",
+    "ConsentTokenRejected",
+    "DecisionSource",
+    "DecisionUnknown",
+    "GenerationAlreadySigned",
+    "ImageWorkBusy",
+    "ImageWorkTimeout",
+    "Inspected",
+    "Lookup",
+    "LookupMatch",
+    "OutputRecord",
+    "PartInvalid",
+    "PartMissing",
+    "PhashIndex",
+    "ProvenanceError",
+    "ProvenanceService",
+    "ProvenanceSettings",
+    "RegistryMatch",
+    "SignMetadata",
+    "SignPlan",
+    "Signed",
+    "TokenChecker",
+    "Upload",
+    "Verification",
+    "affected_outputs",
+]

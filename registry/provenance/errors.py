@@ -1,0 +1,74 @@
+"""Errors of the provenance domain, each with a stable ``code`` and a ``kind``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from registry.errors import Kind, RegistryError
+
+__all__ = [
+    "ConsentTokenRejected",
+    "DecisionUnknown",
+    "GenerationAlreadySigned",
+    "ImageWorkBusy",
+    "ImageWorkTimeout",
+    "PartInvalid",
+    "PartMissing",
+    "ProvenanceError",
+]
+
+
+class ProvenanceError(RegistryError):
+    """Base of the provenance domain's errors."""
+
+    code = "provenance_error"
+    kind: ClassVar[Kind] = "invalid"
+
+
+class ConsentTokenRejected(ProvenanceError):
+    """A consent token given for signing is not valid now; ``extra["tokens"]`` says why."""
+
+    code = "consent_token_invalid"
+    kind = "invalid"
+
+
+class GenerationAlreadySigned(ProvenanceError):
+    """This generator client already signed an output for this generation id."""
+
+    code = "generation_already_signed"
+    kind = "conflict"
+
+
+class DecisionUnknown(ProvenanceError):
+    """The gate decision named for signing is not one this deployment can vouch for."""
+
+    code = "decision_unknown"
+    kind = "invalid"
+
+
+class PartMissing(ProvenanceError):
+    """A required multipart part is absent."""
+
+    code = "part_missing"
+    kind = "malformed"
+
+
+class PartInvalid(ProvenanceError):
+    """A multipart part that is unknown, repeated or not shaped as the endpoint expects."""
+
+    code = "part_invalid"
+    kind = "malformed"
+
+
+class ImageWorkTimeout(ProvenanceError):
+    """Decoding, hashing or C2PA work on one image took longer than its time bound."""
+
+    code = "image_work_timeout"
+    kind = "unavailable"
+
+
+class ImageWorkBusy(ProvenanceError):
+    """Every image worker stayed busy for the whole time bound."""
+
+    code = "image_work_busy"
+    kind = "unavailable"

@@ -1,0 +1,129 @@
+"""What the service learns from an uploaded image, and the blocking work done on it.
+
+These functions block (Pillow, the C2PA SDK, hashing) and run in ``BoundedWork`` threads.
+Checks come in the order of ``verifier.imaging.decode``: byte cap, the type the bytes are,
+the declared type and the file name's extension against it, the pixel count from the
+header, and only then decoding and C2PA work.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from verifier import (
+    ImageLimits,
+    ImageTypeMismatch,
+    Report,
+    decode,
+    perceptual_hashes,
+    sha256_hex,
+    sign,
+    sniff_media_type,
+    verify,
+)
+
+if TYPE_CHECKING:
+    from keys.c2pa_identity import C2paIdentity
+    from verifier import GenerationFacts, TrustSettings
+
+__all__ = ["Inspected", "SignedImage", "Upload", "inspect", "sign_image", "verify_image"]
+
+# Declared types that say nothing about the bytes (clients send them for any file).
+_GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+_EXTENSIONS: dict[str, str] = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".jpe": "image/jpeg",
+    ".jfif": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".heic": "image/heic",
+    ".heif": "image/heic",
+    ".avif": "image/avif",
+}
+
+
+class Upload(msgspec.Struct, frozen=True, kw_only=True):
+    """An uploaded file part: its bytes and what the client said they are."""
+
+    data: bytes
+    content_type: str | None = None
+    filename: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Upload({len(self.data)} bytes, {self.content_type!r}, {self.filename!r})"
+
+
+class Inspected(msgspec.Struct, frozen=True, kw_only=True):
+    media_type: str
+    width: int
+    height: int
+    sha256: str
+    phash: str
+
+
+class SignedImage(msgspec.Struct, frozen=True, kw_only=True):
+    data: bytes
+    inspected: Inspected
+    """Of the signed bytes: the SHA-256 changes with the manifest, the pixels do not."""
+
+    def __repr__(self) -> str:
+        return f"SignedImage({len(self.data)} bytes, {self.inspected!r})"
+
+
+def inspect(upload: Upload, limits: ImageLimits) -> Inspected:
+    """Hashes and size of an allowed, decodable image; raises the ``verifier`` ImageErrors."""
+    declared = _declared_type(upload.content_type)
+    _check_extension(upload)
+    decoded = decode(upload.data, limits, declared, hash_only=True)
+    return Inspected(
+        media_type=decoded.media_type,
+        width=decoded.width,
+        height=decoded.height,
+        sha256=sha256_hex(upload.data),
+        phash=perceptual_hashes(decoded.image).phash,
+    )
+
+
+def verify_image(
+    upload: Upload, limits: ImageLimits, trust: TrustSettings
+) -> tuple[Report, Inspected]:
+    inspected = inspect(upload, limits)
+    return verify(upload.data, inspected.media_type, trust), inspected
+
+
+def sign_image(
+    upload: Upload,
+    limits: ImageLimits,
+    facts: GenerationFacts,
+    identity: C2paIdentity,
+    *,
+    thumbnail: bool,
+) -> SignedImage:
+    inspected = inspect(upload, limits)
+    signed = sign(upload.data, inspected.media_type, facts, identity, thumbnail=thumbnail)
+    return SignedImage(
+        data=signed, inspected=msgspec.structs.replace(inspected, sha256=sha256_hex(signed))
+    )
+
+
+def _declared_type(content_type: str | None) -> str | None:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return None if media_type in _GENERIC_TYPES else media_type
+
+
+def _check_extension(upload: Upload) -> None:
+    if not upload.filename:
+        return
+    extension = posixpath.splitext(upload.filename.replace("\\", "/"))[1].lower()
+    named = _EXTENSIONS.get(extension)
+    actual = sniff_media_type(upload.data)
+    if named is not None and actual is not None and named != actual:
+        raise ImageTypeMismatch(f"the file name says {named} but the bytes are {actual}")

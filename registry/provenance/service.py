@@ -1,0 +1,561 @@
+"""Provenance of generated outputs: sign them, record them, and find them again.
+
+The shell opens connections and transactions and appends the audit events these
+operations return; everything blocking (Pillow, the C2PA SDK, hashing) runs in
+``BoundedWork`` threads with a time bound.
+
+Signing is three steps so that no connection is held during the C2PA work:
+``plan_signing`` checks the request and every consent token (signature, expiry, audience and
+live status from the database), ``sign`` embeds the manifest and signs the detached
+assertion, and ``record`` stores the output in the transaction that appends its audit
+event, after share-locking the tokens' rows and reading their status again, so a withdrawal
+either commits first (and the output is refused) or waits and then lists the output.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+
+import msgspec
+
+from registry.provenance import repository
+from registry.provenance.errors import (
+    ConsentTokenRejected,
+    DecisionUnknown,
+    GenerationAlreadySigned,
+)
+from registry.provenance.images import Inspected, Upload, inspect, sign_image, verify_image
+from registry.provenance.index import PhashIndex
+from verifier import (
+    ConsentRef,
+    DecisionRef,
+    GenerationFacts,
+    ImageLimits,
+    IngredientRef,
+    ProvenanceClaims,
+    Report,
+    TrustSettings,
+    sign_assertion,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import asyncpg
+
+    from keys import KeyRing
+    from keys.c2pa_identity import C2paIdentity
+    from registry.auth import Client
+    from registry.provenance.work import BoundedWork
+
+__all__ = [
+    "LOOKUP_LIMIT",
+    "AuditRecord",
+    "ConsentCheck",
+    "ConsentStatusView",
+    "DecisionSource",
+    "Lookup",
+    "LookupMatch",
+    "OutputRecord",
+    "ProvenanceService",
+    "ProvenanceSettings",
+    "RegistryMatch",
+    "SignMetadata",
+    "SignPlan",
+    "Signed",
+    "TokenChecker",
+    "Verification",
+    "affected_outputs",
+]
+
+LOOKUP_LIMIT = 20
+MAX_CONSENT_TOKENS = 100
+_MAX_TOKEN_CHARS = 8192
+# No C0 controls or DEL: these strings go into the manifest, the JWS and logs.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_PRINTABLE)]
+_Token = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_TOKEN_CHARS)]
+
+
+class SignMetadata(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The ``metadata`` part of ``POST /v1/provenance/sign``."""
+
+    generation_id: _Text
+    """The generator's id for this output; signed once per generator client."""
+    model: _Text
+    """The generator model, named as the manifest's software agent."""
+    consent_tokens: Annotated[list[_Token], msgspec.Meta(max_length=MAX_CONSENT_TOKENS)]
+    """Consent tokens (issued to the caller) for every reference photo used; may be empty."""
+    decision_id: _Text | None = None
+    """The publish gate's decision for this output."""
+    edited_reference: bool = False
+    """A reference photo was edited (composite) rather than the image made from scratch."""
+
+
+class ProvenanceSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """What the provenance domain needs from the service settings, composed by the shell."""
+
+    issuer: str
+    image_limits: ImageLimits
+    lookup_max_distance: int
+    thumbnails: bool = False
+
+
+class ConsentCheck(Protocol):
+    """The outcome of checking one consent token (``registry.consent.TokenVerification``)."""
+
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def reasons(self) -> Sequence[str]: ...
+    @property
+    def claims(self) -> dict[str, Any] | None: ...
+
+
+class TokenChecker(Protocol):
+    """Online consent-token verification: signature, time, audience, live status."""
+
+    async def verify(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        actor: Client,
+        token: str,
+        use: str | None,
+        asset_sha256: str | None,
+        audience: str | None,
+    ) -> ConsentCheck: ...
+
+
+class DecisionSource(Protocol):
+    """The publish gate's recorded decisions, so a manifest states only what was decided."""
+
+    async def decision_ref(
+        self, conn: asyncpg.Connection, decision_id: str, *, tenant: str
+    ) -> DecisionRef | None: ...
+
+
+class AuditRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """An audit event for the shell to append (ids and hashes only)."""
+
+    action: str
+    subject_type: str
+    subject_id: str
+    payload: dict[str, Any]
+
+
+class ConsentStatusView(msgspec.Struct, kw_only=True, frozen=True):
+    """A consent token an output used, and its status now (from the database)."""
+
+    jti: str
+    status_list_uri: str
+    status_idx: int
+    status: repository.ConsentStatus
+
+
+class OutputRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """One of our signed outputs, as shown to anyone (no tenant, client or consent ids)."""
+
+    output_id: str
+    generation_id: str
+    model: str
+    media_type: str
+    width: int
+    height: int
+    sha256: str
+    phash: str
+    decision_id: str | None
+    signed_at: datetime
+    consents: tuple[ConsentStatusView, ...]
+    assertion: str
+    """The detached provenance assertion (compact JWS, ``typ: provenance+jwt``)."""
+
+
+class RegistryMatch(msgspec.Struct, kw_only=True, frozen=True):
+    match: Literal["sha256", "perceptual"]
+    """``sha256``: these exact bytes; ``perceptual``: the pixels are close (metadata stripped,
+    re-encoded or resized)."""
+    distance: int
+    """Bits of the 64-bit pHash that differ (0 for an exact match)."""
+    output: OutputRecord
+
+
+class Verification(Report, kw_only=True, frozen=True):
+    """The C2PA report, plus the registry's record when the image is one of our outputs."""
+
+    registry: RegistryMatch | None = None
+
+
+class LookupMatch(msgspec.Struct, kw_only=True, frozen=True):
+    distance: int
+    output: OutputRecord
+
+
+class Lookup(msgspec.Struct, kw_only=True, frozen=True):
+    sha256: str
+    phash: str
+    max_distance: int
+    matches: tuple[LookupMatch, ...]
+    """Nearest first, at most ``LOOKUP_LIMIT``."""
+
+
+class SignPlan(msgspec.Struct, kw_only=True, frozen=True):
+    """A checked signing request: what the manifest and the record will say."""
+
+    facts: GenerationFacts
+    consents: tuple[repository.ConsentUse, ...]
+
+
+class Signed(msgspec.Struct, kw_only=True, frozen=True):
+    output_id: str
+    media_type: str
+    data: bytes
+    assertion: str
+    sha256: str
+    phash: str
+    width: int
+    height: int
+
+    def __repr__(self) -> str:
+        return f"Signed({self.output_id!r}, {len(self.data)} bytes, sha256={self.sha256})"
+
+
+class ProvenanceService:
+    """Provenance operations, bound to this process's keys, trust, workers and hash index."""
+
+    def __init__(
+        self,
+        *,
+        settings: ProvenanceSettings,
+        trust: TrustSettings,
+        identity: C2paIdentity,
+        keyring: KeyRing,
+        tokens: TokenChecker,
+        work: BoundedWork,
+        decisions: DecisionSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.trust = trust
+        self.work = work
+        self.index = PhashIndex()
+        self._identity = identity
+        self._keyring = keyring
+        self._tokens = tokens
+        self._decisions = decisions
+
+    def __repr__(self) -> str:
+        return f"ProvenanceService(issuer={self.settings.issuer!r})"
+
+    def close(self) -> None:
+        self.work.close()
+
+    # Verification and lookup (public).
+
+    async def verify(self, conn: asyncpg.Connection, upload: Upload) -> Verification:
+        """The C2PA report of the image and, when it is one of our outputs, its record."""
+        report, inspected = await self.work.run(
+            verify_image, upload, self.settings.image_limits, self.trust
+        )
+        return Verification(
+            **msgspec.structs.asdict(report), registry=await self._registry_match(conn, inspected)
+        )
+
+    async def lookup(self, conn: asyncpg.Connection, upload: Upload) -> Lookup:
+        """Our outputs whose pHash is within the threshold of the image's, nearest first."""
+        inspected = await self.work.run(inspect, upload, self.settings.image_limits)
+        await self.index.refresh(conn)
+        hits = self.index.nearest(
+            int(inspected.phash, 16),
+            max_distance=self.settings.lookup_max_distance,
+            limit=LOOKUP_LIMIT,
+        )
+        rows = await repository.outputs_by_ids(conn, [row_id for row_id, _ in hits])
+        records = await self._records(conn, list(rows.values()))
+        matches = tuple(
+            LookupMatch(distance=distance, output=records[rows[row_id].output_id])
+            for row_id, distance in hits
+            if row_id in rows
+        )
+        return Lookup(
+            sha256=inspected.sha256,
+            phash=inspected.phash,
+            max_distance=self.settings.lookup_max_distance,
+            matches=matches,
+        )
+
+    async def _registry_match(
+        self, conn: asyncpg.Connection, inspected: Inspected
+    ) -> RegistryMatch | None:
+        exact = await repository.outputs_by_sha256(conn, inspected.sha256)
+        if exact:
+            records = await self._records(conn, exact[:1])
+            return RegistryMatch(match="sha256", distance=0, output=records[exact[0].output_id])
+        await self.index.refresh(conn)
+        hits = self.index.nearest(
+            int(inspected.phash, 16), max_distance=self.settings.lookup_max_distance, limit=1
+        )
+        if not hits:
+            return None
+        row_id, distance = hits[0]
+        rows = await repository.outputs_by_ids(conn, [row_id])
+        if row_id not in rows:
+            return None
+        records = await self._records(conn, [rows[row_id]])
+        return RegistryMatch(
+            match="perceptual", distance=distance, output=records[rows[row_id].output_id]
+        )
+
+    async def _records(
+        self, conn: asyncpg.Connection, rows: Sequence[repository.OutputRow]
+    ) -> dict[str, OutputRecord]:
+        consents = await repository.consents_of(conn, [row.output_id for row in rows])
+        return {
+            row.output_id: OutputRecord(
+                output_id=row.output_id,
+                generation_id=row.generation_id,
+                model=row.model,
+                media_type=row.media_type,
+                width=row.width,
+                height=row.height,
+                sha256=row.sha256,
+                phash=row.phash,
+                decision_id=row.decision_id,
+                signed_at=row.created_at,
+                consents=tuple(
+                    ConsentStatusView(
+                        jti=use.jti,
+                        status_list_uri=use.status_list_uri,
+                        status_idx=use.status_idx,
+                        status=use.status,
+                    )
+                    for use in consents[row.output_id]
+                ),
+                assertion=row.assertion,
+            )
+            for row in rows
+        }
+
+    # Signing (generators).
+
+    async def plan_signing(
+        self, conn: asyncpg.Connection, *, actor: Client, metadata: SignMetadata
+    ) -> SignPlan:
+        """Check the request before any image work.
+
+        Raises generation_already_signed, consent_token_invalid or decision_unknown.
+        """
+        if await repository.generation_signed(conn, actor.client_id, metadata.generation_id):
+            raise GenerationAlreadySigned(
+                "this client already signed an output for this generation_id"
+            )
+        consents, ingredients = await self._check_tokens(conn, actor, metadata.consent_tokens)
+        decision = None
+        if metadata.decision_id is not None:
+            decision = await self._decision(conn, metadata.decision_id, actor.tenant)
+        facts = GenerationFacts(
+            generation_id=metadata.generation_id,
+            model=metadata.model,
+            edited_reference=metadata.edited_reference,
+            ingredients=ingredients,
+            consent_refs=tuple(
+                ConsentRef(
+                    jti=use.jti, status_list_uri=use.status_list_uri, status_idx=use.status_idx
+                )
+                for use in consents
+            ),
+            decision=decision,
+        )
+        return SignPlan(facts=facts, consents=consents)
+
+    async def sign(self, upload: Upload, plan: SignPlan) -> Signed:
+        """Embed a signed C2PA manifest and sign the detached assertion; records nothing."""
+        signed = await self.work.run(
+            functools.partial(sign_image, thumbnail=self.settings.thumbnails),
+            upload,
+            self.settings.image_limits,
+            plan.facts,
+            self._identity,
+        )
+        output_id = "out_" + secrets.token_urlsafe(16)
+        claims = ProvenanceClaims.build(
+            iss=self.settings.issuer,
+            jti=output_id,
+            sha256=signed.inspected.sha256,
+            phash=signed.inspected.phash,
+            generation_id=plan.facts.generation_id,
+            consents=plan.facts.consent_refs,
+            decision=plan.facts.decision,
+        )
+        return Signed(
+            output_id=output_id,
+            media_type=signed.inspected.media_type,
+            data=signed.data,
+            assertion=sign_assertion(claims, self._keyring.signer()),
+            sha256=signed.inspected.sha256,
+            phash=signed.inspected.phash,
+            width=signed.inspected.width,
+            height=signed.inspected.height,
+        )
+
+    async def record(
+        self, conn: asyncpg.Connection, *, actor: Client, plan: SignPlan, signed: Signed
+    ) -> AuditRecord:
+        """Store the output; call in the transaction that appends the returned event.
+
+        Raises consent_token_invalid when a token was revoked since ``plan_signing``, and
+        generation_already_signed when another request for the generation won the race.
+        """
+        jtis = [use.jti for use in plan.consents]
+        statuses = await repository.lock_token_statuses(conn, jtis)
+        revoked = [
+            {"index": position, "reasons": ["revoked" if statuses.get(jti) == 1 else "suspended"]}
+            for position, jti in enumerate(jtis)
+            if statuses.get(jti, 0) != 0
+        ]
+        if revoked:
+            raise ConsentTokenRejected(
+                "a consent token was revoked while the output was being signed", tokens=revoked
+            )
+        decision = plan.facts.decision
+        row_id = await repository.insert_output(
+            conn,
+            repository.NewOutput(
+                output_id=signed.output_id,
+                tenant=actor.tenant,
+                client_id=actor.client_id,
+                generation_id=plan.facts.generation_id,
+                model=plan.facts.model,
+                media_type=signed.media_type,
+                width=signed.width,
+                height=signed.height,
+                sha256=signed.sha256,
+                phash=signed.phash,
+                decision_id=decision.id if decision is not None else None,
+                assertion=signed.assertion,
+                consents=plan.consents,
+            ),
+        )
+        if row_id is None:
+            raise GenerationAlreadySigned(
+                "this client already signed an output for this generation_id"
+            )
+        return AuditRecord(
+            action="provenance.output_signed",
+            subject_type="signed_output",
+            subject_id=signed.output_id,
+            payload={
+                "generation_id": plan.facts.generation_id,
+                "sha256": signed.sha256,
+                "phash": signed.phash,
+                "consent_jtis": jtis,
+                "decision_id": decision.id if decision is not None else None,
+            },
+        )
+
+    async def _check_tokens(
+        self, conn: asyncpg.Connection, actor: Client, tokens: Sequence[str]
+    ) -> tuple[tuple[repository.ConsentUse, ...], tuple[IngredientRef, ...]]:
+        failures: list[dict[str, Any]] = []
+        uses: list[repository.ConsentUse] = []
+        ingredients: dict[str, IngredientRef] = {}
+        seen: set[str] = set()
+        for position, token in enumerate(tokens):
+            # The audience is the caller: a token issued to another generator never signs.
+            check = await self._tokens.verify(
+                conn, actor=actor, token=token, use=None, asset_sha256=None, audience=None
+            )
+            use = _consent_use(check.claims) if check.valid else None
+            if use is None:
+                failures.append({"index": position, "reasons": [str(r) for r in check.reasons]})
+                continue
+            if use.jti in seen:
+                failures.append({"index": position, "reasons": ["duplicate"]})
+                continue
+            seen.add(use.jti)
+            uses.append(use)
+            for sha256 in _asset_hashes(check.claims):
+                ingredients.setdefault(sha256, IngredientRef(title="reference", sha256=sha256))
+        if failures:
+            raise ConsentTokenRejected(
+                f"{len(failures)} of {len(tokens)} consent token(s) cannot be used",
+                tokens=failures,
+            )
+        return tuple(uses), tuple(ingredients.values())
+
+    async def _decision(
+        self, conn: asyncpg.Connection, decision_id: str, tenant: str
+    ) -> DecisionRef:
+        found = None
+        if self._decisions is not None:
+            found = await self._decisions.decision_ref(conn, decision_id, tenant=tenant)
+        if found is None:
+            raise DecisionUnknown("no gate decision with this id for this tenant")
+        return found
+
+
+class _StatusList(msgspec.Struct, frozen=True):
+    idx: int
+    uri: str
+
+
+class _Status(msgspec.Struct, frozen=True):
+    status_list: _StatusList
+
+
+class _Asset(msgspec.Struct, frozen=True):
+    sha256: str
+
+
+class _VerifiedClaims(msgspec.Struct, frozen=True):
+    """The claims of a verified consent token that a signed output records."""
+
+    jti: str
+    cid: str
+    status: _Status
+    assets: list[_Asset] = []
+
+
+def _claims(claims: dict[str, Any] | None) -> _VerifiedClaims | None:
+    if claims is None:
+        return None
+    try:
+        return msgspec.convert(claims, _VerifiedClaims)
+    except msgspec.ValidationError:
+        return None
+
+
+def _consent_use(claims: dict[str, Any] | None) -> repository.ConsentUse | None:
+    typed = _claims(claims)
+    if typed is None:
+        return None
+    return repository.ConsentUse(
+        jti=typed.jti,
+        consent_id=typed.cid,
+        status_list_uri=typed.status.status_list.uri,
+        status_idx=typed.status.status_list.idx,
+        status="valid",
+    )
+
+
+def _asset_hashes(claims: dict[str, Any] | None) -> list[str]:
+    typed = _claims(claims)
+    return [asset.sha256 for asset in typed.assets] if typed is not None else []
+
+
+async def affected_outputs(conn: asyncpg.Connection, consent_id: str) -> list[dict[str, Any]]:
+    """The outputs signed with any token of ``consent_id``, for a withdrawal's takedown list."""
+    rows = await repository.outputs_for_consent(conn, consent_id)
+    return [
+        {
+            "output_id": row.output_id,
+            "generation_id": row.generation_id,
+            "client_id": row.client_id,
+            "sha256": row.sha256,
+            "phash": row.phash,
+            "signed_at": row.created_at.astimezone(UTC).isoformat(),
+        }
+        for row in rows
+    ]
