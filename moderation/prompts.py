@@ -55,6 +55,7 @@ Scope: TypeAlias = Literal["real_person", "any"]
 # Request validation caps prompts well below this; the cap bounds the work here regardless.
 MAX_PROMPT_CHARS = 20_000
 _GAP_WORDS = 3
+_MIN_SINGLE_WORD = 3
 _PATTERN_WORD = re.compile(r"[a-z0-9]+\*?")
 # Cyrillic and Greek letters that look like Latin ones (as escapes, so the source shows
 # which is which), and the Latin letter each stands for.
@@ -98,6 +99,9 @@ def pattern_problem(pattern: str) -> str | None:
     for word in words:
         if word != "..." and _PATTERN_WORD.fullmatch(word) is None:
             return f"{word[:32]!r} is not a lowercase word (a-z, 0-9, optional trailing *)"
+    if len(words) == 1 and len(_REPEATS.sub(r"\1", words[0].rstrip("*"))) < _MIN_SINGLE_WORD:
+        # Repeated letters collapse ("xxx" reads as "x"), which would match far too much.
+        return "a one-word pattern needs at least 3 letters once repeated letters collapse"
     return None
 
 

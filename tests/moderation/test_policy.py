@@ -138,7 +138,9 @@ def test_action_overrides_apply():
             "provenance.absent_penalised",
         ),
         (
-            with_lines("[[prompt.rules]]", 'id = "r"', 'scope = "any"', 'any = ["x"]', "when = 1"),
+            with_lines(
+                "[[prompt.rules]]", 'id = "r"', 'scope = "any"', 'any = ["xyz"]', "when = 1"
+            ),
             PolicyUnknownKey,
             "prompt.rules[0].when",
         ),
@@ -244,20 +246,20 @@ def test_fail_closed_reasons_cannot_be_set_to_allow(code):
 @pytest.mark.parametrize(
     ("lines", "key"),
     [
-        (['id = "r"', 'scope = "any"', 'any = ["x"]', 'all = [["y"]]'], "prompt.rules[0]"),
+        (['id = "r"', 'scope = "any"', 'any = ["xyz"]', 'all = [["y"]]'], "prompt.rules[0]"),
         (['id = "r"', 'scope = "any"'], "prompt.rules[0]"),
-        (['id = "r"', 'scope = "anyone"', 'any = ["x"]'], "prompt.rules[0].scope"),
+        (['id = "r"', 'scope = "anyone"', 'any = ["xyz"]'], "prompt.rules[0].scope"),
         (['id = "r"', 'scope = "any"', 'any = ["Undress"]'], "prompt.rules[0].any[0]"),
-        (['id = "r"', 'scope = "any"', 'any = ["ok", "... x"]'], "prompt.rules[0].any[1]"),
+        (['id = "r"', 'scope = "any"', 'any = ["okay", "... x"]'], "prompt.rules[0].any[1]"),
         (['id = "r"', 'scope = "any"', 'any = ["(a|b)"]'], "prompt.rules[0].any[0]"),
-        (['id = "r"', 'scope = "any"', 'all = [["a"], []]'], "prompt.rules[0].all[1]"),
+        (['id = "r"', 'scope = "any"', 'all = [["apple"], []]'], "prompt.rules[0].all[1]"),
         (
-            ['id = "r"', 'scope = "any"', 'all = [["a"], ["b", "c d?"]]'],
+            ['id = "r"', 'scope = "any"', 'all = [["apple"], ["berry", "c d?"]]'],
             "prompt.rules[0].all[1][1]",
         ),
-        (['id = "R 1"', 'scope = "any"', 'any = ["x"]'], "prompt.rules[0].id"),
+        (['id = "R 1"', 'scope = "any"', 'any = ["xyz"]'], "prompt.rules[0].id"),
         (
-            ['id = "r"', 'scope = "any"', 'any = ["x"]', 'requires_use = "Explicit!"'],
+            ['id = "r"', 'scope = "any"', 'any = ["xyz"]', 'requires_use = "Explicit!"'],
             "prompt.rules[0].requires_use",
         ),
     ],
@@ -269,7 +271,7 @@ def test_bad_prompt_rules_are_refused(lines, key):
 
 
 def test_duplicate_prompt_rule_ids_are_refused():
-    rule = ["[[prompt.rules]]", 'id = "r"', 'scope = "any"', 'any = ["x"]']
+    rule = ["[[prompt.rules]]", 'id = "r"', 'scope = "any"', 'any = ["xyz"]']
     with pytest.raises(PolicyValueInvalid) as caught:
         load_policy(with_lines(*rule, *rule))
     assert caught.value.key == "prompt.rules[1].id"
