@@ -23,15 +23,21 @@ from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
 from registry.http.keys import KeysController
 from registry.http.observability import MetricsController, prometheus, request_id_middleware
+from registry.http.provenance import ProvenanceController
 from registry.http.security import RateLimiter
 from registry.http.system import SystemController
+from registry.provenance import BoundedWork, ProvenanceService, ProvenanceSettings
 from registry.services import Services
 from registry.settings import Settings, SettingsError
-from verifier.errors import VerifierError
+from verifier.errors import TrustSettingsInvalid, VerifierError
 from verifier.imaging import ImageLimits
+from verifier.verify import TrustSettings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from keys.c2pa_identity import C2paIdentity
+    from registry.provenance import TokenChecker
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +100,41 @@ def consent_settings(settings: Settings) -> ConsentSettings:
     )
 
 
+def provenance_service(
+    settings: Settings, *, c2pa: C2paIdentity, keyring: keys.KeyRing, tokens: TokenChecker
+) -> ProvenanceService:
+    """Provenance, trusting REGISTRY_TRUST_ANCHORS plus our own C2PA anchor."""
+    bundles = [c2pa.anchor_pem] if c2pa.anchor_pem else []
+    if settings.trust_anchors is not None:
+        try:
+            bundles.append(settings.trust_anchors.read_text("ascii"))
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"REGISTRY_TRUST_ANCHORS: cannot read {settings.trust_anchors} ({exc})"
+            raise SettingsError(msg) from None
+    try:
+        trust = TrustSettings.from_pem(
+            *bundles, allow_remote_hosts=settings.remote_manifest_host_list
+        )
+    except TrustSettingsInvalid as exc:
+        msg = f"REGISTRY_TRUST_ANCHORS: {exc.message}"
+        raise SettingsError(msg) from None
+    return ProvenanceService(
+        settings=ProvenanceSettings(
+            issuer=settings.public_issuer,
+            image_limits=ImageLimits(
+                max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            ),
+            lookup_max_distance=settings.provenance_lookup_max_distance,
+            thumbnails=settings.c2pa_thumbnails,
+        ),
+        trust=trust,
+        identity=c2pa,
+        keyring=keyring,
+        tokens=tokens,
+        work=BoundedWork(threads=settings.image_work_threads, timeout=settings.image_work_timeout),
+    )
+
+
 async def _checkpoint_loop(services: Services) -> None:
     while True:
         await asyncio.sleep(services.settings.checkpoint_interval)
@@ -146,6 +187,7 @@ async def build_services(settings: Settings) -> Services:
             c2pa=c2pa,
             limiter=RateLimiter(settings.rate_limit_per_minute),
             consent=consent,
+            provenance=provenance_service(settings, c2pa=c2pa, keyring=keyring, tokens=consent),
         )
         if settings.bootstrap_admin_key:
             async with services.transaction() as conn:
@@ -185,6 +227,7 @@ def create_app(settings: Settings) -> Litestar:
             for task in services.background:
                 task.cancel()
             await asyncio.gather(*services.background, return_exceptions=True)
+            services.provenance.close()
             await services.pool.close()
 
     domain_errors: tuple[type[Exception], ...] = (
@@ -201,6 +244,7 @@ def create_app(settings: Settings) -> Litestar:
             AuditController,
             MetricsController,
             ConsentController,
+            ProvenanceController,
         ],
         lifespan=[lifespan],
         middleware=[request_id_middleware, prometheus.middleware],

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from keys.c2pa_identity import C2paIdentity
     from registry.consent.service import ConsentService
     from registry.http.security import RateLimiter
+    from registry.provenance import ProvenanceService
     from registry.settings import Settings
 
 
@@ -29,6 +30,7 @@ class Services:
     c2pa: C2paIdentity
     limiter: RateLimiter
     consent: ConsentService
+    provenance: ProvenanceService
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager

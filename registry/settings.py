@@ -22,6 +22,8 @@ PREFIX = "REGISTRY_"
 _MAX_PORT = 65535
 _MAX_JSON_DEPTH = 256
 _MIN_JSON_DEPTH = 2
+# Unrelated images differ in about half of a 64-bit perceptual hash.
+_MAX_PHASH_DISTANCE = 32
 _MIN_STATUS_LIST = 131_072
 _MAX_STATUS_LIST = 134_217_728
 
@@ -73,6 +75,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """PEM bundle of C2PA trust anchors (our own anchor is always added)."""
     max_image_pixels: int = 40_000_000
     max_image_bytes: int = 26_214_400
+    remote_manifest_hosts: str = ""
+    """Comma-separated hosts a remote C2PA manifest may be fetched from; empty: never fetch."""
+    image_work_threads: int = 2
+    """Threads for decoding, hashing and C2PA work; at most this many images at once."""
+    image_work_timeout: float = 20.0
+    """Seconds one image may wait for a worker, and then to be processed."""
+
+    # Provenance
+    provenance_lookup_max_distance: int = 8
+    """Bits of 64 by which a perceptual hash may differ and still find a signed output."""
 
     # Consent
     token_default_ttl: int = 900
@@ -94,6 +106,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     @property
     def public_issuer(self) -> str:
         return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def remote_manifest_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.remote_manifest_hosts.split(",") if h.strip())
 
     @property
     def embedded_database(self) -> bool:
@@ -148,6 +164,12 @@ def _validate(s: Settings) -> None:
         ),
         ("REGISTRY_RATE_LIMIT_PER_MINUTE must be >= 1", s.rate_limit_per_minute >= 1),
         ("REGISTRY_CHECKPOINT_INTERVAL must be > 0", s.checkpoint_interval > 0),
+        ("REGISTRY_IMAGE_WORK_THREADS must be >= 1", s.image_work_threads >= 1),
+        ("REGISTRY_IMAGE_WORK_TIMEOUT must be > 0", s.image_work_timeout > 0),
+        (
+            "REGISTRY_PROVENANCE_LOOKUP_MAX_DISTANCE must be 0..32",
+            0 <= s.provenance_lookup_max_distance <= _MAX_PHASH_DISTANCE,
+        ),
         (
             "REGISTRY_STATUS_LIST_SIZE must be a multiple of 8, from 131072 to 134217728",
             _MIN_STATUS_LIST <= s.status_list_size <= _MAX_STATUS_LIST

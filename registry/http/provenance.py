@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
+from litestar.datastructures import ResponseHeader
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -253,7 +254,20 @@ class ProvenanceController(Controller):
         guards=[allow(Role.GENERATOR)],
         security=BEARER,
         status_code=200,
+        media_type="image/*",
         opt={"multipart": _SIGN_PARTS},
+        response_headers=[
+            ResponseHeader(
+                name=ASSERTION_HEADER,
+                documentation_only=True,
+                description="The detached provenance assertion (compact JWS).",
+            ),
+            ResponseHeader(
+                name=OUTPUT_ID_HEADER,
+                documentation_only=True,
+                description="The id of the recorded output (the assertion's `jti`).",
+            ),
+        ],
     )
     async def sign(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         services = services_of(request)
