@@ -99,15 +99,16 @@ class _Strings:
         self._size = 0
 
     def extend(self, values: Iterable[str | None], count: int) -> None:
-        starts = np.empty(count, dtype=np.int64)
-        ends = np.empty(count, dtype=np.int64)
-        for i, value in enumerate(values):
-            if value is None:
-                starts[i] = ends[i] = -1
-                continue
-            starts[i] = len(self._buffer)
-            self._buffer += value.encode("utf-8")
-            ends[i] = len(self._buffer)
+        encoded = [None if value is None else value.encode("utf-8") for value in values]
+        lengths = np.fromiter(
+            (-1 if item is None else len(item) for item in encoded), dtype=np.int64, count=count
+        )
+        missing = lengths < 0
+        ends = len(self._buffer) + np.cumsum(np.where(missing, 0, lengths))
+        starts = ends - np.where(missing, 0, lengths)
+        starts[missing] = -1
+        ends[missing] = -1
+        self._buffer += b"".join(item for item in encoded if item is not None)
         self._starts = _grow(self._starts, self._size, starts)
         self._ends = _grow(self._ends, self._size, ends)
         self._size += count
