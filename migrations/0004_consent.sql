@@ -34,8 +34,9 @@ CREATE TABLE consent_secrets (
 CREATE TABLE consent_signers (
     signer_id   text PRIMARY KEY,
     tenant      text NOT NULL,
-    -- RFC 7638 thumbprint of the public key: the kid a form names.
-    kid         text NOT NULL CHECK (kid ~ '^[A-Za-z0-9_.-]{1,128}$'),
+    -- RFC 7638 thumbprint of the public key: the kid a form names. NULL once erased: it
+    -- identifies the person's key wherever else they use it.
+    kid         text CHECK (kid ~ '^[A-Za-z0-9_.-]{1,128}$'),
     role        text NOT NULL CHECK (role IN ('subject', 'guardian', 'agent', 'rights_holder')),
     -- {jwk, subject_ref}, sealed under data_key_id; NULL once erased.
     sealed      bytea,
@@ -44,7 +45,7 @@ CREATE TABLE consent_signers (
     created_at  timestamptz NOT NULL DEFAULT now(),
     erased_at   timestamptz,
     UNIQUE (tenant, kid),
-    CHECK (erased_at IS NOT NULL OR sealed IS NOT NULL)
+    CHECK (erased_at IS NOT NULL OR (sealed IS NOT NULL AND kid IS NOT NULL))
 );
 
 CREATE TABLE consent_records (

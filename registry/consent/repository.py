@@ -39,7 +39,7 @@ class TemplateRow(msgspec.Struct, kw_only=True, frozen=True):
 class SignerRow(msgspec.Struct, kw_only=True, frozen=True):
     signer_id: str
     tenant: str
-    kid: str
+    kid: str | None
     role: str
     sealed: bytes | None
     data_key_id: str | None
@@ -225,7 +225,7 @@ async def signer_in_use(conn: asyncpg.Connection, signer_id: str, *, besides: st
 
 async def erase_signer(conn: asyncpg.Connection, signer_id: str, at: datetime) -> None:
     await conn.execute(
-        "UPDATE consent_signers SET sealed = NULL, erased_at = $2 WHERE signer_id = $1",
+        "UPDATE consent_signers SET sealed = NULL, kid = NULL, erased_at = $2 WHERE signer_id = $1",
         signer_id,
         at,
     )

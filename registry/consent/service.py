@@ -662,7 +662,7 @@ class ConsentService:
                     key.open(signer_row.sealed, aad=signer_row.signer_id), _SignerData
                 )
                 enrolled = EnrolledSigner(
-                    kid=signer_row.kid,
+                    kid=kid,
                     jwk=dict(data.jwk),
                     subject_ref=data.subject_ref,
                     role=_signer_role(signer_row.role),
