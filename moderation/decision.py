@@ -189,9 +189,9 @@ class _Run:
             return
         image = self.evidence.image
         if image is None:
-            self.add("evidence_unavailable", subject="image")
+            self.add("evidence_unavailable", subject="image", step="image")
         elif image.error == "timeout":
-            self.add("evidence_timeout", subject="image")
+            self.add("evidence_timeout", subject="image", step="image")
         elif not image.decoded or image.error is not None:
             self.add("image_unreadable", detail=image.error)
         else:
@@ -207,9 +207,12 @@ class _Run:
 
     def prompt(self) -> None:
         prompt = self.evidence.prompt
+        if prompt is None and not self.publish:
+            # The pre-generation check is about the prompt: without its result, nothing is known.
+            self.add("evidence_unavailable", subject="prompt", step="prompt")
         if prompt is not None and prompt.error is not None:
             code = "evidence_timeout" if prompt.error == "timeout" else "evidence_unavailable"
-            self.add(code, subject="prompt", detail=prompt.error)
+            self.add(code, subject="prompt", detail=prompt.error, step="prompt")
         for rule_id in self.matched_rules:
             rule = self.policy.prompt_rule(rule_id)
             if rule is None:
@@ -227,11 +230,11 @@ class _Run:
             return
         facts = self.evidence.provenance
         if facts is None or (facts.state is None and facts.error is None):
-            self.add("evidence_unavailable", subject="provenance")
+            self.add("evidence_unavailable", subject="provenance", step="provenance")
             return
         if facts.error is not None:
             code = "evidence_timeout" if facts.error == "timeout" else "evidence_unavailable"
-            self.add(code, subject="provenance", detail=facts.error)
+            self.add(code, subject="provenance", detail=facts.error, step="provenance")
             return
         if facts.state == "absent":
             waived = self.policy.provenance.absent_allowed_when_consented and self.all_consented()
@@ -295,11 +298,11 @@ class _Run:
             return
         facts = self.evidence.hashes
         if facts is None:
-            self.add("evidence_unavailable", subject="hashes")
+            self.add("evidence_unavailable", subject="hashes", step="hashes")
             return
         if facts.error is not None:
             code = "evidence_timeout" if facts.error == "timeout" else "evidence_unavailable"
-            self.add(code, subject="hashes", detail=facts.error)
+            self.add(code, subject="hashes", detail=facts.error, step="hashes")
             return
         bands = self.policy.hashes
         consented_assets = {self.evidence.sources[i].asset_id for i in self.consented}
@@ -328,9 +331,14 @@ class _Run:
             self.add("consent_missing", subject=subject)
         elif source.error is not None:
             code = "evidence_timeout" if source.error == "timeout" else "evidence_unavailable"
-            self.add(code, subject=subject, detail=source.error)
+            self.add(code, subject=subject, detail=source.error, step="consent")
         elif source.check is None:
-            self.add("evidence_unavailable", subject=subject, detail="consent not checked")
+            self.add(
+                "evidence_unavailable",
+                subject=subject,
+                detail="consent not checked",
+                step="consent",
+            )
         else:
             check = source.check
             for code in gate_codes(check):
@@ -377,12 +385,14 @@ class _Run:
         subject: str | None = None,
         detail: str | None = None,
         action: Action | None = None,
+        step: Step | None = None,
     ) -> None:
+        """Record a finding; ``step`` is needed only for codes several steps share."""
         self.findings.append(
             Finding(
                 code=code,
                 action=action or self.policy.action(code),
-                step=step_of(code),
+                step=step or step_of(code),
                 subject=subject,
                 detail=detail[:200] if detail else None,
             )

@@ -29,12 +29,14 @@ import msgspec
 import numpy as np
 
 from moderation.errors import HashListLineInvalid, HashListUnknown, HashValueInvalid
-from moderation.evidence import HashMatch
+from moderation.evidence import HashFacts, HashMatch
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from numpy.typing import NDArray
+
+    from moderation.evidence import ImageFacts
 
 __all__ = [
     "MAX_FIELD_CHARS",
@@ -42,6 +44,7 @@ __all__ = [
     "HashIndex",
     "ListAction",
     "format_hash",
+    "image_matches",
     "iter_csv",
     "iter_jsonl",
     "parse_hash",
@@ -237,6 +240,14 @@ class HashIndex:
             if entry.name == name:
                 return list_id
         raise HashListUnknown(f"no hash list named {name[:64]!r}")
+
+
+def image_matches(index: HashIndex, image: ImageFacts, max_distance: int) -> HashFacts:
+    """The hash-list evidence for a decoded image: its pHash and variants against ``index``."""
+    if image.phash is None:
+        return HashFacts(error="image_not_hashed")
+    hashes = [parse_hash(value) for value in (image.phash, *image.variants)]
+    return HashFacts(matches=tuple(index.match(hashes, max_distance)))
 
 
 def _grow(array: NDArray[_A], size: int, values: NDArray[_A]) -> NDArray[_A]:

@@ -431,6 +431,27 @@ def test_prompt_stage_needs_no_image_and_checks_declared_uses(policy):
     assert decide(abusive, policy).status == "blocked"
 
 
+def test_prompt_stage_without_a_prompt_result_is_not_allowed(policy):
+    evidence = clean_evidence(
+        stage="prompt", prompt=None, image=None, provenance=None, classifiers=(), hashes=None
+    )
+    assert decide(evidence, policy).reasons == ("evidence_unavailable",)
+
+
+def test_shared_evidence_codes_are_attributed_to_their_step(policy):
+    evidence = clean_evidence(
+        sources=(photo(check=None, error="timeout"),),
+        hashes=HashFacts(error="timeout"),
+        provenance=TRUSTED,
+    )
+    decision = decide(evidence, policy)
+    assert [(f.code, f.step, f.subject) for f in decision.findings] == [
+        ("evidence_timeout", "consent", "photo-1"),
+        ("evidence_timeout", "hashes", "hashes"),
+    ]
+    assert decision.reasons == ("evidence_timeout",)
+
+
 def test_required_uses(policy):
     assert required_uses(policy, stage="publish", source_type="photo", scores={}) == (
         "publish.public",

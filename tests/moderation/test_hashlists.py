@@ -16,8 +16,10 @@ from moderation import (
     HashListLineInvalid,
     HashListUnknown,
     HashValueInvalid,
+    ImageFacts,
     decide,
     format_hash,
+    image_matches,
     iter_csv,
     iter_jsonl,
     parse_hash,
@@ -103,6 +105,15 @@ def test_copies_of_a_protected_image_match_and_are_never_allowed(protected, poli
     assert decision.reasons[0] in {"hash_match_block", "hash_match_review"}
     if found.distance <= policy.hashes.block_distance:
         assert decision.status == "blocked"
+
+
+def test_image_matches_builds_the_evidence_from_image_facts(protected, policy):
+    image, _, index = protected
+    phash, variants = image_hashes(ImageOps.mirror(image))
+    facts = ImageFacts(decoded=True, phash=phash, variants=variants)
+    evidence = image_matches(index, facts, policy.hashes.review_distance)
+    assert [m.label for m in evidence.matches] == ["case-17"]
+    assert image_matches(index, ImageFacts(decoded=False), 10).error == "image_not_hashed"
 
 
 def test_exact_and_geometric_copies_are_in_the_block_band(protected, policy):
