@@ -69,10 +69,12 @@ def resolve_master_key(settings: Settings) -> keys.MasterKey:
     return key
 
 
-async def resolve_database_url(settings: Settings) -> str:
+async def resolve_database(settings: Settings) -> tuple[str, db.EmbeddedPostgres | None]:
+    """The database URL, starting (or joining) the embedded server when none is configured."""
     if settings.database_url:
-        return settings.database_url
-    return await asyncio.to_thread(db.start_embedded, settings.data_dir.resolve())
+        return settings.database_url, None
+    embedded = await asyncio.to_thread(db.start_embedded, settings.data_dir.resolve())
+    return embedded.url, embedded
 
 
 def consent_settings(settings: Settings) -> ConsentSettings:
@@ -152,13 +154,18 @@ async def _checkpoint_loop(services: Services) -> None:
 async def build_services(settings: Settings) -> Services:
     """Connect, migrate and load keys: everything the handlers need, or a clear failure."""
     master_key = resolve_master_key(settings)
-    url = await resolve_database_url(settings)
-    pool = await db.create_pool(
-        url,
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-        connect_attempts=settings.db_connect_attempts,
-    )
+    url, embedded = await resolve_database(settings)
+    try:
+        pool = await db.create_pool(
+            url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            connect_attempts=settings.db_connect_attempts,
+        )
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.release)
+        raise
     try:
         async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
             await db.migrate(conn)
@@ -188,6 +195,7 @@ async def build_services(settings: Settings) -> Services:
             limiter=RateLimiter(settings.rate_limit_per_minute),
             consent=consent,
             provenance=provenance_service(settings, c2pa=c2pa, keyring=keyring, tokens=consent),
+            embedded=embedded,
         )
         if settings.bootstrap_admin_key:
             async with services.transaction() as conn:
@@ -208,6 +216,8 @@ async def build_services(settings: Settings) -> Services:
                     )
     except BaseException:
         await pool.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.release)
         raise
     return services
 
@@ -228,7 +238,7 @@ def create_app(settings: Settings) -> Litestar:
                 task.cancel()
             await asyncio.gather(*services.background, return_exceptions=True)
             services.provenance.close()
-            await services.pool.close()
+            await services.close()
 
     domain_errors: tuple[type[Exception], ...] = (
         RegistryError,
@@ -261,6 +271,8 @@ def create_app(settings: Settings) -> Litestar:
             path="/schema",
         ),
         debug=False,
+        # Our handlers (registry.logs) own the root logger; Litestar's default would replace it.
+        logging_config=None,
     )
 
 

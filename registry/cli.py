@@ -38,7 +38,7 @@ async def _with_services(settings: Settings, work: Callable[[Services], Awaitabl
     try:
         return await work(services)
     finally:
-        await services.pool.close()
+        await services.close()
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
@@ -69,17 +69,21 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from registry import db  # noqa: PLC0415
 
     async def run() -> int:
-        from registry.app import resolve_database_url  # noqa: PLC0415
+        from registry.app import resolve_database  # noqa: PLC0415
 
-        url = await resolve_database_url(settings)
-        pool = await db.create_pool(
-            url, min_size=1, max_size=1, connect_attempts=settings.db_connect_attempts
-        )
+        url, embedded = await resolve_database(settings)
         try:
-            async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
-                applied = await db.migrate(conn)
+            pool = await db.create_pool(
+                url, min_size=1, max_size=1, connect_attempts=settings.db_connect_attempts
+            )
+            try:
+                async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
+                    applied = await db.migrate(conn)
+            finally:
+                await pool.close()
         finally:
-            await pool.close()
+            if embedded is not None:
+                embedded.release()
         sys.stdout.write(
             f"applied {len(applied)} migration(s): {', '.join(applied)}\n"
             if applied

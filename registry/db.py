@@ -124,18 +124,30 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     return [m.version for m in load_migrations() if m.version not in applied]
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or join) the embedded PostgreSQL in ``data_dir/pg`` and return its URL.
+@dataclass(frozen=True, kw_only=True)
+class EmbeddedPostgres:
+    """A handle on the embedded server; ``release`` lets go of it.
 
     pgserver counts the processes using a data directory and stops the server when the last
-    one exits, so several service processes on one machine can share it.
+    one releases it, so several service processes on one machine can share it. Release
+    explicitly: uvicorn ends on the re-raised SIGTERM, so ``atexit`` hooks never run.
     """
+
+    url: str
+    _server: Any
+
+    def release(self) -> None:
+        self._server.cleanup()
+
+
+def start_embedded(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or join) the embedded PostgreSQL in ``data_dir/pg``."""
     from pgserver.postgres_server import get_server  # noqa: PLC0415 - heavy, embedded mode only
 
     pgdata = data_dir / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(pgdata, cleanup_mode="stop")
-    return str(server.get_uri())
+    return EmbeddedPostgres(url=str(server.get_uri()), _server=server)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

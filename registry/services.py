@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -9,7 +10,6 @@ from typing import TYPE_CHECKING
 from registry import db
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import AsyncIterator
 
     import asyncpg
@@ -29,6 +29,7 @@ class Services:
     keyring: KeyRing
     c2pa: C2paIdentity
     limiter: RateLimiter
+    embedded: db.EmbeddedPostgres | None = None
     consent: ConsentService
     provenance: ProvenanceService
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -37,6 +38,12 @@ class Services:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         async with db.acquire(self.pool, wait=self.settings.db_acquire_timeout) as conn:
             yield conn
+
+    async def close(self) -> None:
+        """Close the pool and let go of the embedded server (stopping it if we were last)."""
+        await self.pool.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.release)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
