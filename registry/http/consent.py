@@ -243,6 +243,9 @@ async def _parts(parts: list[tuple[str, Any]]) -> tuple[str, list[Upload]]:
         raise Malformed("send exactly one 'form' part")
     form = forms[0]
     text = (await form.read()).decode("utf-8") if isinstance(form, UploadFile) else str(form)
+    # `curl -F form=<form.jws` sends the file's final newline; a compact JWS holds no
+    # whitespace, so trimming it cannot change what was signed.
+    text = text.strip(" \t\r\n")
     files = [value for name, value in parts if name == "assets"]
     if len(files) > MAX_FORM_ASSETS:
         raise Malformed(f"at most {MAX_FORM_ASSETS} asset files")

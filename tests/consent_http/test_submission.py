@@ -518,3 +518,17 @@ async def test_x5c_signers_chain_to_configured_anchors(database_url, tmp_path):
         )
         assert_problem(response, 422, "signer_untrusted")
         assert await helpers.counts(database_url) == before
+
+
+async def test_multipart_form_part_from_a_file_may_end_with_a_newline(world):
+    image = helpers.photo(40)
+    form = helpers.sign_form(world.signer, helpers.form_payload([helpers.sha256(image)]))
+    response = await world.http.post(
+        "/v1/consents",
+        files=[
+            ("form", ("form.jws", (form + "\n").encode(), "application/jose")),
+            ("assets", ("p.png", image, "image/png")),
+        ],
+        headers=world.uploader.headers,
+    )
+    assert response.status_code == 201, response.text
