@@ -1,0 +1,175 @@
+"""Issue 3 rows: consent-token verification over HTTP, and consent submission with a photo.
+
+Each row is set next to the raw library work it cannot avoid, measured in the same run:
+pyjwt verifying the same token with the same key object, and decoding plus hashing the same
+4-megapixel JPEG with Pillow and imagehash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import io
+import json
+import secrets
+
+import httpx
+import imagehash
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from PIL import Image
+
+import keys
+from bench.harness import Row, Server, database_urls, load, timed, timed_async
+
+N_VERIFY = 3000
+CONCURRENCY = 16
+N_SUBMIT = 30
+TEXT = "I agree that my photo may be used for the uses I select until I withdraw."
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _photo_4mp() -> bytes:
+    """A 2000 x 2000 JPEG with enough detail that decoding it is real work."""
+    tile = Image.frombytes("RGB", (250, 250), secrets.token_bytes(250 * 250 * 3))
+    image = Image.new("RGB", (2000, 2000))
+    for x in range(0, 2000, 250):
+        for y in range(0, 2000, 250):
+            image.paste(tile, (x, y))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _form(key: Ed25519PrivateKey, asset_sha256: str) -> str:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    stamp = now.isoformat().replace("+00:00", "Z")
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    header = {
+        "alg": "EdDSA",
+        "typ": "consent-form+jws",
+        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)},
+    }
+    payload = {
+        "version": 1,
+        "template": {"id": "bench-v1", "sha256": hashlib.sha256(TEXT.encode()).hexdigest()},
+        "subject_ref": "bench-subject",
+        "signer_role": "subject",
+        "assets": [{"sha256": asset_sha256}],
+        "permitted_uses": ["reference.generate"],
+        "prohibited_uses": [],
+        "valid_from": stamp,
+        "valid_until": (now + dt.timedelta(days=30)).isoformat().replace("+00:00", "Z"),
+        "jurisdiction": "DE",
+        "signed_at": stamp,
+        "nonce": secrets.token_urlsafe(16),
+    }
+    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(payload).encode())
+    return signing_input + "." + _b64(key.sign(signing_input.encode()))
+
+
+def _hash_work(data: bytes) -> None:
+    """What a submission must do to a photo, with the libraries alone."""
+    hashlib.sha256(data).hexdigest()
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (256, 256))
+    image.load()
+    imagehash.phash(image)
+    imagehash.dhash(image)
+
+
+async def _run(url: str, admin: str) -> list[Row]:
+    photo = _photo_4mp()
+    person = Ed25519PrivateKey.generate()
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        auth = {"Authorization": f"Bearer {admin}"}
+
+        async def client(role: str) -> tuple[str, dict[str, str]]:
+            made = (
+                await http.post(
+                    "/v1/admin/clients",
+                    json={"name": role, "roles": [role], "tenant": "bench"},
+                    headers=auth,
+                )
+            ).json()
+            return made["client_id"], {"Authorization": f"Bearer {made['api_key']}"}
+
+        _, uploader = await client("uploader")
+        generator_id, generator = await client("generator")
+        await http.post(
+            "/v1/consent-templates",
+            json={"id": "bench-v1", "title": "Bench", "text": TEXT, "uses": ["reference.generate"]},
+            headers=auth,
+        )
+        forms = iter(
+            [_form(person, hashlib.sha256(photo).hexdigest()) for _ in range(N_SUBMIT + 25)]
+        )
+
+        async def submit() -> None:
+            response = await http.post(
+                "/v1/consents",
+                data={"form": next(forms)},
+                files=[("assets", ("photo.jpg", photo, "image/jpeg"))],
+                headers=uploader,
+            )
+            response.raise_for_status()
+
+        submit_ours = await timed_async(submit, N_SUBMIT, warmup=3)
+        submit_raw = timed(lambda: _hash_work(photo), N_SUBMIT, warmup=3)
+
+        consent = (
+            await http.post("/v1/consents", json={"form": next(forms)}, headers=uploader)
+        ).json()
+        await http.post(
+            f"/v1/consents/{consent['consent_id']}/grants",
+            json={"client_id": generator_id},
+            headers=uploader,
+        )
+        token = (
+            await http.post(
+                "/v1/tokens",
+                json={"consent_id": consent["consent_id"], "uses": ["reference.generate"]},
+                headers=generator,
+            )
+        ).json()["token"]
+        body = {"token": token, "use": "reference.generate"}
+
+        async def verify() -> None:
+            response = await http.post("/v1/tokens/verify", json=body, headers=generator)
+            if not response.json()["valid"]:
+                raise RuntimeError(response.text)
+
+        verify_ours = await load(verify, N_VERIFY, CONCURRENCY)
+        jwks = (await http.get("/.well-known/jwks.json")).json()
+    kid = jwt.get_unverified_header(token)["kid"]
+    public = keys.load_public_jwk(next(k for k in jwks["keys"] if k["kid"] == kid))
+    verify_raw = timed(
+        lambda: jwt.decode(token, public, algorithms=["EdDSA"], audience=generator_id),
+        N_VERIFY,
+    )
+    return [
+        Row(
+            f"POST /v1/tokens/verify (c={CONCURRENCY})",
+            verify_ours,
+            verify_raw,
+            "pyjwt.decode, same token and key",
+        ),
+        Row(
+            "POST /v1/consents, one 4 MP JPEG",
+            submit_ours,
+            submit_raw,
+            "sha256 + Pillow decode + phash + dhash",
+        ),
+    ]
+
+
+def run() -> list[Row]:
+    [database_url] = database_urls(1)
+    with Server(database_url) as server:
+        return asyncio.run(_run(server.url, server.admin_key))
