@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 import keys
-from registry import audit, auth, db, signing_identity
+from registry import audit, db, operations, signing_identity
 from registry.consent.errors import ConsentError
 from registry.consent.service import ConsentService, ConsentSettings
 from registry.errors import RegistryError
@@ -199,21 +199,7 @@ async def build_services(settings: Settings) -> Services:
         )
         if settings.bootstrap_admin_key:
             async with services.transaction() as conn:
-                created = await auth.ensure_bootstrap_admin(conn, settings.bootstrap_admin_key)
-                if created:
-                    await audit.append(
-                        conn,
-                        actor="system",
-                        tenant=created.client.tenant,
-                        action="client.created",
-                        subject_type="api_client",
-                        subject_id=created.client.client_id,
-                        payload={
-                            "tenant": created.client.tenant,
-                            "roles": ["admin"],
-                            "bootstrap": True,
-                        },
-                    )
+                await operations.ensure_bootstrap_admin(conn, settings.bootstrap_admin_key)
     except BaseException:
         await pool.close()
         if embedded is not None:

@@ -146,17 +146,15 @@ async def get_client(conn: asyncpg.Connection, client_id: str) -> Client | None:
     return None if row is None else _client(row)
 
 
-async def ensure_bootstrap_admin(conn: asyncpg.Connection, api_key: str) -> NewClient | None:
-    """Make sure an admin client with this key exists; return it when it was just created."""
+def check_key_shape(api_key: str) -> None:
     if not _KEY_PATTERN.match(api_key):
         msg = (
             "REGISTRY_BOOTSTRAP_ADMIN_KEY must look like an API key: 'rk_' followed by 43 "
             "base64url characters (generate one with `registry clients new-key`)"
         )
         raise InvalidRequest(msg)
-    exists = await conn.fetchval("SELECT 1 FROM api_clients WHERE key_hash = $1", key_hash(api_key))
-    if exists:
-        return None
-    return await create_client(
-        conn, name="bootstrap-admin", roles=[Role.ADMIN], tenant=SYSTEM_TENANT, api_key=api_key
-    )
+
+
+async def key_exists(conn: asyncpg.Connection, api_key: str) -> bool:
+    found = await conn.fetchval("SELECT 1 FROM api_clients WHERE key_hash = $1", key_hash(api_key))
+    return found is not None

@@ -95,23 +95,12 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(settings: Settings, _: argparse.Namespace) -> int:
-    from registry import audit  # noqa: PLC0415
+    from registry import operations  # noqa: PLC0415
 
     async def work(services: Services) -> int:
         async with services.transaction() as conn:
-            rotation = await services.keyring.rotate(conn)
-            await audit.append(
-                conn,
-                actor="cli",
-                tenant=None,
-                action="keys.rotated",
-                subject_type="signing_key",
-                subject_id=rotation.activated_kid,
-                payload={
-                    "activated_kid": rotation.activated_kid,
-                    "retiring_kid": rotation.retiring_kid,
-                    "next_kid": rotation.next_kid,
-                },
+            rotation = await operations.rotate_keys(
+                conn, services.keyring, actor="cli", actor_tenant=None
             )
         _print_json(rotation)
         return 0
@@ -127,24 +116,17 @@ def cmd_new_master_key(_: Settings | None, __: argparse.Namespace) -> int:
 
 
 def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
-    from registry import audit, auth  # noqa: PLC0415
+    from registry import operations  # noqa: PLC0415
 
     async def work(services: Services) -> int:
         async with services.transaction() as conn:
-            new = await auth.create_client(
-                conn, name=args.name, roles=args.role, tenant=args.tenant
-            )
-            await audit.append(
+            new = await operations.create_client(
                 conn,
                 actor="cli",
-                tenant=new.client.tenant,
-                action="client.created",
-                subject_type="api_client",
-                subject_id=new.client.client_id,
-                payload={
-                    "tenant": new.client.tenant,
-                    "roles": sorted(r.value for r in new.client.roles),
-                },
+                actor_tenant=None,
+                name=args.name,
+                roles=args.role,
+                tenant=args.tenant,
             )
         _print_json(
             {

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, post
 
-from registry import audit, auth
+from registry import operations
 from registry.auth import Role
 from registry.http.body import read_json
 from registry.http.security import BEARER, allow, current_client, services_of
@@ -49,20 +49,13 @@ class ClientsController(Controller):
             max_depth=services.settings.max_json_depth,
         )
         async with services.transaction() as conn:
-            new = await auth.create_client(
-                conn, name=body.name, roles=body.roles, tenant=body.tenant
-            )
-            await audit.append(
+            new = await operations.create_client(
                 conn,
                 actor=admin.client_id,
-                tenant=admin.tenant,
-                action="client.created",
-                subject_type="api_client",
-                subject_id=new.client.client_id,
-                payload={
-                    "tenant": new.client.tenant,
-                    "roles": sorted(r.value for r in new.client.roles),
-                },
+                actor_tenant=admin.tenant,
+                name=body.name,
+                roles=body.roles,
+                tenant=body.tenant,
             )
         return CreatedClient(
             client_id=new.client.client_id,

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader
 
-from registry import audit
+from registry import operations
 from registry.auth import Role
 from registry.errors import NotFound
 from registry.http.security import BEARER, allow, current_client, services_of
@@ -79,19 +79,8 @@ class KeysController(Controller):
         services = services_of(request)
         client = current_client(request)
         async with services.transaction() as conn:
-            rotation = await services.keyring.rotate(conn)
-            await audit.append(
-                conn,
-                actor=client.client_id,
-                tenant=client.tenant,
-                action="keys.rotated",
-                subject_type="signing_key",
-                subject_id=rotation.activated_kid,
-                payload={
-                    "activated_kid": rotation.activated_kid,
-                    "retiring_kid": rotation.retiring_kid,
-                    "next_kid": rotation.next_kid,
-                },
+            rotation = await operations.rotate_keys(
+                conn, services.keyring, actor=client.client_id, actor_tenant=client.tenant
             )
         await services.keyring.refresh(force=True)
         return Response(
