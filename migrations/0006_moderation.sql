@@ -4,10 +4,9 @@
 -- review_tickets is extended by R (review queue, appeals) in a later migration: lease/claim
 -- columns, reviewer notes and the appeals table live there, not here.
 --
--- Nothing here is personal data or a credential: evidence holds hashes, pseudonymous
--- consent ids and token ids (jti), scores and reason codes; never image bytes or raw tokens.
--- The prompt is kept in the evidence because reviewers must see what the gate saw; it is
--- never copied into the audit log.
+-- No credentials and no image bytes: evidence holds hashes, pseudonymous consent ids and
+-- token ids (jti), scores and reason codes, never raw tokens. The request (prompt, user_id)
+-- is kept because reviewers must see what the gate saw; it is never copied into the audit log.
 
 CREATE TABLE moderation_decisions (
     decision_id    text PRIMARY KEY CHECK (decision_id ~ '^[A-Za-z0-9_-]{16,64}$'),
@@ -17,12 +16,12 @@ CREATE TABLE moderation_decisions (
     stage          text NOT NULL CHECK (stage IN ('publish', 'prompt')),
     client_id      text NOT NULL REFERENCES api_clients (client_id),
     tenant         text NOT NULL,
-    -- SHA-256 of the checked image bytes and its 64-bit pHash (signed bigint, same bits);
-    -- NULL at the prompt stage or when the image could not be decoded.
+    -- SHA-256 of the checked image bytes (NULL at the prompt stage) and its 64-bit pHash
+    -- (signed bigint, same bits; NULL as well when the image could not be decoded).
     image_sha256   text CHECK (image_sha256 ~ '^[0-9a-f]{64}$'),
     image_phash    bigint,
-    -- SHA-256 of the canonical request (without tokens): the idempotency key of the prompt
-    -- stage, where there is no image to compare.
+    -- SHA-256 of the canonical request: the idempotency key of the prompt stage, where
+    -- there is no image to compare.
     request_sha256 text NOT NULL CHECK (request_sha256 ~ '^[0-9a-f]{64}$'),
     -- The gate's outcome, never changed afterwards.
     status         text NOT NULL CHECK (status IN ('allowed', 'review', 'blocked')),
@@ -30,6 +29,10 @@ CREATE TABLE moderation_decisions (
     scores         jsonb NOT NULL,
     -- moderation.encode_evidence of everything the gate collected.
     evidence       jsonb NOT NULL,
+    -- The request as the caller sent it, without image bytes or consent tokens (prompt,
+    -- user_id, source assets, metadata, supplied scores): what a reviewer must see. Never
+    -- copied into the audit log.
+    request        jsonb NOT NULL,
     policy_version text NOT NULL CHECK (policy_version ~ '^[0-9a-f]{64}$'),
     policy_label   text NOT NULL,
     -- The outcome now: equal to status until a review or an appeal changes it.
