@@ -64,6 +64,7 @@ from registry.consent.tokens import (
 from registry.consent.uses import VERSION as USES_VERSION
 from registry.consent.uses import require_known_uses, require_permitted_uses
 from registry.consent.withdrawal import verify_withdrawal
+from registry.provenance import affected_outputs
 from verifier import imaging
 
 if TYPE_CHECKING:
@@ -348,7 +349,8 @@ async def affected_by_withdrawal(conn: asyncpg.Connection, consent_id: str) -> A
     (``decisions``), here, so the withdrawal response lists them for takedown.
     """
     tokens = await repository.tokens_of(conn, consent_id)
-    return Affected(tokens=[t.jti for t in tokens], outputs=[], decisions=[])
+    outputs = await affected_outputs(conn, consent_id)
+    return Affected(tokens=[t.jti for t in tokens], outputs=outputs, decisions=[])
 
 
 class ConsentService:

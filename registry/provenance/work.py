@@ -35,12 +35,16 @@ class BoundedWork:
         self._slots = asyncio.Semaphore(threads)
 
     async def run(self, fn: Callable[..., T], /, *args: object) -> T:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.timeout)
-        except TimeoutError:
-            raise ImageWorkBusy(
-                f"no image worker became free within {self.timeout:g} s; try again"
-            ) from None
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.timeout)
+            except TimeoutError:
+                raise ImageWorkBusy(
+                    f"no image worker became free within {self.timeout:g} s; try again"
+                ) from None
+        else:
+            # A free slot is taken at once, whatever the time bound.
+            await self._slots.acquire()
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(self._executor, functools.partial(fn, *args))
