@@ -13,19 +13,33 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 import keys
+from moderation import (
+    Classifier,
+    HttpClassifier,
+    ModerationError,
+    NudeNetClassifier,
+    Policy,
+    PolicyError,
+    default_policy,
+    load_policy,
+)
 from registry import audit, db, operations, signing_identity
 from registry.consent.errors import ConsentError
 from registry.consent.service import ConsentService, ConsentSettings
 from registry.errors import RegistryError
+from registry.gate import GateService, GateSettings, HashLists, StoredDecisions
 from registry.http import problems
 from registry.http.audit import AuditController
 from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
+from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
+from registry.http.moderation import ModerationController
 from registry.http.observability import MetricsController, prometheus, request_id_middleware
 from registry.http.provenance import ProvenanceController
 from registry.http.security import RateLimiter
 from registry.http.system import SystemController
+from registry.outbound import ImageFetcher
 from registry.provenance import BoundedWork, ProvenanceService, ProvenanceSettings
 from registry.services import Services
 from registry.settings import Settings, SettingsError
@@ -34,7 +48,9 @@ from verifier.imaging import ImageLimits
 from verifier.verify import TrustSettings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    import asyncpg
 
     from keys.c2pa_identity import C2paIdentity
     from registry.provenance import TokenChecker
@@ -103,7 +119,12 @@ def consent_settings(settings: Settings) -> ConsentSettings:
 
 
 def provenance_service(
-    settings: Settings, *, c2pa: C2paIdentity, keyring: keys.KeyRing, tokens: TokenChecker
+    settings: Settings,
+    *,
+    c2pa: C2paIdentity,
+    keyring: keys.KeyRing,
+    tokens: TokenChecker,
+    decisions: StoredDecisions | None = None,
 ) -> ProvenanceService:
     """Provenance, trusting REGISTRY_TRUST_ANCHORS plus our own C2PA anchor."""
     bundles = [c2pa.anchor_pem] if c2pa.anchor_pem else []
@@ -134,6 +155,78 @@ def provenance_service(
         keyring=keyring,
         tokens=tokens,
         work=BoundedWork(threads=settings.image_work_threads, timeout=settings.image_work_timeout),
+        decisions=decisions,
+    )
+
+
+def gate_policy(settings: Settings) -> Policy:
+    """The publish-gate policy: REGISTRY_POLICY_FILE, or the shipped strict default."""
+    try:
+        if settings.policy_file is None:
+            return default_policy()
+        return load_policy(settings.policy_file)
+    except PolicyError as exc:
+        msg = f"REGISTRY_POLICY_FILE: {exc.message} ({exc.code})"
+        raise SettingsError(msg) from None
+
+
+def gate_service(
+    settings: Settings,
+    *,
+    policy: Policy,
+    pool: asyncpg.Pool,
+    consent: ConsentService,
+    provenance: ProvenanceService,
+) -> GateService:
+    """The gate, sharing the provenance service's trust settings and image workers."""
+    classifiers: list[Classifier] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        if settings.classifier_url is not None:
+            http = HttpClassifier(
+                settings.classifier_url,
+                timeout=settings.classifier_timeout,
+                allowed_hosts=settings.classifier_allowed_host_list,
+            )
+            classifiers.append(http)
+            closers.append(http.aclose)
+        if settings.nudenet_classifier:
+            classifiers.append(NudeNetClassifier())
+        fetcher = None
+        if settings.image_fetch_allowed_host_list:
+            fetcher = ImageFetcher(
+                settings.image_fetch_allowed_host_list,
+                timeout=settings.image_fetch_timeout,
+                max_bytes=settings.max_image_bytes,
+            )
+            closers.append(fetcher.aclose)
+    except ModerationError as exc:
+        msg = f"REGISTRY_CLASSIFIER_*: {exc.message} ({exc.code})"
+        raise SettingsError(msg) from None
+    except ValueError as exc:
+        msg = f"REGISTRY_IMAGE_FETCH_ALLOWED_HOSTS: {exc}"
+        raise SettingsError(msg) from None
+    return GateService(
+        settings=GateSettings(
+            image_limits=ImageLimits(
+                max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            ),
+            image_timeout=settings.gate_image_timeout,
+            provenance_timeout=settings.gate_provenance_timeout,
+            classifier_timeout=settings.classifier_timeout,
+            consent_timeout=settings.gate_consent_timeout,
+            hashes_timeout=settings.gate_hashes_timeout,
+            acquire_timeout=settings.db_acquire_timeout,
+        ),
+        policy=policy,
+        pool=pool,
+        consent=consent,
+        trust=provenance.trust,
+        work=provenance.work,
+        hash_lists=HashLists(pool, acquire_timeout=settings.db_acquire_timeout),
+        classifiers=classifiers,
+        fetcher=fetcher,
+        closers=closers,
     )
 
 
@@ -154,6 +247,7 @@ async def _checkpoint_loop(services: Services) -> None:
 async def build_services(settings: Settings) -> Services:
     """Connect, migrate and load keys: everything the handlers need, or a clear failure."""
     master_key = resolve_master_key(settings)
+    policy = gate_policy(settings)
     url, embedded = await resolve_database(settings)
     try:
         pool = await db.create_pool(
@@ -187,6 +281,12 @@ async def build_services(settings: Settings) -> Services:
                 keyring=keyring,
                 master_key=master_key,
             )
+        provenance = provenance_service(
+            settings, c2pa=c2pa, keyring=keyring, tokens=consent, decisions=StoredDecisions()
+        )
+        gate = gate_service(
+            settings, policy=policy, pool=pool, consent=consent, provenance=provenance
+        )
         services = Services(
             settings=settings,
             pool=pool,
@@ -194,9 +294,11 @@ async def build_services(settings: Settings) -> Services:
             c2pa=c2pa,
             limiter=RateLimiter(settings.rate_limit_per_minute),
             consent=consent,
-            provenance=provenance_service(settings, c2pa=c2pa, keyring=keyring, tokens=consent),
+            provenance=provenance,
+            gate=gate,
             embedded=embedded,
         )
+        await gate.hash_lists.refresh()
         if settings.bootstrap_admin_key:
             async with services.transaction() as conn:
                 await operations.ensure_bootstrap_admin(conn, settings.bootstrap_admin_key)
@@ -231,6 +333,7 @@ def create_app(settings: Settings) -> Litestar:
         keys.KeysError,
         ConsentError,
         VerifierError,
+        ModerationError,
     )
     return Litestar(
         route_handlers=[
@@ -241,6 +344,8 @@ def create_app(settings: Settings) -> Litestar:
             MetricsController,
             ConsentController,
             ProvenanceController,
+            ModerationController,
+            HashListsController,
         ],
         lifespan=[lifespan],
         middleware=[request_id_middleware, prometheus.middleware],

@@ -205,6 +205,67 @@ def cmd_openapi(_: Settings | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_check(settings: Settings, args: argparse.Namespace) -> int:
+    from moderation import PolicyError, load_policy  # noqa: PLC0415
+    from registry.gate.commands import replay  # noqa: PLC0415
+
+    try:
+        policy = load_policy(Path(args.file))
+    except PolicyError as exc:
+        msg = f"policy refused ({exc.code}): {exc.message}"
+        raise CommandError(msg) from None
+    sys.stdout.write(f"policy OK: {policy.label} (version {policy.version})\n")
+
+    async def work(services: Services) -> int:
+        async with services.connection() as conn:
+            result = await replay(conn, policy)
+        sys.stdout.write("\n".join(result.lines()) + "\n")
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_hashes_import(settings: Settings, args: argparse.Namespace) -> int:
+    from moderation import HashListError  # noqa: PLC0415
+    from registry import audit  # noqa: PLC0415
+    from registry.gate.commands import Progress, import_file  # noqa: PLC0415
+
+    path = Path(args.file)
+    if not path.is_file():
+        msg = f"{path} is not a readable file"
+        raise CommandError(msg)
+    progress = Progress(sys.stderr, path.stat().st_size)
+
+    async def work(services: Services) -> int:
+        try:
+            async with services.transaction() as conn:
+                result = await import_file(conn, list_name=args.list, path=path, progress=progress)
+                await audit.append(
+                    conn,
+                    actor="cli",
+                    tenant=None,
+                    action="hash_list.entries_added",
+                    subject_type="hash_list",
+                    subject_id=args.list,
+                    payload={
+                        "received": result.received,
+                        "added": result.added,
+                        "updated": result.updated,
+                    },
+                )
+        except HashListError as exc:
+            progress.done("import refused; nothing was stored")
+            msg = f"{exc.code}: {exc.message}"
+            raise CommandError(msg) from None
+        progress.done(
+            f"{result.list}: {result.received:,} entries read, {result.added:,} added, "
+            f"{result.updated:,} updated"
+        )
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="registry", description="Consent and provenance registry service."
@@ -249,6 +310,23 @@ def _parser() -> argparse.ArgumentParser:
     audit_p.add_parser("checkpoint", help="sign a checkpoint of the current head").set_defaults(
         func=cmd_audit_checkpoint
     )
+
+    policy_p = sub.add_parser("policy", help="the publish-gate policy").add_subparsers(
+        dest="policy_command", required=True
+    )
+    check = policy_p.add_parser(
+        "check", help="validate a policy file and replay it over the stored decisions"
+    )
+    check.add_argument("file")
+    check.set_defaults(func=cmd_policy_check)
+
+    hashes_p = sub.add_parser("hashes", help="perceptual-hash lists").add_subparsers(
+        dest="hashes_command", required=True
+    )
+    imp = hashes_p.add_parser("import", help="import a CSV or JSON-lines file into a list")
+    imp.add_argument("list")
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_hashes_import)
 
     oa = sub.add_parser("openapi", help="export the OpenAPI document")
     oa.add_argument("--output", default="openapi/openapi.json")

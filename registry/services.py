@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from keys import KeyRing
     from keys.c2pa_identity import C2paIdentity
     from registry.consent.service import ConsentService
+    from registry.gate import GateService
     from registry.http.security import RateLimiter
     from registry.provenance import ProvenanceService
     from registry.settings import Settings
@@ -32,6 +33,7 @@ class Services:
     embedded: db.EmbeddedPostgres | None = None
     consent: ConsentService
     provenance: ProvenanceService
+    gate: GateService
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
@@ -41,6 +43,7 @@ class Services:
 
     async def close(self) -> None:
         """Close the pool and let go of the embedded server (stopping it if we were last)."""
+        await self.gate.aclose()
         await self.pool.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.release)

@@ -99,6 +99,32 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     # Moderation
     policy_file: Path | None = None
+    """The publish-gate policy (TOML, see moderation/default_policy.toml); unset: the shipped
+    strict default. Validated at start; its SHA-256 is stored with every decision."""
+    classifier_url: str | None = None
+    """An HTTP classifier (contract in moderation/classifiers.py) the gate sends each image
+    to; unset: only the caller's supplied scores count."""
+    classifier_timeout: float = 5.0
+    """Seconds the classifier may take per image; later counts as classifier_unavailable."""
+    classifier_allowed_hosts: str = ""
+    """Comma-separated hosts, IPs or CIDR networks the classifier URL may reach; required
+    with REGISTRY_CLASSIFIER_URL (a private address must be listed itself)."""
+    nudenet_classifier: bool = False
+    """Also run the offline NudeNet detector (``pip install nudenet``) for sexual_content."""
+    image_fetch_allowed_hosts: str = ""
+    """Comma-separated hosts, IPs or CIDR networks the gate may fetch ``image_url`` from;
+    empty: ``image_url`` is refused and images must be uploaded. Loopback, link-local,
+    private and reserved addresses are refused unless listed themselves."""
+    image_fetch_timeout: float = 10.0
+    """Seconds one ``image_url`` fetch may take, redirects (same host only) included."""
+    gate_image_timeout: float = 15.0
+    """Seconds the gate may spend decoding and hashing an image (then: evidence_timeout)."""
+    gate_provenance_timeout: float = 15.0
+    """Seconds the gate may spend reading the image's C2PA manifest."""
+    gate_consent_timeout: float = 5.0
+    """Seconds the gate may spend verifying one consent token (status read included)."""
+    gate_hashes_timeout: float = 5.0
+    """Seconds the gate may spend matching an image against the protected hash lists."""
 
     # Audit
     checkpoint_interval: float = 300.0
@@ -110,6 +136,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     @property
     def remote_manifest_host_list(self) -> tuple[str, ...]:
         return tuple(h.strip().lower() for h in self.remote_manifest_hosts.split(",") if h.strip())
+
+    @property
+    def classifier_allowed_host_list(self) -> tuple[str, ...]:
+        return _host_list(self.classifier_allowed_hosts)
+
+    @property
+    def image_fetch_allowed_host_list(self) -> tuple[str, ...]:
+        return _host_list(self.image_fetch_allowed_hosts)
 
     @property
     def embedded_database(self) -> bool:
@@ -130,6 +164,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
                 out["database_url"] = parts._replace(netloc=netloc).geturl()
         return out
+
+
+def _host_list(value: str) -> tuple[str, ...]:
+    return tuple(h.strip().lower() for h in value.split(",") if h.strip())
 
 
 def _validate(s: Settings) -> None:
@@ -177,6 +215,22 @@ def _validate(s: Settings) -> None:
         ),
         ("REGISTRY_STATUS_LIST_TTL must be >= 1", s.status_list_ttl >= 1),
         ("REGISTRY_MAX_CONSENT_VALIDITY_DAYS must be >= 1", s.max_consent_validity_days >= 1),
+        ("REGISTRY_CLASSIFIER_TIMEOUT must be in (0, 300]", 0 < s.classifier_timeout <= 300),  # noqa: PLR2004
+        ("REGISTRY_IMAGE_FETCH_TIMEOUT must be > 0", s.image_fetch_timeout > 0),
+        (
+            "REGISTRY_GATE_*_TIMEOUT values must be > 0",
+            min(
+                s.gate_image_timeout,
+                s.gate_provenance_timeout,
+                s.gate_consent_timeout,
+                s.gate_hashes_timeout,
+            )
+            > 0,
+        ),
+        (
+            "REGISTRY_CLASSIFIER_URL needs REGISTRY_CLASSIFIER_ALLOWED_HOSTS",
+            s.classifier_url is None or bool(s.classifier_allowed_host_list),
+        ),
         (
             "REGISTRY_C2PA_CERT_CHAIN and REGISTRY_C2PA_PRIVATE_KEY go together",
             (s.c2pa_cert_chain is None) == (s.c2pa_private_key is None),

@@ -1,0 +1,112 @@
+"""The consent registry as the publish gate's ``moderation.ConsentEvidenceSource``.
+
+Each check is the registry's online token verification (``ConsentService.verify``):
+signature with one of our keys, issuer, time, audience, and the token's status read from
+the database at that moment, so a withdrawal committed by any process a second earlier
+fails the token. The audience asked for is the generator that made the image
+(``metadata.generator_client_id``), not the caller: a token issued to another generator
+never vouches for this image.
+
+On top of that verification, the token must name the declared ``asset_id`` among its assets
+(and, when the caller declared the asset's SHA-256, bind that hash), and grant every use the
+gate needs. Every way a token fails is a reason in the answer; nothing is raised for a bad
+token. Checks run concurrently, each on a pooled connection of its own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from moderation import ConsentCheck
+from registry import db
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    import asyncpg
+
+    from registry.auth import Client
+    from registry.consent.service import ConsentService
+
+__all__ = ["RegistryConsentEvidence"]
+
+
+class _Asset(msgspec.Struct, frozen=True):
+    id: str
+    sha256: str
+
+
+class _Claims(msgspec.Struct, frozen=True):
+    """The claims of a verified token the gate reads (verification typed the rest)."""
+
+    jti: str
+    cid: str
+    uses: list[str]
+    assets: list[_Asset]
+
+
+class RegistryConsentEvidence:
+    """Answers the gate's consent questions for one request made by ``actor``."""
+
+    def __init__(
+        self,
+        consent: ConsentService,
+        *,
+        pool: asyncpg.Pool,
+        acquire_timeout: float,
+        actor: Client,
+    ) -> None:
+        self._consent = consent
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+        self._actor = actor
+
+    def __repr__(self) -> str:
+        return f"RegistryConsentEvidence(actor={self._actor.client_id!r})"
+
+    async def check(
+        self,
+        *,
+        token: str,
+        asset_id: str,
+        asset_sha256: str | None,
+        generator_client_id: str,
+        uses_needed: Collection[str],
+    ) -> ConsentCheck:
+        async with db.acquire(self._pool, wait=self._acquire_timeout) as conn:
+            verified = await self._consent.verify(
+                conn,
+                actor=self._actor,
+                token=token,
+                use=None,
+                asset_sha256=asset_sha256,
+                audience=generator_client_id,
+            )
+        reasons = [str(reason) for reason in verified.reasons]
+        claims = _claims(verified.claims)
+        if claims is None:
+            return ConsentCheck(valid=False, reasons=tuple(reasons or ["malformed"]))
+        recorded = next((a.sha256 for a in claims.assets if a.id == asset_id), None)
+        if recorded is None and "asset_mismatch" not in reasons:
+            reasons.append("asset_mismatch")
+        if any(use not in claims.uses for use in uses_needed):
+            reasons.append("use_not_permitted")
+        return ConsentCheck(
+            valid=not reasons,
+            reasons=tuple(dict.fromkeys(reasons)),
+            consent_id=claims.cid,
+            jti=claims.jti,
+            uses=tuple(claims.uses),
+            asset_sha256=recorded,
+        )
+
+
+def _claims(claims: dict[str, object] | None) -> _Claims | None:
+    if claims is None:
+        return None
+    try:
+        return msgspec.convert(claims, _Claims)
+    except msgspec.ValidationError:
+        return None

@@ -1,0 +1,84 @@
+"""The publish gate in the service (issue 5): decisions, their storage and the hash lists.
+
+``GateService`` collects the evidence ``moderation.decide`` needs (image, prompt, consent,
+provenance, classifiers, protected hashes), each step bounded in time, and records every
+decision with its evidence, review ticket and audit event before answering. ``HashLists``
+keeps this process's in-memory hash index at the database's version. ``StoredDecisions``
+lets signed manifests name a decision. ``open_review_ticket`` is shared with the review
+queue.
+"""
+
+from __future__ import annotations
+
+from registry.gate.errors import (
+    DecisionNotFound,
+    DecisionNotRecorded,
+    GateBusy,
+    GateError,
+    GenerationConflict,
+    GeneratorClientRequired,
+    HashListExists,
+    HashListNotFound,
+    HashListUploadInvalid,
+    ImageMissing,
+    RequestPartInvalid,
+)
+from registry.gate.hashlists import (
+    HashLists,
+    HashListView,
+    ImportResult,
+    create_list,
+    disable_entries,
+    get_list,
+    import_entries,
+    list_lists,
+)
+from registry.gate.repository import (
+    DecisionConsent,
+    DecisionRow,
+    NewDecision,
+    open_review_ticket,
+)
+from registry.gate.requests import (
+    CheckRequest,
+    GateResponse,
+    PromptCheckRequest,
+    RequestMetadata,
+    SourceAssetIn,
+)
+from registry.gate.service import GateOutcome, GateService, GateSettings, StoredDecisions
+
+__all__ = [
+    "CheckRequest",
+    "DecisionConsent",
+    "DecisionNotFound",
+    "DecisionNotRecorded",
+    "DecisionRow",
+    "GateBusy",
+    "GateError",
+    "GateOutcome",
+    "GateResponse",
+    "GateService",
+    "GateSettings",
+    "GenerationConflict",
+    "GeneratorClientRequired",
+    "HashListExists",
+    "HashListNotFound",
+    "HashListUploadInvalid",
+    "HashListView",
+    "HashLists",
+    "ImageMissing",
+    "ImportResult",
+    "NewDecision",
+    "PromptCheckRequest",
+    "RequestMetadata",
+    "RequestPartInvalid",
+    "SourceAssetIn",
+    "StoredDecisions",
+    "create_list",
+    "disable_entries",
+    "get_list",
+    "import_entries",
+    "list_lists",
+    "open_review_ticket",
+]

@@ -1,0 +1,600 @@
+"""The publish gate: collect evidence, decide under the policy, record, answer.
+
+Evidence is collected step by step, each step bounded in time and unable to raise: a step
+that fails or runs late becomes evidence saying so (``timeout``, ``unavailable``), which the
+policy turns into ``review`` or ``block``. The order follows the data each step needs:
+
+1. the image, decoded safely and hashed (pHash and its flips and rotations) in the
+   provenance service's bounded image workers;
+2. the prompt's intent (policy rules);
+3. at once: the output's C2PA report (same workers), the classifiers (supplied scores, and
+   the configured classifier), and the protected hash lists (this process's index);
+4. the consent of every source asset, asking for the uses the scores and prompt imply;
+5. ``moderation.decide``.
+
+The decision is stored with its evidence, its review ticket and its audit event in one
+transaction before the response is written; if that transaction fails, the caller gets a
+503 problem (``decision_not_recorded``) and never a decision, so no ``allowed`` exists that
+is not on record. A generation is decided once per client and stage: the same request
+again gets the stored decision; the same ``generation_id`` with another image (or, for the
+prompt check, another request) is a conflict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+import msgspec
+
+from moderation import (
+    ClassifierResult,
+    Decision,
+    Evidence,
+    HashFacts,
+    ImageFacts,
+    ImageInput,
+    PromptFacts,
+    ProvenanceFacts,
+    SourceAsset,
+    SourceEvidence,
+    StepTiming,
+    SuppliedScores,
+    check_sources,
+    compile_rules,
+    decide,
+    effective_scores,
+    image_facts,
+    image_matches,
+    required_uses,
+    run_classifiers,
+)
+from registry import audit, db
+from registry.consent.evidence import RegistryConsentEvidence
+from registry.consent.uses import require_known_uses
+from registry.gate import repository
+from registry.gate.errors import (
+    DecisionNotRecorded,
+    GateBusy,
+    GenerationConflict,
+    GeneratorClientRequired,
+    ImageMissing,
+)
+from registry.gate.requests import (
+    CheckRequest,
+    GateResponse,
+    PromptCheckRequest,
+    request_record,
+    request_sha256,
+)
+from registry.outbound import UrlNotAllowed
+from registry.provenance import ImageWorkBusy
+from verifier import (
+    DecisionRef,
+    DecodedImage,
+    ImageError,
+    ImageLimits,
+    TrustSettings,
+    decode,
+    hash_variants,
+    perceptual_hashes,
+    sha256_hex,
+    verify,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from moderation import Classifier, Policy
+    from moderation.evidence import Stage
+    from registry.auth import Client
+    from registry.consent.service import ConsentService
+    from registry.gate.hashlists import HashLists
+    from registry.outbound import ImageFetcher
+    from registry.provenance import BoundedWork
+
+__all__ = ["GateOutcome", "GateService", "GateSettings", "StoredDecisions"]
+
+_T = TypeVar("_T")
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, db.DatabaseError)
+
+
+class GateSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """What the gate needs from the service settings, composed by the shell."""
+
+    image_limits: ImageLimits
+    image_timeout: float
+    provenance_timeout: float
+    classifier_timeout: float
+    consent_timeout: float
+    hashes_timeout: float
+    acquire_timeout: float
+
+
+class GateOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    response: GateResponse
+    replayed: bool
+    """True when this is the stored decision of an earlier identical request."""
+
+
+class StoredDecisions:
+    """``registry.provenance.DecisionSource`` on the decisions table: what a signed manifest
+    says about the publish decision (its id, current outcome and policy version)."""
+
+    async def decision_ref(
+        self, conn: asyncpg.Connection, decision_id: str, *, tenant: str
+    ) -> DecisionRef | None:
+        row = await repository.get_decision(conn, decision_id)
+        if row is None or row.tenant != tenant or row.stage != "publish":
+            return None
+        return DecisionRef(
+            id=row.decision_id, outcome=row.current_status, policy_version=row.policy_version
+        )
+
+
+class _Timings:
+    def __init__(self) -> None:
+        self.steps: list[StepTiming] = []
+
+    async def run(self, step: str, work: Awaitable[_T]) -> _T:
+        started = time.perf_counter()
+        try:
+            return await work
+        finally:
+            self.steps.append(
+                StepTiming(step=step, ms=round((time.perf_counter() - started) * 1000.0, 3))
+            )
+
+    def mark_timeout(self, step: str) -> None:
+        self.steps = [
+            msgspec.structs.replace(t, timed_out=True) if t.step == step else t for t in self.steps
+        ]
+
+
+class GateService:
+    """The gate of this process: its policy, classifiers, hash index and image workers."""
+
+    def __init__(
+        self,
+        *,
+        settings: GateSettings,
+        policy: Policy,
+        pool: asyncpg.Pool,
+        consent: ConsentService,
+        trust: TrustSettings,
+        work: BoundedWork,
+        hash_lists: HashLists,
+        classifiers: Sequence[Classifier] = (),
+        fetcher: ImageFetcher | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.hash_lists = hash_lists
+        self._pool = pool
+        self._consent = consent
+        self._trust = trust
+        self._work = work
+        self._classifiers = tuple(classifiers)
+        self._fetcher = fetcher
+        self._closers = tuple(closers)
+        self._prompt_rules = compile_rules(policy.prompt_rules)
+
+    def __repr__(self) -> str:
+        return f"GateService(policy={self.policy.label!r}, classifiers={len(self._classifiers)})"
+
+    async def aclose(self) -> None:
+        for close in self._closers:
+            await close()
+
+    # The publish gate.
+
+    async def check(
+        self, *, actor: Client, request: CheckRequest, image: bytes | None
+    ) -> GateOutcome:
+        """Decide on a generated image before publication.
+
+        Raises image_missing, generator_client_id_required, image_url_not_allowed,
+        image_fetch_failed, image_too_large, generation_conflict, gate_busy or
+        decision_not_recorded; every other fault is evidence in the decision.
+        """
+        received_at = datetime.now(UTC)
+        if (image is None) == (request.image_url is None):
+            raise ImageMissing("send the image either as the 'image' part or as image_url")
+        if _has_tokens(request.source_assets) and request.metadata.generator_client_id is None:
+            raise GeneratorClientRequired(
+                "metadata.generator_client_id names the generator the consent tokens are for"
+            )
+        data = image if image is not None else await self._fetch(request.image_url or "")
+        image_sha256 = sha256_hex(data)
+        existing = await self._existing(
+            actor, request.generation_id, "publish", lambda row: row.image_sha256 == image_sha256
+        )
+        if existing is not None:
+            return existing
+        evidence = await self._publish_evidence(actor, request, data, received_at)
+        return await self._record(
+            actor,
+            generation_id=request.generation_id,
+            evidence=evidence,
+            request=request_record(request),
+            request_hash=request_sha256(request),
+            image_sha256=image_sha256,
+        )
+
+    async def _fetch(self, url: str) -> bytes:
+        if self._fetcher is None:
+            raise UrlNotAllowed(
+                "image_url is not accepted: no host is allow-listed "
+                "(REGISTRY_IMAGE_FETCH_ALLOWED_HOSTS); upload the image instead"
+            )
+        return (await self._fetcher.fetch(url)).data
+
+    async def _publish_evidence(
+        self, actor: Client, request: CheckRequest, data: bytes, received_at: datetime
+    ) -> Evidence:
+        timings = _Timings()
+        facts, decoded = await self._image(data, timings)
+        prompt = await timings.run("prompt", self._prompt(request.prompt))
+        supplied = (SuppliedScores(request.scores).result(),) if request.scores is not None else ()
+        provenance: ProvenanceFacts | None = None
+        hashes: HashFacts | None = None
+        computed: tuple[ClassifierResult, ...] = ()
+        if decoded is not None:
+            provenance, computed, hashes = await asyncio.gather(
+                timings.run("provenance", self._provenance(data, decoded, timings)),
+                timings.run("classifiers", self._classify(data, decoded)),
+                timings.run("hashes", self._hashes(facts, timings)),
+            )
+        classifiers = supplied + computed
+        sources = await timings.run(
+            "consent",
+            self._sources(
+                actor,
+                request.source_assets,
+                generator=request.metadata.generator_client_id or "",
+                stage="publish",
+                scores=effective_scores(classifiers),
+                prompt_rules=prompt.matched,
+                declared_uses=(),
+            ),
+        )
+        return Evidence(
+            stage="publish",
+            received_at=received_at,
+            image=facts,
+            prompt=prompt,
+            sources=sources,
+            provenance=provenance,
+            classifiers=classifiers,
+            hashes=hashes,
+            timings=tuple(timings.steps),
+        )
+
+    async def _image(
+        self, data: bytes, timings: _Timings
+    ) -> tuple[ImageFacts, DecodedImage | None]:
+        try:
+            async with asyncio.timeout(self.settings.image_timeout):
+                return await timings.run(
+                    "image", self._work.run(_analyse, data, self.settings.image_limits)
+                )
+        except ImageWorkBusy:
+            raise GateBusy("every image worker is busy; nothing was decided, try again") from None
+        except TimeoutError:
+            timings.mark_timeout("image")
+            return ImageFacts(decoded=False, sha256=sha256_hex(data), error="timeout"), None
+        except Exception:  # noqa: BLE001 - any failure is evidence (image_unreadable), never a 500
+            return ImageFacts(decoded=False, sha256=sha256_hex(data), error="unavailable"), None
+
+    async def _prompt(self, prompt: str) -> PromptFacts:
+        try:
+            return PromptFacts(matched=self._prompt_rules.check(prompt).matched)
+        except Exception:  # noqa: BLE001 - recorded as evidence_unavailable
+            return PromptFacts(error="unavailable")
+
+    async def _provenance(
+        self, data: bytes, decoded: DecodedImage, timings: _Timings
+    ) -> ProvenanceFacts:
+        try:
+            async with asyncio.timeout(self.settings.provenance_timeout):
+                report = await self._work.run(verify, data, decoded.media_type, self._trust)
+        except TimeoutError:
+            timings.mark_timeout("provenance")
+            return ProvenanceFacts(error="timeout")
+        except Exception:  # noqa: BLE001 - recorded as evidence_unavailable
+            return ProvenanceFacts(error="unavailable")
+        return ProvenanceFacts.from_report(report)
+
+    async def _classify(self, data: bytes, decoded: DecodedImage) -> tuple[ClassifierResult, ...]:
+        if not self._classifiers:
+            return ()
+        return await run_classifiers(
+            self._classifiers,
+            ImageInput(data=data, decoded=decoded),
+            timeout=self.settings.classifier_timeout,
+        )
+
+    async def _hashes(self, facts: ImageFacts, timings: _Timings) -> HashFacts:
+        try:
+            async with asyncio.timeout(self.settings.hashes_timeout):
+                async with db.acquire(self._pool, wait=self.settings.acquire_timeout) as conn:
+                    index = await self.hash_lists.index(conn)
+                distance = self.policy.hashes.review_distance
+                return await asyncio.to_thread(image_matches, index, facts, distance)
+        except TimeoutError:
+            timings.mark_timeout("hashes")
+            return HashFacts(error="timeout")
+        except Exception:  # noqa: BLE001 - recorded as evidence_unavailable
+            return HashFacts(error="unavailable")
+
+    async def _sources(
+        self,
+        actor: Client,
+        assets: Sequence[Any],
+        *,
+        generator: str,
+        stage: Stage,
+        scores: dict[str, float],
+        prompt_rules: tuple[str, ...],
+        declared_uses: tuple[str, ...],
+    ) -> tuple[SourceEvidence, ...]:
+        if not assets:
+            return ()
+        declared = tuple(
+            SourceAsset(
+                type=asset.type,
+                asset_id=asset.asset_id,
+                sha256=asset.sha256.lower() if asset.sha256 else None,
+                consent_token=asset.consent_token,
+            )
+            for asset in assets
+        )
+        uses_by_type = {
+            asset.type: required_uses(
+                self.policy,
+                stage=stage,
+                source_type=asset.type,
+                scores=scores,
+                prompt_rules=prompt_rules,
+                declared_uses=declared_uses,
+            )
+            for asset in declared
+        }
+        source = RegistryConsentEvidence(
+            self._consent,
+            pool=self._pool,
+            acquire_timeout=self.settings.acquire_timeout,
+            actor=actor,
+        )
+        return await check_sources(
+            source,
+            declared,
+            generator_client_id=generator,
+            uses_by_type=uses_by_type,
+            timeout=self.settings.consent_timeout,
+        )
+
+    # The pre-generation check.
+
+    async def prompt_check(self, *, actor: Client, request: PromptCheckRequest) -> GateOutcome:
+        """Decide on a prompt and its sources before any image exists.
+
+        The caller is the generator, so every consent token must name the caller as its
+        audience. Raises use_unknown, uses_duplicate, generation_conflict or
+        decision_not_recorded.
+        """
+        received_at = datetime.now(UTC)
+        declared_uses = require_known_uses(request.intended_uses)
+        request_hash = request_sha256(request)
+        existing = await self._existing(
+            actor, request.generation_id, "prompt", lambda row: row.request_sha256 == request_hash
+        )
+        if existing is not None:
+            return existing
+        timings = _Timings()
+        prompt = await timings.run("prompt", self._prompt(request.prompt))
+        sources = await timings.run(
+            "consent",
+            self._sources(
+                actor,
+                request.source_assets,
+                generator=actor.client_id,
+                stage="prompt",
+                scores={},
+                prompt_rules=prompt.matched,
+                declared_uses=declared_uses,
+            ),
+        )
+        evidence = Evidence(
+            stage="prompt",
+            received_at=received_at,
+            prompt=prompt,
+            sources=sources,
+            declared_uses=declared_uses,
+            timings=tuple(timings.steps),
+        )
+        return await self._record(
+            actor,
+            generation_id=request.generation_id,
+            evidence=evidence,
+            request=request_record(request),
+            request_hash=request_hash,
+            image_sha256=None,
+        )
+
+    # Recording.
+
+    async def _existing(
+        self,
+        actor: Client,
+        generation_id: str,
+        stage: Stage,
+        same: Callable[[repository.DecisionRow], bool],
+    ) -> GateOutcome | None:
+        async with db.acquire(self._pool, wait=self.settings.acquire_timeout) as conn:
+            row = await repository.find_decision(conn, actor.client_id, generation_id, stage)
+        if row is None:
+            return None
+        if not same(row):
+            what = "image" if stage == "publish" else "request"
+            raise GenerationConflict(
+                f"this generation_id was already decided ({row.decision_id}) for another {what}",
+                decision_id=row.decision_id,
+            )
+        return GateOutcome(response=_stored_response(row), replayed=True)
+
+    async def _record(
+        self,
+        actor: Client,
+        *,
+        generation_id: str,
+        evidence: Evidence,
+        request: dict[str, Any],
+        request_hash: str,
+        image_sha256: str | None,
+    ) -> GateOutcome:
+        decision = decide(evidence, self.policy)
+        new = repository.NewDecision(
+            decision_id="dec_" + secrets.token_urlsafe(16),
+            generation_id=generation_id,
+            stage=evidence.stage,
+            client_id=actor.client_id,
+            tenant=actor.tenant,
+            image_sha256=image_sha256,
+            image_phash=evidence.image.phash if evidence.image is not None else None,
+            request_sha256=request_hash,
+            status=decision.status,
+            reasons=decision.reasons,
+            scores=decision.scores,
+            evidence=evidence,
+            request=request,
+            policy_version=decision.policy_version,
+            policy_label=decision.policy_label,
+            consents=_consents(evidence.sources),
+        )
+        try:
+            inserted, ticket = await self._store(actor, new, decision)
+        except _DB_ERRORS:
+            raise DecisionNotRecorded(
+                "the decision could not be recorded; nothing was decided, try again"
+            ) from None
+        if not inserted:
+            # Another request for this generation committed first: answer with its decision.
+            same = (
+                (lambda row: row.image_sha256 == image_sha256)
+                if image_sha256 is not None
+                else (lambda row: row.request_sha256 == request_hash)
+            )
+            existing = await self._existing(actor, generation_id, evidence.stage, same)
+            if existing is None:
+                raise DecisionNotRecorded("the decision could not be recorded; try again")
+            return existing
+        return GateOutcome(
+            response=GateResponse(
+                generation_id=generation_id,
+                decision_id=new.decision_id,
+                safety_status=decision.status,
+                scores=decision.scores,
+                reasons=list(decision.reasons),
+                review_ticket=ticket,
+                policy_version=decision.policy_version,
+            ),
+            replayed=False,
+        )
+
+    async def _store(
+        self, actor: Client, new: repository.NewDecision, decision: Decision
+    ) -> tuple[bool, str | None]:
+        """Whether the decision was stored (False: the generation already has one), and its
+        review ticket."""
+        async with (
+            db.acquire(self._pool, wait=self.settings.acquire_timeout) as conn,
+            conn.transaction(),
+        ):
+            if not await repository.insert_decision(conn, new):
+                return False, None
+            ticket = None
+            if decision.review is not None:
+                ticket = await repository.open_review_ticket(
+                    conn,
+                    decision_id=new.decision_id,
+                    kind="review",
+                    tier=decision.review.tier,
+                    rank=decision.review.rank,
+                    deadline=decision.review.deadline,
+                )
+            await audit.append(
+                conn,
+                actor=actor.client_id,
+                tenant=actor.tenant,
+                action="moderation.decided",
+                subject_type="moderation_decision",
+                subject_id=new.decision_id,
+                payload={
+                    "generation_id": new.generation_id,
+                    "stage": new.stage,
+                    "status": new.status,
+                    "reasons": list(new.reasons),
+                    "policy_version": new.policy_version,
+                    "image_sha256": new.image_sha256,
+                    "consent_jtis": [c.jti for c in new.consents],
+                    "review_ticket": ticket,
+                },
+            )
+            return True, ticket
+
+
+def _has_tokens(assets: Sequence[Any]) -> bool:
+    return any(asset.consent_token is not None for asset in assets)
+
+
+def _consents(sources: Sequence[SourceEvidence]) -> tuple[repository.DecisionConsent, ...]:
+    return tuple(
+        repository.DecisionConsent(
+            position=position,
+            asset_id=source.asset_id,
+            consent_id=source.check.consent_id,
+            jti=source.check.jti,
+        )
+        for position, source in enumerate(sources)
+        if source.check is not None
+        and source.check.consent_id is not None
+        and source.check.jti is not None
+    )
+
+
+def _stored_response(row: repository.DecisionRow) -> GateResponse:
+    return GateResponse(
+        generation_id=row.generation_id,
+        decision_id=row.decision_id,
+        safety_status=row.current_status,
+        scores=row.scores,
+        reasons=list(row.reasons),
+        review_ticket=row.review_ticket,
+        policy_version=row.policy_version,
+    )
+
+
+def _analyse(data: bytes, limits: ImageLimits) -> tuple[ImageFacts, DecodedImage | None]:
+    """Decode and hash the image (blocking: runs in a bounded image worker)."""
+    sha256 = sha256_hex(data)
+    try:
+        decoded = decode(data, limits, hash_only=True)
+    except ImageError as exc:
+        return ImageFacts(decoded=False, sha256=sha256, error=exc.code), None
+    image = decoded.image
+    if image.mode == "P":
+        # A palette with transparency warns when converted straight to grey.
+        image = image.convert("RGBA")
+    facts = image_facts(
+        decoded,
+        sha256=sha256,
+        phash=perceptual_hashes(image).phash,
+        variants=hash_variants(image),
+    )
+    return facts, decoded

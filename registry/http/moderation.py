@@ -1,0 +1,177 @@
+"""The publish gate over HTTP: the gate itself, the pre-generation check and the policy.
+
+Handlers read and check the request and hand it to ``registry.gate.GateService``, which
+collects the evidence, decides, and records the decision with its audit event before the
+handler answers. Refusals (bad input, a refused ``image_url``) are problem documents and
+store nothing; every other outcome, however bad the evidence, is a stored decision.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import UploadFile
+
+from registry.auth import Role
+from registry.gate import (
+    CheckRequest,
+    GateResponse,
+    PromptCheckRequest,
+    RequestPartInvalid,
+)
+from registry.http.body import read_json
+from registry.http.security import BEARER, allow, current_client, public, services_of
+from registry.strictjson import parse_strict_json
+
+if TYPE_CHECKING:
+    from registry.gate import GateOutcome
+    from registry.services import Services
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+_PARTS = frozenset({"request", "image"})
+
+_CHECK_PARTS: dict[str, Any] = {
+    "type": "object",
+    "required": ["request", "image"],
+    "properties": {
+        "request": {
+            **msgspec.json.schema(CheckRequest),
+            "description": "The request as JSON (strict: unknown fields and duplicate keys "
+            "are refused), without image_url.",
+        },
+        "image": {
+            "type": "string",
+            "format": "binary",
+            "description": "The generated image (JPEG, PNG or WebP).",
+        },
+    },
+    "encoding": {"request": {"contentType": "application/json"}},
+}
+
+
+class PolicyView(msgspec.Struct, kw_only=True, frozen=True):
+    label: str
+    """The ``version`` string written in the file."""
+    version: str
+    """SHA-256 of the file: the ``policy_version`` of every decision made under it."""
+    text: str
+    """The policy file, exactly as loaded (TOML)."""
+
+
+def _answer(outcome: GateOutcome) -> Response[GateResponse]:
+    headers = {"Cache-Control": "no-store"}
+    if outcome.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(outcome.response, status_code=200, headers=headers)
+
+
+async def _read_check(
+    request: Request[Any, Any, Any], services: Services
+) -> tuple[CheckRequest, bytes | None]:
+    """The request and the uploaded image, from a JSON or a multipart/form-data body."""
+    settings = services.settings
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "multipart/form-data":
+        body = await read_json(
+            request,
+            CheckRequest,
+            max_bytes=settings.max_json_bytes,
+            max_depth=settings.max_json_depth,
+        )
+        return body, None
+    form = await request.form()
+    parts = list(form.multi_items())
+    try:
+        names = [name for name, _ in parts]
+        unknown = sorted(set(names) - _PARTS)
+        if unknown:
+            raise RequestPartInvalid(f"unknown part {unknown[0][:64]!r}; send request and image")
+        if sorted(names) != ["image", "request"]:
+            raise RequestPartInvalid("send exactly one 'request' part and one 'image' part")
+        values = dict(parts)
+        raw = values["request"]
+        text = await raw.read() if isinstance(raw, UploadFile) else str(raw).encode("utf-8")
+        if len(text) > settings.max_json_bytes:
+            raise RequestPartInvalid(f"the 'request' part exceeds {settings.max_json_bytes} bytes")
+        body = parse_strict_json(text, CheckRequest, max_depth=settings.max_json_depth)
+        image = values["image"]
+        if not isinstance(image, UploadFile):
+            raise RequestPartInvalid("the 'image' part must be a file upload")
+        return body, await image.read()
+    finally:
+        for _, value in parts:
+            if isinstance(value, UploadFile):
+                await value.close()
+
+
+class ModerationController(Controller):
+    tags = ["moderation"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @post(
+        "/v1/moderation/check",
+        summary="The publish gate: allowed, review or blocked, with stable reasons",
+        description=(
+            "Send the generated image as `multipart/form-data` (`request` JSON part and "
+            "`image` file part), or JSON with `image_url` (fetched only from allow-listed "
+            "hosts; loopback, link-local, private and reserved addresses and redirects to "
+            "another host are refused with 422 `image_url_not_allowed` before connecting). "
+            "The gate decodes the image safely, reads the prompt's intent, verifies every "
+            "source asset's consent token (signature, expiry, live revocation, audience = "
+            "`metadata.generator_client_id`, asset binding, uses), reads the image's C2PA "
+            "manifest, scores it (supplied `scores` and the configured classifier) and "
+            "matches it against the protected hash lists; the policy then decides. Every "
+            "decision is stored with its evidence and an audit event before this answer. "
+            "The same `generation_id` and image again returns the same decision (header "
+            "`Idempotent-Replayed: true`); the same `generation_id` with another image is "
+            "409 `generation_conflict`. A decision that cannot be stored is 503 "
+            "`decision_not_recorded`: nothing was decided."
+        ),
+        guards=[allow(Role.PUBLISHER)],
+        security=BEARER,
+        status_code=200,
+        opt={"body": CheckRequest, "multipart": _CHECK_PARTS},
+    )
+    async def check(self, request: Request[Any, Any, Any]) -> Response[GateResponse]:
+        services = services_of(request)
+        body, image = await _read_check(request, services)
+        outcome = await services.gate.check(
+            actor=current_client(request), request=body, image=image
+        )
+        return _answer(outcome)
+
+    @post(
+        "/v1/moderation/prompt-check",
+        summary="Before generation: check a prompt and its source assets' consent",
+        description=(
+            "The same decision shape as the publish gate, before any image exists: the "
+            "prompt's intent against real-person sources (e.g. undressing or sexualising "
+            "someone in a reference photo), and every source's consent token for the "
+            "caller (the token's audience) and the `intended_uses`. Stored and audited like "
+            "every decision; idempotent per `generation_id` and request."
+        ),
+        guards=[allow(Role.GENERATOR)],
+        security=BEARER,
+        status_code=200,
+        opt={"body": PromptCheckRequest},
+    )
+    async def prompt_check(self, request: Request[Any, Any, Any]) -> Response[GateResponse]:
+        services = services_of(request)
+        body = await read_json(
+            request,
+            PromptCheckRequest,
+            max_bytes=services.settings.max_json_bytes,
+            max_depth=services.settings.max_json_depth,
+        )
+        outcome = await services.gate.prompt_check(actor=current_client(request), request=body)
+        return _answer(outcome)
+
+    @get(
+        "/v1/policy",
+        summary="The active publish-gate policy: its text, version (SHA-256) and label",
+        guards=[public],
+    )
+    async def policy(self, request: Request[Any, Any, Any]) -> PolicyView:
+        policy = services_of(request).gate.policy
+        return PolicyView(label=policy.label, version=policy.version, text=policy.text)
