@@ -10,7 +10,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -18,15 +18,19 @@ from litestar.testing import AsyncTestClient
 from PIL import Image
 
 from registry.app import create_app
-from tests.consent_http import helpers
-from tests.consent_http.conftest import World, world  # noqa: F401 - the consent world fixture
+from tests.consent_http import conftest as consent_fixtures
 from tests.moderation.support import encode_jpeg, make_image
 from tests.support import make_settings
+
+if TYPE_CHECKING:
+    from tests.consent_http.conftest import World
 
 PUBLISH_USES = ["reference.generate", "edit.transform", "publish.public"]
 PERMITTED = ["reference.generate", "edit.transform", "publish.public", "likeness.stylize"]
 PROHIBITED = ["content.explicit", "ai.training"]
 CLEAN_SCORES = {"sexual_content": 0.01, "minor_presence": 0.01}
+# The consent tests' world (a template, an uploader, a generator, a publisher, a person's key).
+world = consent_fixtures.world
 TABLES = (
     "moderation_decisions",
     "moderation_decision_consents",
