@@ -18,7 +18,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from registry.consent.record_errors import DataUnavailableError
+from registry.consent.errors import DataUnavailableError
 
 if TYPE_CHECKING:
     from keys import MasterKey

@@ -27,33 +27,31 @@ from registry.auth import Role, get_client
 from registry.consent import repository, status
 from registry.consent.crypto import FieldCipher, SubjectIndex
 from registry.consent.errors import (
-    ConsentNotActiveError,
-    ConsentNotFoundError,
-    GrantMissingError,
-    SignerKeyInvalidError,
-    TtlInvalidError,
-    UsesEmptyError,
-)
-from registry.consent.forms import EnrolledSigner, SignerRole, TemplateRef, verify_form
-from registry.consent.receipts import RECEIPT_TYP, ReceiptAsset, receipt_claims
-from registry.consent.record_errors import (
     AssetIdsInvalidError,
     AssetNotInFormError,
     AssetUnknownError,
     AssetUploadDuplicateError,
     AudienceNotAllowedError,
+    ConsentNotActiveError,
+    ConsentNotFoundError,
     DataUnavailableError,
     FormReplayedError,
     GrantClientInvalidError,
+    GrantMissingError,
     IdempotencyConflictError,
     SignerExistsError,
+    SignerKeyInvalidError,
     StatusListNotFoundError,
     SubjectRefInvalidError,
     TemplateExistsError,
     TemplateNotFoundError,
     TemplateTextInvalidError,
+    TtlInvalidError,
+    UsesEmptyError,
     WithdrawalRequiredError,
 )
+from registry.consent.forms import EnrolledSigner, SignerRole, TemplateRef, verify_form
+from registry.consent.receipts import RECEIPT_TYP, ReceiptAsset, receipt_claims
 from registry.consent.tokens import (
     CONSENT_TOKEN_TYP,
     TokenAsset,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
-from registry.consent.record_errors import StatusListNotFoundError
+from registry.consent.errors import StatusListNotFoundError
 from verifier.statuslist import INVALID, STATUS_LIST_TYP, StatusList, status_list_claims
 
 if TYPE_CHECKING:
