@@ -10,6 +10,7 @@ from bench.harness import print_table
 
 SECTIONS = [
     ("Foundation (issue 2)", "bench.foundation"),
+    ("Consent (issue 3)", "bench.consent"),
     ("Provenance (issue 4)", "bench.provenance"),
 ]
 

@@ -34,20 +34,20 @@ def document(app: Litestar) -> dict[str, Any]:
         schemas.update(extra)
         ref_by_type = dict(zip(types, refs, strict=True))
     for (path, method), type_ in bodies.items():
-        operation = schema["paths"].get(path, {}).get(method)
-        if operation is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": ref_by_type[type_]}},
-            }
+        _add_body(schema, path, method, "application/json", ref_by_type[type_])
     for (path, method), parts in multiparts.items():
-        operation = schema["paths"].get(path, {}).get(method)
-        if operation is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"multipart/form-data": {"schema": parts}},
-            }
+        _add_body(schema, path, method, "multipart/form-data", parts)
     return schema
+
+
+def _add_body(
+    schema: dict[str, Any], path: str, method: str, media_type: str, body_schema: Any
+) -> None:
+    """Add one accepted content type; a route may take JSON and multipart alike."""
+    operation = schema["paths"].get(path, {}).get(method)
+    if operation is not None:
+        body = operation.setdefault("requestBody", {"required": True, "content": {}})
+        body["content"][media_type] = {"schema": body_schema}
 
 
 def _declared(app: Litestar, key: str) -> dict[tuple[str, str], Any]:
