@@ -28,7 +28,14 @@ lint: $(STAMP) ## ruff, mypy (strict), import-linter contracts, OpenAPI drift
 	$(BIN)/lint-imports
 	$(BIN)/registry openapi --check
 
-test: lint ## Lint, then the whole test suite against a real PostgreSQL
+browser: ## Debian's Chromium for the browser tests (apt-get, when missing and run as root)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "could not install chromium: the browser tests will be skipped"; \
+	else echo "chromium is missing and this user cannot install it: the browser tests will be skipped"; fi
+
+test: lint browser ## Lint, then the whole test suite (browser tests included) on a real PostgreSQL
 	$(BIN)/pytest
 
 bench: $(STAMP) ## Benchmarks: our code against the raw libraries, in one run
@@ -44,4 +51,4 @@ format: $(STAMP) ## Apply ruff's formatter and safe fixes
 clean: ## Remove the virtualenv and caches (keeps .registry data)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help install serve lint test bench openapi format clean
+.PHONY: help install serve lint browser test bench openapi format clean

@@ -39,10 +39,12 @@ from registry.http.observability import MetricsController, prometheus, request_i
 from registry.http.provenance import ProvenanceController
 from registry.http.security import RateLimiter
 from registry.http.system import SystemController
+from registry.http.web import pages_router, static_files, template_config
 from registry.outbound import ImageFetcher
 from registry.provenance import BoundedWork, ProvenanceService, ProvenanceSettings
 from registry.services import Services
 from registry.settings import Settings, SettingsError
+from registry.web import ReviewImageStore
 from verifier.errors import TrustSettingsInvalid, VerifierError
 from verifier.imaging import ImageLimits
 from verifier.verify import TrustSettings
@@ -296,6 +298,7 @@ async def build_services(settings: Settings) -> Services:
             consent=consent,
             provenance=provenance,
             gate=gate,
+            review_images=ReviewImageStore(master_key),
             embedded=embedded,
         )
         await gate.hash_lists.refresh()
@@ -346,7 +349,10 @@ def create_app(settings: Settings) -> Litestar:
             ProvenanceController,
             ModerationController,
             HashListsController,
+            pages_router(domain_errors),
+            static_files(),
         ],
+        template_config=template_config(),
         lifespan=[lifespan],
         middleware=[request_id_middleware, prometheus.middleware],
         exception_handlers=problems.handlers(domain_errors),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from registry.http.security import RateLimiter
     from registry.provenance import ProvenanceService
     from registry.settings import Settings
+    from registry.web import ReviewImageStore
 
 
 @dataclass(kw_only=True)
@@ -34,6 +35,8 @@ class Services:
     consent: ConsentService
     provenance: ProvenanceService
     gate: GateService
+    review_images: ReviewImageStore
+    """The image of each decision sent to review, while its ticket is open."""
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager

@@ -26,6 +26,7 @@ _MIN_JSON_DEPTH = 2
 _MAX_PHASH_DISTANCE = 32
 _MIN_STATUS_LIST = 131_072
 _MAX_STATUS_LIST = 134_217_728
+_MIN_SESSION_SECONDS = 60
 
 
 class SettingsError(Exception):
@@ -129,6 +130,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Audit
     checkpoint_interval: float = 300.0
 
+    # Console (web pages)
+    console_session_ttl: int = 28_800
+    """Seconds a console sign-in lasts at most."""
+    console_idle_timeout: int = 1_800
+    """Seconds without a request after which a console session ends."""
+
     @property
     def public_issuer(self) -> str:
         return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
@@ -215,6 +222,10 @@ def _validate(s: Settings) -> None:
         ),
         ("REGISTRY_STATUS_LIST_TTL must be >= 1", s.status_list_ttl >= 1),
         ("REGISTRY_MAX_CONSENT_VALIDITY_DAYS must be >= 1", s.max_consent_validity_days >= 1),
+        (
+            "REGISTRY_CONSOLE_IDLE_TIMEOUT must be 60..REGISTRY_CONSOLE_SESSION_TTL seconds",
+            _MIN_SESSION_SECONDS <= s.console_idle_timeout <= s.console_session_ttl,
+        ),
         ("REGISTRY_CLASSIFIER_TIMEOUT must be in (0, 300]", 0 < s.classifier_timeout <= 300),  # noqa: PLR2004
         ("REGISTRY_IMAGE_FETCH_TIMEOUT must be > 0", s.image_fetch_timeout > 0),
         (

@@ -1,0 +1,150 @@
+"""Console sign-in sessions, stored server-side in PostgreSQL.
+
+The browser holds only a random session id (256 bits) in a cookie; the table holds its
+SHA-256, the client it signed in as and the session's CSRF token. A session ends at its
+absolute expiry, after a period without requests, at logout, or when its client is disabled.
+The client's roles are read again on every request, so a role taken away applies at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from registry.auth import Client, Role
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = [
+    "SessionSettings",
+    "StartedSession",
+    "WebSession",
+    "csrf_matches",
+    "end",
+    "purge_expired",
+    "resume",
+    "start",
+]
+
+# token_urlsafe(32): 43 base64url characters.
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+class SessionSettings(msgspec.Struct, kw_only=True, frozen=True):
+    ttl: timedelta
+    """Absolute lifetime from sign-in."""
+    idle_timeout: timedelta
+    """A session unused for this long ends."""
+
+
+class WebSession(msgspec.Struct, kw_only=True, frozen=True):
+    client: Client
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"WebSession({self.client.client_id!r}, expires_at={self.expires_at.isoformat()})"
+
+
+class StartedSession(msgspec.Struct, kw_only=True, frozen=True):
+    session_id: str
+    """The cookie value; shown once, stored only as its SHA-256."""
+    session: WebSession
+
+    def __repr__(self) -> str:
+        return f"StartedSession({self.session!r})"
+
+
+def _id_hash(session_id: str) -> bytes:
+    return hashlib.sha256(session_id.encode("ascii")).digest()
+
+
+async def start(
+    conn: asyncpg.Connection, client: Client, settings: SessionSettings
+) -> StartedSession:
+    """Record a new session for ``client``; returns the id to put in the cookie."""
+    session_id = secrets.token_urlsafe(32)
+    csrf_token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    expires_at = now + settings.ttl
+    await conn.execute(
+        "INSERT INTO web_sessions (id_hash, client_id, csrf_token, created_at, last_seen_at,"
+        " expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+        _id_hash(session_id),
+        client.client_id,
+        csrf_token,
+        now,
+        expires_at,
+    )
+    return StartedSession(
+        session_id=session_id,
+        session=WebSession(
+            client=client, csrf_token=csrf_token, created_at=now, expires_at=expires_at
+        ),
+    )
+
+
+async def resume(
+    conn: asyncpg.Connection, session_id: str | None, settings: SessionSettings
+) -> WebSession | None:
+    """The live session for this cookie value (and mark it used), or None."""
+    if not session_id or not _SESSION_ID.match(session_id):
+        return None
+    row = await conn.fetchrow(
+        "UPDATE web_sessions s SET last_seen_at = now()"
+        " FROM api_clients c"
+        " WHERE s.id_hash = $1 AND c.client_id = s.client_id AND c.disabled_at IS NULL"
+        " AND s.expires_at > now() AND s.last_seen_at > now() - $2::interval"
+        " RETURNING c.client_id, c.name, c.tenant, c.roles, s.csrf_token, s.created_at,"
+        " s.expires_at",
+        _id_hash(session_id),
+        settings.idle_timeout,
+    )
+    if row is None:
+        return None
+    return WebSession(
+        client=Client(
+            client_id=row["client_id"],
+            name=row["name"],
+            tenant=row["tenant"],
+            roles=frozenset(Role(r) for r in row["roles"]),
+        ),
+        csrf_token=row["csrf_token"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+async def end(conn: asyncpg.Connection, session_id: str | None) -> bool:
+    """Delete the session behind this cookie value; True when there was one."""
+    if not session_id or not _SESSION_ID.match(session_id):
+        return False
+    deleted = await conn.fetchval(
+        "DELETE FROM web_sessions WHERE id_hash = $1 RETURNING 1", _id_hash(session_id)
+    )
+    return deleted is not None
+
+
+async def purge_expired(conn: asyncpg.Connection, settings: SessionSettings) -> int:
+    """Delete sessions past their expiry or idle timeout; returns how many."""
+    status: str = await conn.execute(
+        "DELETE FROM web_sessions WHERE expires_at <= now()"
+        " OR last_seen_at <= now() - $1::interval",
+        settings.idle_timeout,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def csrf_matches(expected: str, submitted: str | None) -> bool:
+    """Constant-time comparison of a form's CSRF token with the one it should carry."""
+    if not submitted:
+        return False
+    return hmac.compare_digest(expected.encode(), submitted.encode())

@@ -1,0 +1,126 @@
+"""Helpers for the page tests: a consent world over any HTTP client, real signed images,
+and reading what a page put in its forms."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+from typing import Any
+
+from PIL import Image
+
+from tests.consent_http import helpers
+from tests.consent_http.conftest import Party, World
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def make_world(http: Any, admin: dict[str, str]) -> World:
+    """A template, an uploader, a generator and a publisher, created through the admin API."""
+    response = await http.post(
+        "/v1/consent-templates",
+        json={
+            "id": helpers.TEMPLATE_ID,
+            "title": "Likeness for reference-based generation",
+            "text": helpers.TEMPLATE_TEXT,
+            "uses": helpers.TEMPLATE_USES,
+        },
+        headers=admin,
+    )
+    assert response.status_code in {201, 409}, response.text
+    parties = []
+    for role, tenant in (("uploader", "acme"), ("generator", "genco"), ("publisher", "pubco")):
+        created = await http.post(
+            "/v1/admin/clients",
+            json={"name": f"{role} client", "roles": [role], "tenant": tenant},
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+        body = created.json()
+        parties.append(Party(body["client_id"], {"Authorization": f"Bearer {body['api_key']}"}))
+    return World(
+        http=http,
+        admin=admin,
+        uploader=parties[0],
+        generator=parties[1],
+        publisher=parties[2],
+        signer=helpers.Signer(),
+    )
+
+
+def picture(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A real JPEG whose content (and perceptual hash) differs per seed."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size)
+    pixels = image.load()
+    assert pixels is not None
+    blocks = [[tuple(rng.randrange(256) for _ in range(3)) for _ in range(6)] for _ in range(6)]
+    for x in range(size[0]):
+        for y in range(size[1]):
+            pixels[x, y] = blocks[x * 6 // size[0]][y * 6 // size[1]]
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+async def sign(
+    world: World,
+    image: bytes,
+    *,
+    tokens: list[str],
+    generation_id: str = "gen-1",
+    model: str = "example-diffusion-2",
+) -> bytes:
+    """The image signed by the registry (C2PA manifest embedded) as the world's generator."""
+    metadata = {"generation_id": generation_id, "model": model, "consent_tokens": tokens}
+    response = await world.http.post(
+        "/v1/provenance/sign",
+        files={
+            "file": ("output.jpg", image, "image/jpeg"),
+            "metadata": (None, json.dumps(metadata), "application/json"),
+        },
+        headers=world.generator.headers,
+    )
+    assert response.status_code == 200, response.text
+    return bytes(response.content)
+
+
+async def signed_with_consent(world: World, seed: int, **options: Any) -> tuple[bytes, str]:
+    """An output signed with a real consent token; returns (image, consent id)."""
+    consent, token = await world.granted_token()
+    return await sign(world, picture(seed), tokens=[token["token"]], **options), consent[
+        "consent_id"
+    ]
+
+
+def tamper(signed: bytes) -> bytes:
+    """The signed JPEG with pixels changed after signing (a byte of scan data flipped)."""
+    data = bytearray(signed)
+    end = data.rfind(b"\xff\xd9")
+    position = end - 40
+    data[position] ^= 0x5A
+    return bytes(data)
+
+
+def strip(signed: bytes) -> bytes:
+    """The same pixels re-encoded: the manifest is gone, the perceptual hash stays close."""
+    out = io.BytesIO()
+    Image.open(io.BytesIO(signed)).convert("RGB").save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+def csrf_of(html: str) -> str:
+    found = _CSRF.search(html)
+    assert found is not None, "the page has no CSRF field"
+    return found[1]
+
+
+async def withdraw(world: World, consent_id: str) -> None:
+    response = await world.http.post(
+        f"/v1/consents/{consent_id}/withdraw",
+        json={"withdrawal": helpers.withdrawal(world.signer, consent_id)},
+        headers=world.uploader.headers,
+    )
+    assert response.status_code == 200, response.text
