@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.datastructures import ResponseHeader
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -249,25 +248,15 @@ class ProvenanceController(Controller):
             "JWKS) and `Provenance-Output-Id`. A token that is not valid: 422 "
             "`consent_token_invalid`, nothing signed or recorded. The same `generation_id` "
             "signed again by the same client: 409 `generation_already_signed` (each output is "
-            "signed once; keep the first response)."
+            "signed once; keep the first response). A `decision_id` must name a publish "
+            "decision of the caller's tenant (else 422 `decision_unknown`) whose outcome is "
+            "`allowed` (else 422 `decision_not_allowed`)."
         ),
         guards=[allow(Role.GENERATOR)],
         security=BEARER,
         status_code=200,
         media_type="image/*",
         opt={"multipart": _SIGN_PARTS},
-        response_headers=[
-            ResponseHeader(
-                name=ASSERTION_HEADER,
-                documentation_only=True,
-                description="The detached provenance assertion (compact JWS).",
-            ),
-            ResponseHeader(
-                name=OUTPUT_ID_HEADER,
-                documentation_only=True,
-                description="The id of the recorded output (the assertion's `jti`).",
-            ),
-        ],
     )
     async def sign(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         services = services_of(request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from registry.provenance.errors import (
     ConsentTokenRejected,
+    DecisionNotAllowed,
     DecisionUnknown,
     GenerationAlreadySigned,
     ImageWorkBusy,
@@ -45,6 +46,7 @@ __all__ = [
     "BoundedWork",
     "ConsentStatusView",
     "ConsentTokenRejected",
+    "DecisionNotAllowed",
     "DecisionSource",
     "DecisionUnknown",
     "GenerationAlreadySigned",

@@ -8,6 +8,7 @@ from registry.errors import Kind, RegistryError
 
 __all__ = [
     "ConsentTokenRejected",
+    "DecisionNotAllowed",
     "DecisionUnknown",
     "GenerationAlreadySigned",
     "ImageWorkBusy",
@@ -43,6 +44,13 @@ class DecisionUnknown(ProvenanceError):
     """The gate decision named for signing is not one this deployment can vouch for."""
 
     code = "decision_unknown"
+    kind = "invalid"
+
+
+class DecisionNotAllowed(ProvenanceError):
+    """The gate decision named for signing does not allow publication (review or blocked)."""
+
+    code = "decision_not_allowed"
     kind = "invalid"
 
 

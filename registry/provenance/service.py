@@ -24,6 +24,7 @@ import msgspec
 from registry.provenance import repository
 from registry.provenance.errors import (
     ConsentTokenRejected,
+    DecisionNotAllowed,
     DecisionUnknown,
     GenerationAlreadySigned,
 )
@@ -345,7 +346,8 @@ class ProvenanceService:
     ) -> SignPlan:
         """Check the request before any image work.
 
-        Raises generation_already_signed, consent_token_invalid or decision_unknown.
+        Raises generation_already_signed, consent_token_invalid, decision_unknown or
+        decision_not_allowed.
         """
         if await repository.generation_signed(conn, actor.client_id, metadata.generation_id):
             raise GenerationAlreadySigned(
@@ -493,6 +495,10 @@ class ProvenanceService:
             found = await self._decisions.decision_ref(conn, decision_id, tenant=tenant)
         if found is None:
             raise DecisionUnknown("no gate decision with this id for this tenant")
+        # The pipeline signs only what the gate allowed: a manifest never vouches for an
+        # output under review or blocked.
+        if found.outcome != "allowed":
+            raise DecisionNotAllowed(f"the gate decision is {found.outcome[:32]!r}, not 'allowed'")
         return found
 
 
