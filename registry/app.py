@@ -29,6 +29,7 @@ from registry.consent.service import ConsentService, ConsentSettings
 from registry.errors import RegistryError
 from registry.gate import GateService, GateSettings, HashLists, StoredDecisions
 from registry.http import problems
+from registry.http.appeals import AppealsController
 from registry.http.audit import AuditController
 from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
@@ -37,11 +38,21 @@ from registry.http.keys import KeysController
 from registry.http.moderation import ModerationController
 from registry.http.observability import MetricsController, prometheus, request_id_middleware
 from registry.http.provenance import ProvenanceController
+from registry.http.reviews import ReviewsController, StatsController
 from registry.http.security import RateLimiter
 from registry.http.system import SystemController
+from registry.http.takedown import TakedownController
 from registry.http.web import pages_router, static_files, template_config
 from registry.outbound import ImageFetcher
 from registry.provenance import BoundedWork, ProvenanceService, ProvenanceSettings
+from registry.review import (
+    Backoff,
+    ReviewError,
+    TakedownWorker,
+    WebhookSender,
+    compute_stats,
+    publish_stats,
+)
 from registry.services import Services
 from registry.settings import Settings, SettingsError
 from registry.web import ReviewImageStore
@@ -246,10 +257,47 @@ async def _checkpoint_loop(services: Services) -> None:
             log.warning("audit checkpoint skipped: %s", type(exc).__name__)
 
 
+def webhook_sender(settings: Settings) -> WebhookSender:
+    try:
+        return WebhookSender(settings.webhook_host_list, timeout=settings.webhook_timeout)
+    except ValueError as exc:
+        msg = f"REGISTRY_WEBHOOK_HOSTS: {exc}"
+        raise SettingsError(msg) from None
+
+
+def takedown_worker(services: Services) -> TakedownWorker:
+    settings = services.settings
+    return TakedownWorker(
+        transaction=services.transaction,
+        signer=services.keyring,
+        issuer=settings.public_issuer,
+        sender=services.webhooks,
+        backoff=Backoff(
+            base=settings.takedown_retry_base,
+            cap=settings.takedown_retry_max,
+            max_attempts=settings.takedown_max_attempts,
+        ),
+        poll_interval=settings.takedown_poll_interval,
+        # Longer than one attempt can take, so no other process sends it meanwhile.
+        hold=timedelta(seconds=settings.webhook_timeout * 2 + 5),
+    )
+
+
+async def _stats_loop(services: Services) -> None:
+    while True:
+        try:
+            async with services.connection() as conn:
+                publish_stats(await compute_stats(conn))
+        except Exception as exc:  # noqa: BLE001 - the gauges must outlive a failed refresh
+            log.warning("moderation stats not refreshed: %s", type(exc).__name__)
+        await asyncio.sleep(services.settings.stats_refresh_interval)
+
+
 async def build_services(settings: Settings) -> Services:
     """Connect, migrate and load keys: everything the handlers need, or a clear failure."""
     master_key = resolve_master_key(settings)
     policy = gate_policy(settings)
+    webhooks = webhook_sender(settings)
     url, embedded = await resolve_database(settings)
     try:
         pool = await db.create_pool(
@@ -298,6 +346,7 @@ async def build_services(settings: Settings) -> Services:
             consent=consent,
             provenance=provenance,
             gate=gate,
+            webhooks=webhooks,
             review_images=ReviewImageStore(master_key),
             embedded=embedded,
         )
@@ -321,6 +370,8 @@ def create_app(settings: Settings) -> Litestar:
         services = await build_services(settings)
         app.state.services = services
         services.background.append(asyncio.create_task(_checkpoint_loop(services)))
+        services.background.append(asyncio.create_task(takedown_worker(services).run()))
+        services.background.append(asyncio.create_task(_stats_loop(services)))
         log.info("registry ready at %s", settings.public_issuer)
         try:
             yield
@@ -329,6 +380,7 @@ def create_app(settings: Settings) -> Litestar:
                 task.cancel()
             await asyncio.gather(*services.background, return_exceptions=True)
             services.provenance.close()
+            await services.webhooks.aclose()
             await services.close()
 
     domain_errors: tuple[type[Exception], ...] = (
@@ -337,6 +389,7 @@ def create_app(settings: Settings) -> Litestar:
         ConsentError,
         VerifierError,
         ModerationError,
+        ReviewError,
     )
     return Litestar(
         route_handlers=[
@@ -349,6 +402,10 @@ def create_app(settings: Settings) -> Litestar:
             ProvenanceController,
             ModerationController,
             HashListsController,
+            ReviewsController,
+            AppealsController,
+            TakedownController,
+            StatsController,
             pages_router(domain_errors),
             static_files(),
         ],

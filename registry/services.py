@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from registry.gate import GateService
     from registry.http.security import RateLimiter
     from registry.provenance import ProvenanceService
+    from registry.review import WebhookSender
     from registry.settings import Settings
     from registry.web import ReviewImageStore
 
@@ -35,6 +36,8 @@ class Services:
     consent: ConsentService
     provenance: ProvenanceService
     gate: GateService
+    webhooks: WebhookSender
+    """Checks takedown webhook URLs against REGISTRY_WEBHOOK_HOSTS and posts notices."""
     review_images: ReviewImageStore
     """The image of each decision sent to review, while its ticket is open."""
     background: list[asyncio.Task[None]] = field(default_factory=list)

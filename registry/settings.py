@@ -127,6 +127,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     gate_hashes_timeout: float = 5.0
     """Seconds the gate may spend matching an image against the protected hash lists."""
 
+    # Review queue, appeals, takedown notices (registry.review)
+    review_lease_seconds: int = 900
+    """Seconds a claimed review ticket stays with its reviewer before it returns to the queue."""
+    webhook_hosts: str = ""
+    """Comma-separated hosts, IPs or CIDR networks takedown webhooks may point at; empty: none."""
+    webhook_timeout: float = 10.0
+    """Seconds one takedown notice delivery attempt may take."""
+    takedown_poll_interval: float = 5.0
+    """Seconds between rounds of the takedown worker (new withdrawals, due retries)."""
+    takedown_retry_base: float = 30.0
+    """Seconds before the first retry of a failed delivery; each later wait doubles."""
+    takedown_retry_max: float = 3600.0
+    """Longest wait between two delivery attempts, in seconds."""
+    takedown_max_attempts: int = 8
+    """Attempts after which a delivery is marked failed."""
+    stats_refresh_interval: float = 60.0
+    """Seconds between refreshes of the moderation KPI gauges on /metrics."""
+
     # Audit
     checkpoint_interval: float = 300.0
 
@@ -143,6 +161,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     @property
     def remote_manifest_host_list(self) -> tuple[str, ...]:
         return tuple(h.strip().lower() for h in self.remote_manifest_hosts.split(",") if h.strip())
+
+    @property
+    def webhook_host_list(self) -> tuple[str, ...]:
+        return _host_list(self.webhook_hosts)
 
     @property
     def classifier_allowed_host_list(self) -> tuple[str, ...]:
@@ -222,6 +244,15 @@ def _validate(s: Settings) -> None:
         ),
         ("REGISTRY_STATUS_LIST_TTL must be >= 1", s.status_list_ttl >= 1),
         ("REGISTRY_MAX_CONSENT_VALIDITY_DAYS must be >= 1", s.max_consent_validity_days >= 1),
+        ("REGISTRY_REVIEW_LEASE_SECONDS must be >= 1", s.review_lease_seconds >= 1),
+        ("REGISTRY_WEBHOOK_TIMEOUT must be > 0", s.webhook_timeout > 0),
+        ("REGISTRY_TAKEDOWN_POLL_INTERVAL must be > 0", s.takedown_poll_interval > 0),
+        (
+            "REGISTRY_TAKEDOWN_RETRY_BASE must be > 0 and <= REGISTRY_TAKEDOWN_RETRY_MAX",
+            0 < s.takedown_retry_base <= s.takedown_retry_max,
+        ),
+        ("REGISTRY_TAKEDOWN_MAX_ATTEMPTS must be >= 1", s.takedown_max_attempts >= 1),
+        ("REGISTRY_STATS_REFRESH_INTERVAL must be > 0", s.stats_refresh_interval > 0),
         (
             "REGISTRY_CONSOLE_IDLE_TIMEOUT must be 60..REGISTRY_CONSOLE_SESSION_TTL seconds",
             _MIN_SESSION_SECONDS <= s.console_idle_timeout <= s.console_session_ttl,

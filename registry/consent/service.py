@@ -63,6 +63,7 @@ from registry.consent.uses import VERSION as USES_VERSION
 from registry.consent.uses import require_known_uses, require_permitted_uses
 from registry.consent.withdrawal import verify_withdrawal
 from registry.provenance import affected_outputs
+from registry.review.takedown import affected_decisions
 from verifier import imaging
 
 if TYPE_CHECKING:
@@ -348,7 +349,8 @@ async def affected_by_withdrawal(conn: asyncpg.Connection, consent_id: str) -> A
     """
     tokens = await repository.tokens_of(conn, consent_id)
     outputs = await affected_outputs(conn, consent_id)
-    return Affected(tokens=[t.jti for t in tokens], outputs=outputs, decisions=[])
+    decisions = await affected_decisions(conn, consent_id)
+    return Affected(tokens=[t.jti for t in tokens], outputs=outputs, decisions=decisions)
 
 
 class ConsentService:

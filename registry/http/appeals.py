@@ -1,0 +1,125 @@
+"""Appeals over HTTP, and a gate decision's record with its plain-language statement.
+
+A publisher appeals on behalf of its user; it sees only its own tenant's decisions (another
+tenant's decision is "not found", never "forbidden", so ids cannot be probed). The appeal's
+statement is stored with the appeal, never in the audit log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: TC003 - msgspec and Litestar read annotations at runtime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath
+
+from registry import audit, review
+from registry.auth import Role
+from registry.http.body import read_json
+from registry.http.security import BEARER, allow, current_client, services_of
+
+MAX_STATEMENT = 4000
+DecisionId = FromPath[str]
+
+
+class FileAppeal(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    decision_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    statement: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STATEMENT, pattern=r"\S")]
+    """The user's case, in their words (1-4000 characters)."""
+
+
+class AppealCreated(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    decision_id: str
+    ticket_id: str
+    status: str
+    appealed_status: str
+    created_at: datetime
+    deadline: datetime
+    """When a reviewer should have decided it, by the active policy's tiers."""
+
+
+class AppealsController(Controller):
+    tags = ["appeals"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @post(
+        "/v1/appeals",
+        summary="Appeal a blocked decision on behalf of the publisher's user",
+        description=(
+            "Only the publisher's own tenant's decisions (others: 404 decision_not_found), only "
+            "while the decision blocks publication (else 409 decision_not_appealable), once per "
+            "decision (else 409 appeal_exists). Opens an appeal ticket that a reviewer other "
+            "than those who decided this decision before must claim and decide."
+        ),
+        guards=[allow(Role.PUBLISHER)],
+        security=BEARER,
+        opt={"body": FileAppeal},
+    )
+    async def file(self, request: Request[Any, Any, Any]) -> AppealCreated:
+        services = services_of(request)
+        client = current_client(request)
+        body = await read_json(
+            request,
+            FileAppeal,
+            max_bytes=services.settings.max_json_bytes,
+            max_depth=services.settings.max_json_depth,
+        )
+        async with services.transaction() as conn:
+            filed = await review.file_appeal(
+                conn,
+                client_id=client.client_id,
+                tenant=client.tenant,
+                decision_id=body.decision_id,
+                statement=body.statement,
+                policy=services.gate.policy,
+            )
+            appeal = filed.appeal
+            await audit.append(
+                conn,
+                actor=client.client_id,
+                tenant=client.tenant,
+                action="appeal.filed",
+                subject_type="appeal",
+                subject_id=appeal.id,
+                payload={
+                    "decision_id": appeal.decision_id,
+                    "ticket_id": appeal.ticket_id,
+                    "appealed_status": appeal.appealed_status,
+                    "tier": filed.tier,
+                },
+            )
+        return AppealCreated(
+            id=appeal.id,
+            decision_id=appeal.decision_id,
+            ticket_id=appeal.ticket_id,
+            status=appeal.status,
+            appealed_status=appeal.appealed_status,
+            created_at=appeal.created_at,
+            deadline=filed.deadline,
+        )
+
+    @get(
+        "/v1/moderation/decisions/{decision_id:str}",
+        summary="A gate decision with its plain-language statement, history and appeal",
+        description=(
+            "Publishers see their own tenant's decisions; admins and reviewers see any. "
+            "`status` is the gate's outcome, `current_status` the outcome after reviews and "
+            "appeals; `history` lists every change with its actor, time and note."
+        ),
+        guards=[allow(Role.PUBLISHER, Role.REVIEWER, Role.ADMIN)],
+        security=BEARER,
+    )
+    async def decision(
+        self, request: Request[Any, Any, Any], decision_id: DecisionId
+    ) -> review.DecisionRecord:
+        services = services_of(request)
+        client = current_client(request)
+        if client.has(Role.ADMIN):
+            tenant: str | None = None
+        elif client.has(Role.REVIEWER):
+            tenant = review.review_scope(client.tenant)
+        else:
+            tenant = client.tenant
+        async with services.connection() as conn:
+            return await review.decision_record(conn, decision_id, tenant=tenant)

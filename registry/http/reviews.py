@@ -1,0 +1,201 @@
+"""The human review queue over HTTP: list, claim, see the case, decide.
+
+Reviewers of the operator's tenant (``system``) work every tenant's tickets; a reviewer
+client created inside another tenant works only that tenant's (``registry.review.queue``).
+A claim with nothing to claim answers 204 No Content: an empty queue is not an error.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, QueryParameter
+
+from registry import audit, review
+from registry.auth import Role
+from registry.http.body import read_json
+from registry.http.security import BEARER, allow, current_client, services_of
+
+MAX_NOTE = 2000
+TicketId = FromPath[str]
+
+
+class DecideTicket(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    outcome: review.Outcome
+    note: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NOTE, pattern=r"\S")]
+    """Why, in the reviewer's words (1-2000 characters); kept with the decision's history."""
+
+
+class TicketList(msgspec.Struct, kw_only=True, frozen=True):
+    tickets: list[review.Ticket]
+
+
+class TicketDecidedView(msgspec.Struct, kw_only=True, frozen=True):
+    ticket: review.Ticket
+    decision_id: str
+    from_status: str
+    current_status: str
+    appeal_status: str | None
+
+
+class ReviewsController(Controller):
+    path = "/v1/reviews"
+    tags = ["review"]  # noqa: RUF012 - Litestar reads class attributes
+    guards = [allow(Role.REVIEWER)]  # noqa: RUF012
+    security = BEARER
+
+    @get("/", summary="Review and appeal tickets in queue order (reviewer)")
+    async def list_tickets(
+        self,
+        request: Request[Any, Any, Any],
+        status: Annotated[
+            review.TicketStatus | None,
+            QueryParameter(description="open (including expired claims), claimed or closed"),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> TicketList:
+        services = services_of(request)
+        scope = review.review_scope(current_client(request).tenant)
+        async with services.connection() as conn:
+            tickets = await review.list_tickets(conn, scope=scope, status=status, limit=limit)
+        return TicketList(tickets=tickets)
+
+    @post(
+        "/claim",
+        summary="Lease the next ticket by priority to the caller (204 when there is none)",
+        description=(
+            "Priority: tier rank, then deadline, then age. The lease lasts "
+            "REGISTRY_REVIEW_LEASE_SECONDS; when it runs out the ticket is back in the queue. "
+            "Two reviewers never get the same ticket. Appeal tickets are never offered to a "
+            "reviewer who decided the same decision before."
+        ),
+        status_code=200,
+        responses={204: ResponseSpec(data_container=None, description="No ticket to claim")},
+    )
+    async def claim(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        services = services_of(request)
+        reviewer = current_client(request)
+        lease = timedelta(seconds=services.settings.review_lease_seconds)
+        async with services.transaction() as conn:
+            claimed = await review.claim_next(
+                conn,
+                reviewer=reviewer.client_id,
+                scope=review.review_scope(reviewer.tenant),
+                lease=lease,
+            )
+            if claimed is None:
+                return Response(content=None, status_code=204)
+            ticket = claimed.ticket
+            payload: dict[str, Any] = {
+                "decision_id": ticket.decision_id,
+                "kind": ticket.kind,
+                "lease_expires_at": ticket.lease_expires_at.isoformat()
+                if ticket.lease_expires_at
+                else None,
+            }
+            if claimed.reclaimed_from is not None:
+                payload["reclaimed_from"] = claimed.reclaimed_from
+            await audit.append(
+                conn,
+                actor=reviewer.client_id,
+                tenant=ticket.tenant,
+                action="review.claimed",
+                subject_type="review_ticket",
+                subject_id=ticket.id,
+                payload=payload,
+            )
+        return Response(content=ticket, status_code=200)
+
+    @get(
+        "/{ticket_id:str}",
+        summary="Everything the gate saw for a ticket's decision (reviewer)",
+        description=(
+            "The request as sent (prompt, source assets, metadata, supplied scores), the "
+            "evidence (consent answers, provenance report, classifier results, hash-list "
+            "matches), the policy version, the consents' status now, history and appeal."
+        ),
+    )
+    async def case(self, request: Request[Any, Any, Any], ticket_id: TicketId) -> review.ReviewCase:
+        services = services_of(request)
+        scope = review.review_scope(current_client(request).tenant)
+        async with services.connection() as conn:
+            return await review.review_case(conn, ticket_id, scope=scope)
+
+    @post(
+        "/{ticket_id:str}/decision",
+        summary="Decide a ticket the caller holds: allowed or blocked, with a note",
+        status_code=200,
+        opt={"body": DecideTicket},
+    )
+    async def decide(
+        self, request: Request[Any, Any, Any], ticket_id: TicketId
+    ) -> TicketDecidedView:
+        services = services_of(request)
+        reviewer = current_client(request)
+        body = await read_json(
+            request,
+            DecideTicket,
+            max_bytes=services.settings.max_json_bytes,
+            max_depth=services.settings.max_json_depth,
+        )
+        async with services.transaction() as conn:
+            decided = await review.decide_ticket(
+                conn,
+                ticket_id=ticket_id,
+                reviewer=reviewer.client_id,
+                scope=review.review_scope(reviewer.tenant),
+                outcome=body.outcome,
+                note=body.note,
+            )
+            ticket = decided.ticket
+            payload: dict[str, Any] = {
+                "decision_id": ticket.decision_id,
+                "kind": ticket.kind,
+                "outcome": body.outcome,
+                "from_status": decided.change.from_status,
+            }
+            if ticket.appeal_id is not None:
+                payload["appeal_id"] = ticket.appeal_id
+                payload["appeal_status"] = decided.appeal_status
+            await audit.append(
+                conn,
+                actor=reviewer.client_id,
+                tenant=ticket.tenant,
+                action="appeal.decided" if ticket.kind == "appeal" else "review.decided",
+                subject_type="review_ticket",
+                subject_id=ticket.id,
+                payload=payload,
+            )
+        return TicketDecidedView(
+            ticket=ticket,
+            decision_id=ticket.decision_id,
+            from_status=decided.change.from_status or decided.change.to_status,
+            current_status=decided.change.to_status,
+            appeal_status=decided.appeal_status,
+        )
+
+
+class StatsController(Controller):
+    tags = ["moderation"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @get(
+        "/v1/moderation/stats",
+        summary="Moderation KPIs (admin)",
+        description=(
+            "Decisions by status and reason, blocked rate, review latency p50/p95, open "
+            "tickets past deadline, appeal overturn rate, classifier errors and latency. The "
+            "same figures are Prometheus gauges on /metrics."
+        ),
+        guards=[allow(Role.ADMIN)],
+        security=BEARER,
+    )
+    async def stats(self, request: Request[Any, Any, Any]) -> review.Stats:
+        services = services_of(request)
+        async with services.connection() as conn:
+            stats = await review.compute_stats(conn)
+        review.publish_stats(stats)
+        return stats

@@ -1,0 +1,115 @@
+"""The human side of moderation: review queue, appeals, decision history, takedown, KPIs.
+
+- ``queue``: tickets leased to reviewers (claims never collide, leases expire), decisions.
+- ``appeals``: a publisher appeals a blocked decision; a different reviewer decides.
+- ``history``: every change of a decision's status, with actor, time and note.
+- ``records``: a decision's record for its publisher; a review case for reviewers.
+- ``takedown``: what a consent withdrawal affects; signed notices to publisher webhooks.
+- ``stats``/``metrics``: KPIs from the database, and the Prometheus gauges that show them.
+"""
+
+from __future__ import annotations
+
+from registry.review.appeals import Appeal, AppealFiled, appeal_of, file_appeal
+from registry.review.errors import (
+    AppealExists,
+    ConsentIdInvalid,
+    DecisionNotAppealable,
+    DecisionNotFound,
+    ReviewError,
+    TicketClosed,
+    TicketNotFound,
+    TicketNotHeld,
+    WebhookClientInvalid,
+    WebhookHostNotAllowed,
+    WebhookUrlInvalid,
+)
+from registry.review.history import Explained, HistoryEntry, decision_row, history_of
+from registry.review.metrics import publish_stats
+from registry.review.queue import (
+    Claimed,
+    Outcome,
+    Ticket,
+    TicketDecided,
+    TicketStatus,
+    claim_next,
+    decide_ticket,
+    list_tickets,
+    review_scope,
+)
+from registry.review.records import (
+    ConsentNow,
+    DecisionRecord,
+    ReviewCase,
+    decision_record,
+    review_case,
+)
+from registry.review.stats import Stats, compute_stats
+from registry.review.takedown import (
+    TAKEDOWN_TYP,
+    AffectedView,
+    Backoff,
+    Delivery,
+    NoticeSender,
+    SendResult,
+    TakedownWorker,
+    Webhook,
+    affected,
+    affected_decisions,
+    list_deliveries,
+    register_webhook,
+)
+from registry.review.webhooks import NOTICE_MEDIA_TYPE, WebhookSender
+
+__all__ = [
+    "NOTICE_MEDIA_TYPE",
+    "TAKEDOWN_TYP",
+    "AffectedView",
+    "Appeal",
+    "AppealExists",
+    "AppealFiled",
+    "Backoff",
+    "Claimed",
+    "ConsentIdInvalid",
+    "ConsentNow",
+    "DecisionNotAppealable",
+    "DecisionNotFound",
+    "DecisionRecord",
+    "Delivery",
+    "Explained",
+    "HistoryEntry",
+    "NoticeSender",
+    "Outcome",
+    "ReviewCase",
+    "ReviewError",
+    "SendResult",
+    "Stats",
+    "TakedownWorker",
+    "Ticket",
+    "TicketClosed",
+    "TicketDecided",
+    "TicketNotFound",
+    "TicketNotHeld",
+    "TicketStatus",
+    "Webhook",
+    "WebhookClientInvalid",
+    "WebhookHostNotAllowed",
+    "WebhookSender",
+    "WebhookUrlInvalid",
+    "affected",
+    "affected_decisions",
+    "appeal_of",
+    "claim_next",
+    "compute_stats",
+    "decide_ticket",
+    "decision_record",
+    "decision_row",
+    "file_appeal",
+    "history_of",
+    "list_deliveries",
+    "list_tickets",
+    "publish_stats",
+    "register_webhook",
+    "review_case",
+    "review_scope",
+]
