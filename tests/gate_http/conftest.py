@@ -10,6 +10,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -29,6 +30,7 @@ PUBLISH_USES = ["reference.generate", "edit.transform", "publish.public"]
 PERMITTED = ["reference.generate", "edit.transform", "publish.public", "likeness.stylize"]
 PROHIBITED = ["content.explicit", "ai.training"]
 CLEAN_SCORES = {"sexual_content": 0.01, "minor_presence": 0.01}
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The consent tests' world (a template, an uploader, a generator, a publisher, a person's key).
 world = consent_fixtures.world
 TABLES = (
