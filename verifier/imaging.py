@@ -190,13 +190,20 @@ def _open_header(data: bytes, pillow_format: str) -> Image.Image:
         raise ImageCorrupt(f"the {pillow_format} header does not parse") from None
 
 
+def _hashable(image: Image.Image) -> Image.Image:
+    # Pillow warns when a palette image with transparency goes straight to grey (imagehash
+    # converts to "L"); going through RGBA reads the same pixels without the warning.
+    return image.convert("RGBA") if image.mode == "P" else image
+
+
 def perceptual_hashes(image: Image.Image) -> Hashes:
+    image = _hashable(image)
     return Hashes(phash=str(imagehash.phash(image)), dhash=str(imagehash.dhash(image)))
 
 
 def hash_variants(image: Image.Image) -> HashVariants:
     # Hash a small grey copy: the transforms then cost nothing next to the decode.
-    small = image.convert("L").resize((64, 64), Image.Resampling.LANCZOS)
+    small = _hashable(image).convert("L").resize((64, 64), Image.Resampling.LANCZOS)
     return HashVariants(
         flip_horizontal=str(imagehash.phash(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT))),
         rotate_90=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_90))),

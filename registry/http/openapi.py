@@ -62,4 +62,6 @@ def _declared(app: Litestar, key: str) -> dict[tuple[str, str], Any]:
 
 
 def render(app: Litestar) -> str:
-    return msgspec.json.format(msgspec.json.encode(document(app)), indent=2).decode() + "\n"
+    # Sorted keys: Litestar builds some maps from sets, whose order changes between runs.
+    encoded = msgspec.json.encode(document(app), order="sorted")
+    return msgspec.json.format(encoded, indent=2).decode() + "\n"

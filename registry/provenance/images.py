@@ -83,17 +83,12 @@ def inspect(upload: Upload, limits: ImageLimits) -> Inspected:
     declared = _declared_type(upload.content_type)
     _check_extension(upload)
     decoded = decode(upload.data, limits, declared, hash_only=True)
-    image = decoded.image
-    if image.mode == "P":
-        # Pillow warns when a palette with transparency goes straight to grey; the hash
-        # reads the same pixels either way.
-        image = image.convert("RGBA")
     return Inspected(
         media_type=decoded.media_type,
         width=decoded.width,
         height=decoded.height,
         sha256=sha256_hex(upload.data),
-        phash=perceptual_hashes(image).phash,
+        phash=perceptual_hashes(decoded.image).phash,
     )
 
 
