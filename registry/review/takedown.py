@@ -34,9 +34,11 @@ from registry.review.errors import ConsentIdInvalid, WebhookClientInvalid
 
 if TYPE_CHECKING:
     import contextlib
-    from collections.abc import Callable, Collection, Mapping
+    from collections.abc import Callable, Collection
 
     import asyncpg
+
+    from registry.audit import JwsSigner
 
 __all__ = [
     "TAKEDOWN_TYP",
@@ -64,10 +66,6 @@ DeliveryStatus: TypeAlias = Literal["pending", "delivered", "failed"]
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _EVENTS_PER_ROUND = 20
 _DELIVERIES_PER_ROUND = 10
-
-
-class JwsSigner(Protocol):
-    def sign_jws(self, payload: Mapping[str, Any], *, typ: str) -> str: ...
 
 
 # What a withdrawal affects.
