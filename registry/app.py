@@ -25,7 +25,7 @@ from moderation import (
 )
 from registry import audit, db, operations, signing_identity
 from registry.consent.errors import ConsentError
-from registry.consent.service import ConsentService, ConsentSettings
+from registry.consent.service import ConsentService, ConsentSettings, WithdrawalListers
 from registry.errors import RegistryError
 from registry.gate import GateService, GateSettings, HashLists, StoredDecisions
 from registry.http import problems
@@ -44,12 +44,18 @@ from registry.http.system import SystemController
 from registry.http.takedown import TakedownController
 from registry.http.web import pages_router, static_files, template_config
 from registry.outbound import ImageFetcher
-from registry.provenance import BoundedWork, ProvenanceService, ProvenanceSettings
+from registry.provenance import (
+    BoundedWork,
+    ProvenanceService,
+    ProvenanceSettings,
+    affected_outputs,
+)
 from registry.review import (
     Backoff,
     ReviewError,
     TakedownWorker,
     WebhookSender,
+    affected_decisions,
     compute_stats,
     publish_stats,
 )
@@ -330,6 +336,9 @@ async def build_services(settings: Settings) -> Services:
                 settings=consent_settings(settings),
                 keyring=keyring,
                 master_key=master_key,
+                produced_under=WithdrawalListers(
+                    outputs=affected_outputs, decisions=affected_decisions
+                ),
             )
         provenance = provenance_service(
             settings, c2pa=c2pa, keyring=keyring, tokens=consent, decisions=StoredDecisions()

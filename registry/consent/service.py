@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -62,8 +63,6 @@ from registry.consent.tokens import (
 from registry.consent.uses import VERSION as USES_VERSION
 from registry.consent.uses import require_known_uses, require_permitted_uses
 from registry.consent.withdrawal import verify_withdrawal
-from registry.provenance import affected_outputs
-from registry.review.takedown import affected_decisions
 from verifier import imaging
 
 if TYPE_CHECKING:
@@ -88,14 +87,15 @@ __all__ = [
     "Granted",
     "IssuedToken",
     "PreparedAsset",
+    "ProducedUnder",
     "SignerEnrolled",
     "Submitted",
     "SubmittedAsset",
     "TemplateRegistered",
     "TemplateView",
     "Upload",
+    "WithdrawalListers",
     "Withdrawn",
-    "affected_by_withdrawal",
     "prepare_uploads",
 ]
 
@@ -340,17 +340,20 @@ def _prepare(upload: Upload, limits: imaging.ImageLimits) -> PreparedAsset:
     )
 
 
-async def affected_by_withdrawal(conn: asyncpg.Connection, consent_id: str) -> Affected:
-    """Everything produced under the consent's tokens.
+ProducedUnder = Callable[["asyncpg.Connection", str], Awaitable[list[dict[str, Any]]]]
+"""Lists what one part of the service made with a consent's tokens (JSON values)."""
 
-    Today that is the tokens themselves. Provenance adds the signed outputs whose manifests
-    name these tokens (``outputs``) and moderation the gate decisions that relied on them
-    (``decisions``), here, so the withdrawal response lists them for takedown.
+
+@dataclass(frozen=True, kw_only=True)
+class WithdrawalListers:
+    """The parts of the service built on consent that report what a withdrawal affects.
+
+    Injected by the composition root, so this domain never imports the features that sit on
+    top of it: provenance lists signed outputs, moderation the gate decisions.
     """
-    tokens = await repository.tokens_of(conn, consent_id)
-    outputs = await affected_outputs(conn, consent_id)
-    decisions = await affected_decisions(conn, consent_id)
-    return Affected(tokens=[t.jti for t in tokens], outputs=outputs, decisions=decisions)
+
+    outputs: ProducedUnder | None = None
+    decisions: ProducedUnder | None = None
 
 
 class ConsentService:
@@ -363,11 +366,13 @@ class ConsentService:
         keyring: KeyRing,
         cipher: FieldCipher,
         subject_index: SubjectIndex,
+        produced_under: WithdrawalListers | None = None,
     ) -> None:
         self.settings = settings
         self._keyring = keyring
         self._cipher = cipher
         self._index = subject_index
+        self._produced_under = produced_under or WithdrawalListers()
         self.status_lists = status.StatusListCache(
             issuer=settings.issuer, ttl_seconds=settings.status_list_ttl
         )
@@ -380,6 +385,7 @@ class ConsentService:
         settings: ConsentSettings,
         keyring: KeyRing,
         master_key: MasterKey,
+        produced_under: WithdrawalListers | None = None,
     ) -> ConsentService:
         """Load (or create, once for every process) the blind-index key."""
         cipher = FieldCipher(master_key)
@@ -388,10 +394,26 @@ class ConsentService:
             conn, name, cipher.wrap_secret(name, SubjectIndex.generate_key())
         )
         index = SubjectIndex(cipher.unwrap_secret(name, wrapped))
-        return cls(settings=settings, keyring=keyring, cipher=cipher, subject_index=index)
+        return cls(
+            settings=settings,
+            keyring=keyring,
+            cipher=cipher,
+            subject_index=index,
+            produced_under=produced_under,
+        )
 
     def __repr__(self) -> str:
         return f"ConsentService(issuer={self.settings.issuer!r})"
+
+    async def affected_by_withdrawal(self, conn: asyncpg.Connection, consent_id: str) -> Affected:
+        """Everything produced under the consent's tokens, for takedown."""
+        tokens = await repository.tokens_of(conn, consent_id)
+        listers = self._produced_under
+        return Affected(
+            tokens=[t.jti for t in tokens],
+            outputs=await listers.outputs(conn, consent_id) if listers.outputs else [],
+            decisions=await listers.decisions(conn, consent_id) if listers.decisions else [],
+        )
 
     # Templates.
 
@@ -996,7 +1018,7 @@ class ConsentService:
             conn, record.consent_id, at=now, by=by, withdrawal_sha256=withdrawal_sha256
         )
         revoked = await status.revoke_consent_tokens(conn, record.consent_id)
-        affected = await affected_by_withdrawal(conn, record.consent_id)
+        affected = await self.affected_by_withdrawal(conn, record.consent_id)
         payload: dict[str, Any] = {"by": by, "revoked_tokens": revoked}
         if withdrawal_sha256 is not None:
             payload["withdrawal_sha256"] = withdrawal_sha256
