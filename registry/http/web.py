@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from litestar import Controller, Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath, FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from registry import audit, auth, errors, web
+from registry import audit, auth, errors, review, web
 from registry.auth import Role
 from registry.db import DatabaseError
 from registry.http.provenance import _read_parts
+from registry.http.reviews import MAX_NOTE
 from registry.http.security import public, services_of
 from registry.provenance import Upload
+from registry.review.queue import get_ticket
 from registry.web import CsrfRejected, LoginRequired, sessions
 
 if TYPE_CHECKING:
@@ -54,6 +57,16 @@ LOGIN_COOKIE = "registry_console_login"
 CONSOLE = "/console"
 LOGIN = "/console/login"
 _LOGIN_COOKIE_SECONDS = 3600
+# Handler parameter types, resolved by Litestar at runtime.
+TicketId = FromPath[str]
+Notice = FromQuery[str | None]
+_QUEUE = 200
+_CHART_DAYS = 14
+_NOTICES = {
+    "allowed": "Decided: allowed. The ticket is closed and its image deleted.",
+    "blocked": "Decided: blocked. The ticket is closed and its image deleted.",
+    "empty": "No ticket is waiting for you right now.",
+}
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
@@ -76,7 +89,9 @@ def static_files() -> Router:
 
 
 def _https(request: Request[Any, Any, Any]) -> bool:
-    return request.url.scheme == "https"
+    """Secure cookies when this request, or the service's public URL, is https."""
+    public_url = services_of(request).settings.public_issuer
+    return request.url.scheme == "https" or public_url.startswith("https://")
 
 
 def _session_settings(services: Services) -> SessionSettings:
@@ -249,13 +264,206 @@ class ConsolePages(Controller):
         cleared = Cookie(key=SESSION_COOKIE, value="", path=CONSOLE, max_age=0, httponly=True)
         return Redirect(LOGIN, status_code=303, cookies=[cleared])
 
+    @get("/", cache=False)
+    async def queue(self, request: Request[Any, Any, Any], done: Notice = None) -> Response[Any]:
+        session = await _console_session(request, Role.REVIEWER, Role.ADMIN)
+        if not session.client.has(Role.REVIEWER):
+            return Redirect(f"{CONSOLE}/admin")
+        services = services_of(request)
+        scope = review.review_scope(session.client.tenant)
+        async with services.connection() as conn:
+            waiting = await review.list_tickets(conn, scope=scope, status="open", limit=_QUEUE)
+            claimed = await review.list_tickets(conn, scope=scope, status="claimed", limit=_QUEUE)
+        tickets = sorted(
+            [*waiting, *claimed], key=lambda t: (t.rank, t.deadline, t.created_at, t.id)
+        )
+        view = web.queue_view(tickets, me=session.client.client_id, now=datetime.now(UTC))
+        return _page(
+            "console/queue.html",
+            session=session,
+            view=view,
+            notice=_NOTICES.get(done or ""),
+            limit=_QUEUE,
+            lease_minutes=services.settings.review_lease_seconds // 60,
+        )
+
+    @post("/claim", status_code=303)
+    async def claim(self, request: Request[Any, Any, Any]) -> Redirect:
+        session = await _console_session(request, Role.REVIEWER)
+        await _posted(request, session)
+        services = services_of(request)
+        reviewer = session.client
+        async with services.transaction() as conn:
+            claimed = await review.claim_next(
+                conn,
+                reviewer=reviewer.client_id,
+                scope=review.review_scope(reviewer.tenant),
+                lease=timedelta(seconds=services.settings.review_lease_seconds),
+            )
+            if claimed is None:
+                return Redirect(f"{CONSOLE}?done=empty", status_code=303)
+            ticket = claimed.ticket
+            payload: dict[str, Any] = {
+                "decision_id": ticket.decision_id,
+                "kind": ticket.kind,
+                "lease_expires_at": ticket.lease_expires_at.isoformat()
+                if ticket.lease_expires_at
+                else None,
+                "via": "console",
+            }
+            if claimed.reclaimed_from is not None:
+                payload["reclaimed_from"] = claimed.reclaimed_from
+            await audit.append(
+                conn,
+                actor=reviewer.client_id,
+                tenant=ticket.tenant,
+                action="review.claimed",
+                subject_type="review_ticket",
+                subject_id=ticket.id,
+                payload=payload,
+            )
+        return Redirect(f"{CONSOLE}/tickets/{ticket.id}", status_code=303)
+
+    @get("/tickets/{ticket_id:str}", cache=False)
+    async def ticket(self, request: Request[Any, Any, Any], ticket_id: TicketId) -> Template:
+        session = await _console_session(request, Role.REVIEWER)
+        return await _ticket_page(request, session, ticket_id, error=None, status=200)
+
+    @get("/tickets/{ticket_id:str}/image", cache=False)
+    async def image(
+        self, request: Request[Any, Any, Any], ticket_id: FromPath[str]
+    ) -> Response[bytes]:
+        session = await _console_session(request, Role.REVIEWER)
+        services = services_of(request)
+        reviewer = session.client
+        async with services.transaction() as conn:
+            ticket = await get_ticket(conn, ticket_id, scope=review.review_scope(reviewer.tenant))
+            if ticket.status != "claimed" or ticket.claimed_by != reviewer.client_id:
+                raise errors.Forbidden(
+                    "the image is shown only to the reviewer holding the claim on this ticket"
+                )
+            image = await services.review_images.get(conn, ticket.decision_id)
+            if image is None:
+                raise errors.NotFound("this ticket's image is not kept")
+            await audit.append(
+                conn,
+                actor=reviewer.client_id,
+                tenant=ticket.tenant,
+                action="review.image_viewed",
+                subject_type="review_ticket",
+                subject_id=ticket.id,
+                payload={"decision_id": ticket.decision_id},
+            )
+        return Response(
+            image.data,
+            media_type=image.media_type,
+            headers={"Content-Disposition": "inline", "Cache-Control": "no-store, private"},
+        )
+
+    @post("/tickets/{ticket_id:str}/decision", status_code=303)
+    async def decide(
+        self, request: Request[Any, Any, Any], ticket_id: FromPath[str]
+    ) -> Response[Any]:
+        session = await _console_session(request, Role.REVIEWER)
+        form = await _posted(request, session)
+        outcome = _field(form, "outcome")
+        note = _field(form, "note")
+        if outcome not in {"allowed", "blocked"}:
+            return await _ticket_page(
+                request, session, ticket_id, error="Choose allowed or blocked.", status=422
+            )
+        if not 1 <= len(note) <= MAX_NOTE:
+            return await _ticket_page(
+                request,
+                session,
+                ticket_id,
+                error=f"Write a note for the record (1 to {MAX_NOTE} characters).",
+                status=422,
+            )
+        services = services_of(request)
+        reviewer = session.client
+        async with services.transaction() as conn:
+            decided = await review.decide_ticket(
+                conn,
+                ticket_id=ticket_id,
+                reviewer=reviewer.client_id,
+                scope=review.review_scope(reviewer.tenant),
+                outcome="allowed" if outcome == "allowed" else "blocked",
+                note=note,
+            )
+            ticket = decided.ticket
+            payload: dict[str, Any] = {
+                "decision_id": ticket.decision_id,
+                "kind": ticket.kind,
+                "outcome": outcome,
+                "from_status": decided.change.from_status,
+                "via": "console",
+            }
+            if ticket.appeal_id is not None:
+                payload["appeal_id"] = ticket.appeal_id
+                payload["appeal_status"] = decided.appeal_status
+            await audit.append(
+                conn,
+                actor=reviewer.client_id,
+                tenant=ticket.tenant,
+                action="appeal.decided" if ticket.kind == "appeal" else "review.decided",
+                subject_type="review_ticket",
+                subject_id=ticket.id,
+                payload=payload,
+            )
+        return Redirect(f"{CONSOLE}?done={outcome}", status_code=303)
+
     @get("/admin", cache=False)
     async def admin(self, request: Request[Any, Any, Any]) -> Template:
         session = await _console_session(request, Role.ADMIN)
         services = services_of(request)
         async with services.connection() as conn:
             checkpoint = await audit.latest_checkpoint(conn)
-        return _page("console/admin.html", session=session, checkpoint=checkpoint)
+            stats = await review.compute_stats(conn)
+            days = await web.decisions_by_day(conn, days=_CHART_DAYS)
+        policy = services.gate.policy
+        return _page(
+            "console/admin.html",
+            session=session,
+            checkpoint=checkpoint,
+            stats=stats,
+            days=days,
+            day_max=max((d.total for d in days), default=0),
+            reasons=sorted(stats.by_reason.items(), key=lambda item: (-item[1], item[0]))[:8],
+            policy=policy,
+        )
+
+
+async def _ticket_page(
+    request: Request[Any, Any, Any],
+    session: WebSession,
+    ticket_id: str,
+    *,
+    error: str | None,
+    status: int,
+) -> Template:
+    services = services_of(request)
+    async with services.connection() as conn:
+        case = await review.review_case(
+            conn, ticket_id, scope=review.review_scope(session.client.tenant)
+        )
+        kept = await services.review_images.exists(conn, case.ticket.decision_id)
+    view = web.ticket_view(
+        case,
+        services.gate.policy,
+        me=session.client.client_id,
+        now=datetime.now(UTC),
+        image_kept=kept,
+    )
+    return _page(
+        "console/ticket.html",
+        session=session,
+        view=view,
+        error=error,
+        max_note=MAX_NOTE,
+        policy=services.gate.policy,
+        status=status,
+    )
 
 
 def _login_page(request: Request[Any, Any, Any], *, error: str | None, status: int) -> Template:

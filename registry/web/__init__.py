@@ -8,12 +8,24 @@ manifest, a prompt or a note is untrusted). ``registry.http.web`` serves them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
 
 from registry.web import sessions
+from registry.web.admin import DayCounts, decisions_by_day
+from registry.web.console import (
+    QueueView,
+    ScoreBar,
+    SourceLine,
+    TicketView,
+    queue_view,
+    score_bars,
+    source_lines,
+    ticket_view,
+)
 from registry.web.errors import CsrfRejected, LoginRequired
 from registry.web.review_images import MEDIA_TYPES, ReviewImage, ReviewImageStore
 from registry.web.verdict import CONSENT_WORDS, ConsentLine, VerifyView, verify_view
@@ -25,12 +37,22 @@ __all__ = [
     "TEMPLATES_DIR",
     "ConsentLine",
     "CsrfRejected",
+    "DayCounts",
     "LoginRequired",
+    "QueueView",
     "ReviewImage",
     "ReviewImageStore",
+    "ScoreBar",
+    "SourceLine",
+    "TicketView",
     "VerifyView",
+    "decisions_by_day",
     "environment",
+    "queue_view",
+    "score_bars",
     "sessions",
+    "source_lines",
+    "ticket_view",
     "verify_view",
 ]
 
@@ -48,7 +70,19 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.tests["web_url"] = _web_url
+    env.filters["utc"] = _utc
+    env.filters["pct"] = _pct
     return env
+
+
+def _utc(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
 
 
 def _web_url(value: object) -> bool:

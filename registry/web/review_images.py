@@ -67,6 +67,13 @@ class ReviewImageStore:
         return ReviewImage(media_type=row["media_type"], data=data)
 
     @staticmethod
+    async def exists(conn: asyncpg.Connection, decision_id: str) -> bool:
+        found = await conn.fetchval(
+            "SELECT 1 FROM review_images WHERE decision_id = $1", decision_id
+        )
+        return found is not None
+
+    @staticmethod
     async def delete(conn: asyncpg.Connection, decision_id: str) -> bool:
         """Forget the image once its ticket is decided; True when there was one."""
         deleted = await conn.fetchval(

@@ -93,6 +93,7 @@ async def _drop_database(server_url: str, name: str) -> None:
 class Service:
     url: str
     database_url: str
+    master_key: str
     log: Path
 
 
@@ -104,13 +105,14 @@ def start_service(server_url: str, template: str, data_dir: Path) -> tuple[Servi
     _in_thread(_create_database, server_url, template, name)
     database_url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     port = _free_port()
+    master_key = keys.MasterKey.generate().to_text()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     env.update(
         {
             "REGISTRY_DATABASE_URL": database_url,
             "REGISTRY_DATA_DIR": str(data_dir),
             "REGISTRY_PORT": str(port),
-            "REGISTRY_MASTER_KEY": keys.MasterKey.generate().to_text(),
+            "REGISTRY_MASTER_KEY": master_key,
             "REGISTRY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
             "REGISTRY_LOG_JSON": "false",
             "REGISTRY_CHECKPOINT_INTERVAL": "1",
@@ -148,7 +150,7 @@ def start_service(server_url: str, template: str, data_dir: Path) -> tuple[Servi
             process.wait()
         _in_thread(_drop_database, server_url, name)
 
-    return Service(url=url, database_url=database_url, log=log_path), stop
+    return Service(url=url, database_url=database_url, master_key=master_key, log=log_path), stop
 
 
 async def shot(page: Any, name: str) -> Path:

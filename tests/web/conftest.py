@@ -70,7 +70,7 @@ def app_with(settings, tmp_path):
     return build
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def service(pg_server_url, template_database, tmp_path_factory):
     """The real service (`registry serve`) on 127.0.0.1 with its own database."""
     from tests.web.browser import browser_missing, start_service
@@ -85,7 +85,7 @@ def service(pg_server_url, template_database, tmp_path_factory):
     stop()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def chromium(service):
     from playwright.async_api import async_playwright
 
@@ -99,7 +99,7 @@ async def chromium(service):
         await browser.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def page(chromium):
     """A fresh browser context (no cookies) at laptop size."""
     from tests.web.browser import VIEWPORT
@@ -111,10 +111,41 @@ async def page(chromium):
     await context.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def api(service):
     """An HTTP client for the running service (setting up what the browser then looks at)."""
     import httpx
 
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def ticket(world, settings, database_url):
+    """Send an image through the real gate into review; returns (decision, ticket, image)."""
+    from tests.web.support import review_ticket
+
+    async def make(seed: int = 1, **options: Any):
+        return await review_ticket(
+            world, seed, database_url=database_url, master_key=settings.master_key, **options
+        )
+
+    return make
+
+
+@pytest.fixture
+def reviewer(client, make_key):
+    """Reviewers of the operator's tenant, each signed in with its own browser cookies."""
+    import httpx
+
+    async def make(name: str = "reviewer", *roles: str):
+        client_id, key = await make_key("reviewer", *roles, name=name)
+        # Another cookie jar on the same running app: the `client`'s transport runs requests
+        # in the event loop where the app's lifespan built its pool.
+        http = httpx.AsyncClient(transport=client._transport, base_url=client.base_url)
+        response = await sign_in(http, key)
+        assert response.status_code == 303, response.text
+        return client_id, http
+
+    # Not closed here: the transport is the `client`'s, which closes it.
+    return make

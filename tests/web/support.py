@@ -124,3 +124,53 @@ async def withdraw(world: World, consent_id: str) -> None:
         headers=world.uploader.headers,
     )
     assert response.status_code == 200, response.text
+
+
+REVIEW_SCORES = {"sexual_content": 0.1, "minor_presence": 0.01, "violence": 0.62}
+"""Violence in the review band of the shipped policy (review from 0.5, block from 0.9)."""
+
+
+async def review_ticket(
+    world: World,
+    seed: int,
+    *,
+    database_url: str,
+    master_key: str,
+    prompt: str = "put her in a sunny park, watercolour style",
+) -> tuple[str, str, bytes]:
+    """A real gate decision sent to review, with its image kept as the gate keeps it.
+
+    Returns (decision id, ticket id, image bytes).
+    """
+    import asyncpg
+
+    from keys import MasterKey
+    from registry.web import ReviewImageStore
+    from tests.gate_http.conftest import check_request, consented_source, post_check
+
+    source = await consented_source(world)
+    image = picture(seed, size=(480, 360))
+    response = await post_check(
+        world.http,
+        world.publisher.headers,
+        check_request(
+            f"gen-review-{seed}",
+            sources=[source.asset()],
+            generator=world.generator.client_id,
+            scores=REVIEW_SCORES,
+            prompt=prompt,
+        ),
+        image,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["safety_status"] == "review", body
+    conn = await asyncpg.connect(database_url)
+    try:
+        # What the gate does for a review decision (a no-op when it already did).
+        await ReviewImageStore(MasterKey.from_text(master_key)).put(
+            conn, decision_id=body["decision_id"], media_type="image/jpeg", data=image
+        )
+    finally:
+        await conn.close()
+    return body["decision_id"], body["review_ticket"], image

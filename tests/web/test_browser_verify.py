@@ -8,7 +8,7 @@ from tests.support import ADMIN_KEY, bearer
 from tests.web.browser import shot
 from tests.web.support import make_world, picture, signed_with_consent, tamper
 
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def check_in_browser(page, service, path, name: str) -> str:

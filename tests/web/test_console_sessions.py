@@ -59,6 +59,25 @@ async def test_cookie_is_secure_when_the_request_came_over_https(settings, make_
     assert "secure" in {part.strip().lower() for part in cookie.split(";")}
 
 
+async def test_cookies_are_secure_when_the_public_url_is_https(settings, tmp_path):
+    """Behind a TLS proxy the service sees http; its https public URL still marks cookies."""
+    from tests.support import make_settings
+
+    behind_tls = make_settings(
+        settings.database_url,
+        tmp_path / "tls",
+        master_key=settings.master_key,
+        issuer="https://registry.example",
+    )
+    async with AsyncTestClient(app=create_app(behind_tls)) as http:
+        response = await http.get("/console/login")
+
+    cookie = next(
+        c for c in set_cookie_headers(response) if c.startswith("registry_console_login=")
+    )
+    assert "secure" in {part.strip().lower() for part in cookie.split(";")}
+
+
 async def test_a_bad_key_is_a_form_error_and_stores_nothing(client, database_url):
     for key in ("rk_" + "B" * 43, "not-a-key", ""):
         response = await sign_in(client, key)

@@ -1,0 +1,217 @@
+"""What the reviewer console shows: the queue with its counts, and one ticket's case in words.
+
+Built from the review domain's values (``registry.review``) and the gate's evidence
+(``moderation.Evidence``); plain values for the templates, which escape every string (prompts,
+notes, statements, labels and manifest text are all untrusted).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: TC003 - msgspec reads annotations at runtime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from moderation import Evidence, HashMatch, decode_evidence, needs_consent
+from registry.review import ReviewCase, Ticket  # noqa: TC001 - msgspec reads annotations
+from registry.web.verdict import Tone  # noqa: TC001 - msgspec reads annotations at runtime
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from moderation import Policy
+    from moderation.consent import SourceEvidence
+    from registry.review import ConsentNow
+
+__all__ = [
+    "QueueRow",
+    "QueueView",
+    "ScoreBar",
+    "SourceLine",
+    "TicketView",
+    "queue_view",
+    "score_bars",
+    "source_lines",
+    "ticket_view",
+]
+
+# A consent check's reasons, most telling first → (word, tone).
+_CONSENT_PROBLEMS: tuple[tuple[str, str, Tone], ...] = (
+    ("revoked", "revoked", "bad"),
+    ("suspended", "suspended", "bad"),
+    ("expired", "expired", "warn"),
+    ("use_not_permitted", "wrong use", "bad"),
+    ("audience", "wrong generator", "bad"),
+    ("asset_mismatch", "different photo", "bad"),
+    ("not_yet_valid", "not yet valid", "warn"),
+    ("status_unknown", "status unknown", "warn"),
+)
+
+
+class QueueRow(msgspec.Struct, kw_only=True, frozen=True):
+    ticket: Ticket
+    overdue: bool
+    mine: bool
+
+
+class QueueView(msgspec.Struct, kw_only=True, frozen=True):
+    rows: tuple[QueueRow, ...]
+    waiting: int
+    """Open tickets, expired claims included."""
+    claimed: int
+    overdue: int
+    appeals: int
+    held: tuple[Ticket, ...]
+    """Tickets the signed-in reviewer holds now."""
+
+
+def queue_view(tickets: Sequence[Ticket], *, me: str, now: datetime) -> QueueView:
+    """Open and claimed tickets in queue order, with counts; overdue ones marked."""
+    rows = tuple(
+        QueueRow(
+            ticket=ticket,
+            overdue=ticket.deadline <= now,
+            mine=ticket.status == "claimed" and ticket.claimed_by == me,
+        )
+        for ticket in tickets
+        if ticket.status != "closed"
+    )
+    return QueueView(
+        rows=rows,
+        waiting=sum(1 for row in rows if row.ticket.status == "open"),
+        claimed=sum(1 for row in rows if row.ticket.status == "claimed"),
+        overdue=sum(1 for row in rows if row.overdue),
+        appeals=sum(1 for row in rows if row.ticket.kind == "appeal"),
+        held=tuple(row.ticket for row in rows if row.mine),
+    )
+
+
+class SourceLine(msgspec.Struct, kw_only=True, frozen=True):
+    type: str
+    asset_id: str
+    word: str
+    tone: Tone
+    detail: str | None = None
+    uses: tuple[str, ...] = ()
+
+
+def source_lines(
+    evidence: Evidence, consents_now: Sequence[ConsentNow], policy: Policy
+) -> tuple[SourceLine, ...]:
+    """Each declared source asset with its consent status in words (and a tone for colour)."""
+    now_by_asset = {c.asset_id: c for c in consents_now}
+    return tuple(
+        _source_line(source, now_by_asset.get(source.asset_id), policy)
+        for source in evidence.sources
+    )
+
+
+def _source_line(source: SourceEvidence, now: ConsentNow | None, policy: Policy) -> SourceLine:
+    word, tone, detail = _consent_words(source, now, policy)
+    return SourceLine(
+        type=source.type,
+        asset_id=source.asset_id,
+        word=word,
+        tone=tone,
+        detail=detail,
+        uses=source.check.uses if source.check is not None else (),
+    )
+
+
+def _consent_words(
+    source: SourceEvidence, now: ConsentNow | None, policy: Policy
+) -> tuple[str, Tone, str | None]:
+    check = source.check
+    if check is None:
+        if source.error is not None:
+            return "not checked", "warn", f"the check did not complete ({source.error})"
+        if needs_consent(policy, source.type):
+            return "no consent", "bad", "no consent token came with this real-person photo"
+        return "not needed", "neutral", f"policy needs no consent for {source.type} sources"
+    if not check.valid:
+        found = next((p for p in _CONSENT_PROBLEMS if p[0] in check.reasons), None)
+        word, tone = (found[1], found[2]) if found else ("invalid", "bad")
+        return word, tone, ", ".join(check.reasons) or None
+    lapsed = now is not None and (
+        now.consent_status != "active" or now.token_status != "valid"  # noqa: S105 - a status
+    )
+    if now is not None and lapsed:
+        return (
+            "withdrawn since",
+            "bad",
+            f"consent {now.consent_status}, token {now.token_status} since the check",
+        )
+    return "valid", "good", None
+
+
+class ScoreBar(msgspec.Struct, kw_only=True, frozen=True):
+    category: str
+    value: float | None
+    review: float | None
+    block: float | None
+    tone: Tone
+    word: str
+
+
+def score_bars(scores: dict[str, float], policy: Policy) -> tuple[ScoreBar, ...]:
+    """Each score with the policy's review and block thresholds; policy categories first."""
+    bars = []
+    rules = {rule.category: rule for rule in policy.scores}
+    for category in [*rules, *sorted(set(scores) - set(rules))]:
+        value = scores.get(category)
+        rule = rules.get(category)
+        if value is None and rule is None:
+            continue
+        review = rule.review if rule is not None else None
+        block = rule.block if rule is not None else None
+        tone: Tone
+        if value is None:
+            required = rule is not None and rule.required
+            tone, word = ("warn", "missing") if required else ("neutral", "not scored")
+        elif block is not None and value >= block:
+            tone, word = "bad", "over the block threshold"
+        elif review is not None and value >= review:
+            tone, word = "warn", "over the review threshold"
+        else:
+            tone, word = "good", "under the thresholds"
+        bars.append(
+            ScoreBar(
+                category=category, value=value, review=review, block=block, tone=tone, word=word
+            )
+        )
+    return tuple(bars)
+
+
+class TicketView(msgspec.Struct, kw_only=True, frozen=True):
+    case: ReviewCase
+    evidence: Evidence
+    prompt: str | None
+    sources: tuple[SourceLine, ...]
+    bars: tuple[ScoreBar, ...]
+    hash_matches: tuple[HashMatch, ...]
+    held: bool
+    """The signed-in reviewer holds a live claim on the ticket."""
+    overdue: bool
+    image_kept: bool
+    same_policy: bool
+    """The decision was made under the active policy (so the thresholds shown applied)."""
+
+
+def ticket_view(
+    case: ReviewCase, policy: Policy, *, me: str, now: datetime, image_kept: bool
+) -> TicketView:
+    evidence = decode_evidence(msgspec.json.encode(case.evidence))
+    ticket = case.ticket
+    prompt = case.request.get("prompt")
+    return TicketView(
+        case=case,
+        evidence=evidence,
+        prompt=prompt if isinstance(prompt, str) else None,
+        sources=source_lines(evidence, case.consents, policy),
+        bars=score_bars(case.decision.scores, policy),
+        hash_matches=evidence.hashes.matches if evidence.hashes is not None else (),
+        held=ticket.status == "claimed" and ticket.claimed_by == me,
+        overdue=ticket.status != "closed" and ticket.deadline <= now,
+        image_kept=image_kept,
+        same_policy=case.decision.policy_version == policy.version,
+    )

@@ -1,0 +1,124 @@
+"""The reviewer console in a real headless Chromium against the running service."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support import ADMIN_KEY, bearer
+from tests.web.browser import shot
+from tests.web.support import make_world, review_ticket
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def new_key(api, role: str, tenant: str = "system") -> str:
+    response = await api.post(
+        "/v1/admin/clients",
+        json={"name": f"{role} in the browser", "roles": [role], "tenant": tenant},
+        headers=bearer(ADMIN_KEY),
+    )
+    assert response.status_code == 201, response.text
+    key: str = response.json()["api_key"]
+    return key
+
+
+async def sign_in(page, service, key: str) -> None:
+    await page.goto(f"{service.url}/console/login")
+    await page.get_by_label("API key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def image_filter(page) -> str:
+    value: str = await page.locator(".viewer img").evaluate("e => getComputedStyle(e).filter")
+    return value
+
+
+async def test_reviewer_signs_in_claims_reveals_and_decides_with_the_keyboard(page, service, api):
+    world = await make_world(api, bearer(ADMIN_KEY))
+    for seed in (21, 22):
+        await review_ticket(
+            world, seed, database_url=service.database_url, master_key=service.master_key
+        )
+    await sign_in(page, service, await new_key(api, "reviewer"))
+    await page.wait_for_url(f"{service.url}/console")
+    waiting_before = int(await page.locator("#count-waiting").inner_text())
+    await shot(page, "console-queue")
+
+    await page.get_by_role("button", name="Claim next ticket").click()
+    await page.wait_for_url(re.compile(r"/console/tickets/[\w-]+$"))
+    image = page.locator(".viewer img")
+    await image.wait_for()
+    loaded = await image.evaluate("e => e.complete && e.naturalWidth")
+    blurred = await image_filter(page)
+    await shot(page, "console-ticket-blurred")
+
+    await page.locator("#reveal").focus()
+    await page.keyboard.press("Space")
+    revealed = await image_filter(page)
+    await page.locator("#grayscale").focus()
+    await page.keyboard.press("Space")
+    grey = await image_filter(page)
+    await shot(page, "console-ticket-revealed")
+    await page.locator(".viewer .frame").click()  # a click on the image blurs it again
+    clicked = await image_filter(page)
+
+    await page.get_by_label("Block publication").focus()
+    await page.keyboard.press("Space")
+    await page.get_by_label("Note for the record").focus()
+    await page.keyboard.type("Suggestive pose of a real person; consent does not cover it.")
+    await page.keyboard.press("Tab")
+    focused = await page.evaluate("document.activeElement.id")
+    outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{service.url}/console?done=blocked")
+    waiting_after = int(await page.locator("#count-waiting").inner_text())
+    notice = await page.locator("#notice").inner_text()
+    await shot(page, "console-queue-after")
+
+    assert waiting_before >= 2
+    assert loaded == 480
+    assert "blur" in blurred
+    assert revealed == "none"
+    assert grey == "grayscale(1)"
+    assert "blur" in clicked
+    assert focused == "decide"
+    assert outline == "solid"  # keyboard focus is visible
+    assert notice.startswith("Decided: blocked.")
+    assert waiting_after == waiting_before - 1
+
+
+async def test_a_form_without_its_csrf_token_is_refused_and_a_publisher_cannot_sign_in(
+    page, service, api
+):
+    await sign_in(page, service, await new_key(api, "publisher", tenant="pubco"))
+    error = await page.locator("#login-error").inner_text()
+    await shot(page, "console-login-refused")
+
+    await sign_in(page, service, await new_key(api, "reviewer"))
+    await page.wait_for_url(f"{service.url}/console")
+    await page.locator('form[action="/console/claim"] input[name="csrf_token"]').evaluate(
+        "e => e.remove()"
+    )
+    async with page.expect_response(f"{service.url}/console/claim") as posted:
+        await page.get_by_role("button", name="Claim next ticket").click()
+    response = await posted.value
+    heading = await page.locator("h1").inner_text()
+
+    assert "neither the reviewer nor the admin role" in error
+    assert response.status == 403
+    assert heading == "Form refused"
+    # Nothing was claimed: the queue holds no ticket of this reviewer.
+    await page.goto(f"{service.url}/console")
+    assert await page.get_by_text("Continue with your ticket").count() == 0
+
+
+async def test_admin_view_shows_the_kpi_charts(page, service):
+    await sign_in(page, service, ADMIN_KEY)
+    await page.wait_for_url(f"{service.url}/console/admin")
+    await page.locator("#kpis").wait_for()
+    await shot(page, "console-admin")
+
+    assert await page.locator("svg[role=img]").count() >= 2
+    assert re.fullmatch(r"[0-9a-f]{64}", await page.locator("#policy dd.mono").inner_text())
