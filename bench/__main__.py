@@ -12,6 +12,8 @@ SECTIONS = [
     ("Foundation (issue 2)", "bench.foundation"),
     ("Consent (issue 3)", "bench.consent"),
     ("Provenance (issue 4)", "bench.provenance"),
+    ("Publish gate (issue 5)", "bench.gate"),
+    ("Hash lists (issue 5)", "bench.bench_hashlists"),
 ]
 
 

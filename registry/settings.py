@@ -124,8 +124,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Seconds the gate may spend reading the image's C2PA manifest."""
     gate_consent_timeout: float = 5.0
     """Seconds the gate may spend verifying one consent token (status read included)."""
-    gate_hashes_timeout: float = 5.0
-    """Seconds the gate may spend matching an image against the protected hash lists."""
+    gate_hashes_timeout: float = 15.0
+    """Seconds the gate may spend matching an image against the protected hash lists,
+    including waiting for this process to reload them after a change (a million entries
+    take a few seconds)."""
+    hash_lists_poll_interval: float = 1.0
+    """Seconds between background checks for changed hash lists, so the reload usually
+    happens before a request needs it."""
 
     # Review queue, appeals, takedown notices (registry.review)
     review_lease_seconds: int = 900
@@ -259,6 +264,7 @@ def _validate(s: Settings) -> None:
         ),
         ("REGISTRY_CLASSIFIER_TIMEOUT must be in (0, 300]", 0 < s.classifier_timeout <= 300),  # noqa: PLR2004
         ("REGISTRY_IMAGE_FETCH_TIMEOUT must be > 0", s.image_fetch_timeout > 0),
+        ("REGISTRY_HASH_LISTS_POLL_INTERVAL must be > 0", s.hash_lists_poll_interval > 0),
         (
             "REGISTRY_GATE_*_TIMEOUT values must be > 0",
             min(

@@ -14,21 +14,25 @@ answering, so every service process sees a change on its next request.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from datetime import datetime  # noqa: TC003 - msgspec reads annotations at runtime
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from moderation import EntryInput, HashIndex, parse_hash
+from moderation import EntryInput, HashIndex, HashValueInvalid, iter_csv, parse_hash
 from moderation.hashlists import ListAction  # noqa: TC001 - msgspec reads it at runtime
 from registry import db
 from registry.gate.errors import HashListExists, HashListNotFound
-from registry.gate.repository import hash_from_db, hash_to_db
+from registry.gate.repository import hash_to_db
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     import asyncpg
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "HashListView",
@@ -41,7 +45,6 @@ __all__ = [
     "list_lists",
 ]
 
-_LOAD_BATCH = 100_000
 _PROGRESS_EVERY = 50_000
 _VIEW = (
     "SELECT l.name, l.action, l.enabled, l.created_at,"
@@ -130,30 +133,48 @@ async def import_entries(
         for received, entry in enumerate(entries, start=1):
             if progress is not None and received % _PROGRESS_EVERY == 0:
                 progress(received)
-            yield (received, hash_to_db(entry.hash), entry.label, entry.source)
+            # Stored trimmed and non-blank, so the index reloads them exactly (as CSV).
+            label = entry.label.strip()
+            source = entry.source.strip() if entry.source is not None else ""
+            if not label:
+                raise HashValueInvalid(f"entry {received}: the label is blank")
+            yield (received, hash_to_db(entry.hash), label, source or None)
 
     await conn.copy_records_to_table(
         "hash_import", records=records(), columns=("line", "hash", "label", "source")
     )
     if progress is not None:
         progress(received)
-    row = await conn.fetchrow(
-        "WITH merged AS ("
-        " INSERT INTO hash_list_entries (list_id, hash, label, source)"
-        " SELECT DISTINCT ON (hash) $1::bigint, hash, label, source FROM hash_import"
-        " ORDER BY hash, line DESC"
-        " ON CONFLICT (list_id, hash) DO UPDATE"
-        " SET label = EXCLUDED.label, source = EXCLUDED.source, enabled = true"
-        " RETURNING (xmax = 0) AS inserted)"
-        " SELECT count(*) FILTER (WHERE inserted) AS added,"
-        " count(*) FILTER (WHERE NOT inserted) AS updated FROM merged",
+    # The last line for a hash wins. Rows go in sorted by hash, which fills the unique index
+    # page by page; an anti-join instead of ON CONFLICT avoids a speculative insertion per
+    # row. Both are safe because the list's row is locked for this transaction.
+    await conn.execute(
+        "CREATE TEMP TABLE hash_merge ON COMMIT DROP AS"
+        " SELECT DISTINCT ON (hash) hash, label, source FROM hash_import ORDER BY hash, line DESC"
+    )
+    await conn.execute("ANALYZE hash_merge")
+    updated = await conn.execute(
+        "UPDATE hash_list_entries e SET label = m.label, source = m.source, enabled = true"
+        " FROM hash_merge m WHERE e.list_id = $1 AND e.hash = m.hash",
+        list_id,
+    )
+    added = await conn.execute(
+        "INSERT INTO hash_list_entries (list_id, hash, label, source)"
+        " SELECT $1::bigint, m.hash, m.label, m.source FROM hash_merge m"
+        " WHERE NOT EXISTS (SELECT 1 FROM hash_list_entries e"
+        "  WHERE e.list_id = $1 AND e.hash = m.hash)"
+        " ORDER BY m.hash",
         list_id,
     )
     await conn.execute("UPDATE hash_lists SET updated_at = now() WHERE list_id = $1", list_id)
-    assert row is not None  # noqa: S101 - an aggregate query always returns its row
     return ImportResult(
-        list=list_name, received=received, added=row["added"], updated=row["updated"]
+        list=list_name, received=received, added=_count(added), updated=_count(updated)
     )
+
+
+def _count(status: str) -> int:
+    """The row count of a command status ("INSERT 0 5", "UPDATE 3")."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def disable_entries(
@@ -203,13 +224,28 @@ class HashLists:
         """Load the lists now (at start, so the first request does not wait for it)."""
         await self._load()
 
+    async def watch(self, interval: float) -> None:
+        """Rebuild soon after any process changes the lists, ahead of the next request
+        (which would otherwise wait for the rebuild; a million entries take seconds)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with db.acquire(self._pool, wait=self._acquire_timeout) as conn:
+                    await self.index(conn)
+            except Exception as exc:  # noqa: BLE001 - the next request retries and fails closed
+                log.warning("hash lists not refreshed: %s", type(exc).__name__)
+
     async def _load(self) -> None:
         async with db.acquire(self._pool, wait=self._acquire_timeout) as conn:
             self._index, self._version = await _load(conn)
 
 
 async def _load(conn: asyncpg.Connection) -> tuple[HashIndex, int]:
-    """A fresh index and the version it reflects, read from one snapshot."""
+    """A fresh index and the version it reflects, read from one snapshot.
+
+    Entries come out as CSV (``COPY``, the hash as 16 hex digits) and go into the index
+    through the import parser in a worker thread: much cheaper than a million records.
+    """
     index = HashIndex()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         version: int = await conn.fetchval("SELECT version FROM hash_lists_version")
@@ -220,19 +256,19 @@ async def _load(conn: asyncpg.Connection) -> tuple[HashIndex, int]:
             index.define_list(entry["name"], entry["action"], enabled=entry["enabled"])
             if not entry["enabled"]:
                 continue
-            cursor = await conn.cursor(
-                "SELECT hash, label, source FROM hash_list_entries"
+            buffer = io.BytesIO()
+            await conn.copy_from_query(
+                "SELECT lpad(to_hex(hash), 16, '0'), label, source FROM hash_list_entries"
                 " WHERE list_id = $1 AND enabled ORDER BY entry_id",
                 entry["list_id"],
+                output=buffer,
+                format="csv",
             )
-            while rows := await cursor.fetch(_LOAD_BATCH):
-                # Building a chunk is numpy work and string encoding: keep it off the loop.
-                await asyncio.to_thread(_add_rows, index, entry["name"], rows)
+            buffer.seek(0)
+            await asyncio.to_thread(_add_csv, index, entry["name"], buffer)
     return index, version
 
 
-def _add_rows(index: HashIndex, name: str, rows: list[asyncpg.Record]) -> None:
-    index.add_many(
-        name,
-        (EntryInput(hash=hash_from_db(row[0]), label=row[1], source=row[2]) for row in rows),
-    )
+def _add_csv(index: HashIndex, name: str, buffer: io.BytesIO) -> None:
+    lines = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
+    index.add_many(name, iter_csv(lines))
