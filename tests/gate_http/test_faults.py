@@ -19,6 +19,7 @@ from tests.gate_http.conftest import (
 )
 from tests.support import assert_problem
 
+CLEAN = {"sexual_content": 0.01, "minor_presence": 0.01}
 NAN_ANSWER = b'{"scores": {"sexual_content": NaN, "minor_presence": 0.1}, "model": "m-1"}'
 
 
@@ -226,39 +227,50 @@ async def test_classifier_scores_count_with_the_supplied_ones(
     assert body["scores"]["sexual_content"] == 0.8
 
 
-async def test_database_error_mid_decision_returns_no_decision(world, gate, database_url):
+@pytest.mark.parametrize(
+    ("table", "scores", "status"),
+    [
+        # The decision row itself cannot be written.
+        ("moderation_decisions", CLEAN, "allowed"),
+        # The decision row and its consents are written, then the audit event fails.
+        ("audit_events", CLEAN, "allowed"),
+        # A review decision whose ticket cannot be opened.
+        ("review_tickets", None, "review"),
+    ],
+)
+async def test_database_error_mid_decision_returns_no_decision(
+    world, gate, database_url, table, scores, status
+):
     source = await consented_source(world)
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
-            "CREATE FUNCTION fail_decision() RETURNS trigger LANGUAGE plpgsql AS $$"
+            "CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$"
             " BEGIN RAISE EXCEPTION 'disk full'; END $$;"
-            "CREATE TRIGGER fail_decision BEFORE INSERT ON review_tickets"
-            " FOR EACH ROW EXECUTE FUNCTION fail_decision();"
-            "CREATE TRIGGER fail_decision BEFORE INSERT ON audit_events"
-            " FOR EACH ROW EXECUTE FUNCTION fail_decision();"
+            f"CREATE TRIGGER fail_insert BEFORE INSERT ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION fail_insert();"
         )
     finally:
         await conn.close()
     before = await counts(database_url)
 
-    # The decision row is written, then its audit event fails: all of it rolls back.
-    response = await gate(output(22), sources=[source.asset()])
+    response = await gate(output(22), sources=[source.asset()], scores=scores)
 
     body = assert_problem(response, 503, "decision_not_recorded")
     assert "safety_status" not in body
     assert "allowed" not in response.text
+    # All of it rolled back: no decision, consent rows, ticket or audit event.
     assert await counts(database_url) == before
 
     # The same request once the database is healthy again is decided and recorded.
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("DROP TRIGGER fail_decision ON audit_events")
+        await conn.execute(f"DROP TRIGGER fail_insert ON {table}")
     finally:
         await conn.close()
-    again = await gate(output(22), sources=[source.asset()])
+    again = await gate(output(22), sources=[source.asset()], scores=scores)
     assert again.status_code == 200, again.text
-    assert again.json()["safety_status"] == "allowed"
+    assert again.json()["safety_status"] == status
 
 
 async def test_tokens_without_their_generator_are_refused(world, gate, database_url):
