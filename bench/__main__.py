@@ -19,8 +19,10 @@ SECTIONS = [
 
 def main() -> int:
     only = set(sys.argv[1:])
-    print(f"# Benchmarks ({platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()})")
+    print(
+        f"# Benchmarks ({platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()})"
+    )
     for title, module in SECTIONS:
         if only and module.rsplit(".", 1)[-1] not in only:
             continue

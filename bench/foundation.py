@@ -14,7 +14,17 @@ import jwt
 import msgspec
 
 import keys
-from bench.harness import REPO, Row, Server, database_urls, free_port, load, timed, wait_for_port
+from bench.harness import (
+    REPO,
+    Row,
+    Server,
+    Stats,
+    database_urls,
+    free_port,
+    load,
+    timed,
+    wait_for_port,
+)
 from registry import db
 
 N_HTTP = 3000
@@ -26,26 +36,33 @@ async def _http_rows(server_url: str) -> tuple[Row, bytes]:
     async with httpx.AsyncClient(base_url=server_url) as client:
         body = (await client.get("/.well-known/jwks.json")).content
         ours = await load(lambda: client.get("/.well-known/jwks.json"), N_HTTP, CONCURRENCY)
-    return Row(f"GET /.well-known/jwks.json (c={CONCURRENCY})", ours, None,
-               "bare ASGI app, same bytes"), body
+    return Row(
+        f"GET /.well-known/jwks.json (c={CONCURRENCY})", ours, None, "bare ASGI app, same bytes"
+    ), body
 
 
-async def _raw_http(body: bytes) -> Row:
+def _raw_http(body: bytes) -> Row:
+    """The floor: a bare ASGI app on the same uvicorn setup serving the same bytes."""
     port = free_port()
     path = Path(tempfile.mkdtemp()) / "jwks.json"
     path.write_bytes(body)
     proc = subprocess.Popen(  # noqa: S603 - our own benchmark server
         [sys.executable, "-m", "bench.raw_server", str(port), str(path), "application/json"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            raw = await load(lambda: client.get("/"), N_HTTP, CONCURRENCY)
+        return Row("", asyncio.run(_load_root(f"http://127.0.0.1:{port}")), None)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return Row("", raw, None)
+
+
+async def _load_root(url: str) -> Stats:
+    async with httpx.AsyncClient(base_url=url) as client:
+        return await load(lambda: client.get("/"), N_HTTP, CONCURRENCY)
 
 
 async def _ring_rows(database_url: str) -> list[Row]:
@@ -54,7 +71,8 @@ async def _ring_rows(database_url: str) -> list[Row]:
         async with db.acquire(pool, wait=10) as conn:
             await db.migrate(conn)
         ring = keys.KeyRing(
-            pool=pool, master_key=keys.MasterKey.generate(),
+            pool=pool,
+            master_key=keys.MasterKey.generate(),
             settings=keys.KeyRingSettings(alg="EdDSA", max_token_ttl=timedelta(hours=1)),
         )
         await ring.start()
@@ -70,8 +88,9 @@ async def _ring_rows(database_url: str) -> list[Row]:
             lambda: jwt.encode(claims, raw_key, algorithm="EdDSA", headers={"kid": signer.kid}),
             N_CRYPTO,
         )
-        verify_ours = timed(lambda: msgspec.json.decode(ring.verify_jws(token, typ="JWT").payload),
-                            N_CRYPTO)
+        verify_ours = timed(
+            lambda: msgspec.json.decode(ring.verify_jws(token, typ="JWT").payload), N_CRYPTO
+        )
         verify_raw = timed(
             lambda: jwt.decode(raw_token, public, algorithms=["EdDSA"], audience="a"), N_CRYPTO
         )
@@ -95,5 +114,5 @@ def run() -> list[Row]:
     http_db, ring_db = database_urls(2)
     with Server(http_db) as server:
         jwks_row, body = asyncio.run(_http_rows(server.url))
-    jwks_row.raw = asyncio.run(_raw_http(body)).ours
+    jwks_row.raw = _raw_http(body).ours
     return [jwks_row, *asyncio.run(_ring_rows(ring_db))]

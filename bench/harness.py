@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -135,10 +135,13 @@ class Server:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "registry.cli", "serve"], env=self.env, cwd=REPO,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    def __enter__(self) -> Self:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "registry.cli", "serve"],
+            env=self.env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
         return self
