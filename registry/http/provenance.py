@@ -153,7 +153,7 @@ class _PartReader:
         self.ended = True
 
 
-async def _read_parts(
+async def read_parts(
     request: Request[Any, Any, Any], caps: dict[str, int], required: tuple[str, ...]
 ) -> dict[str, _Part]:
     media_type, params = parse_options_header(request.headers.get("content-type", ""))
@@ -213,7 +213,7 @@ class ProvenanceController(Controller):
     )
     async def verify(self, request: Request[Any, Any, Any]) -> Verification:
         services = services_of(request)
-        parts = await _read_parts(request, _image_caps(services), ("file",))
+        parts = await read_parts(request, _image_caps(services), ("file",))
         async with services.connection() as conn:
             return await services.provenance.verify(conn, _upload(parts["file"]))
 
@@ -231,7 +231,7 @@ class ProvenanceController(Controller):
     )
     async def lookup(self, request: Request[Any, Any, Any]) -> Lookup:
         services = services_of(request)
-        parts = await _read_parts(request, _image_caps(services), ("file",))
+        parts = await read_parts(request, _image_caps(services), ("file",))
         async with services.connection() as conn:
             return await services.provenance.lookup(conn, _upload(parts["file"]))
 
@@ -262,7 +262,7 @@ class ProvenanceController(Controller):
         services = services_of(request)
         client = current_client(request)
         caps = {**_image_caps(services), "metadata": services.settings.max_json_bytes}
-        parts = await _read_parts(request, caps, ("file", "metadata"))
+        parts = await read_parts(request, caps, ("file", "metadata"))
         metadata = parse_strict_json(
             bytes(parts["metadata"].data),
             SignMetadata,

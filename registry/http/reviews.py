@@ -15,7 +15,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
-from registry import audit, review
+from registry import review
 from registry.auth import Role
 from registry.http.body import read_json
 from registry.http.security import BEARER, allow, current_client, services_of
@@ -81,33 +81,10 @@ class ReviewsController(Controller):
         reviewer = current_client(request)
         lease = timedelta(seconds=services.settings.review_lease_seconds)
         async with services.transaction() as conn:
-            claimed = await review.claim_next(
-                conn,
-                reviewer=reviewer.client_id,
-                scope=review.review_scope(reviewer.tenant),
-                lease=lease,
-            )
-            if claimed is None:
-                return Response(content=None, status_code=204)
-            ticket = claimed.ticket
-            payload: dict[str, Any] = {
-                "decision_id": ticket.decision_id,
-                "kind": ticket.kind,
-                "lease_expires_at": ticket.lease_expires_at.isoformat()
-                if ticket.lease_expires_at
-                else None,
-            }
-            if claimed.reclaimed_from is not None:
-                payload["reclaimed_from"] = claimed.reclaimed_from
-            await audit.append(
-                conn,
-                actor=reviewer.client_id,
-                tenant=ticket.tenant,
-                action="review.claimed",
-                subject_type="review_ticket",
-                subject_id=ticket.id,
-                payload=payload,
-            )
+            claimed = await review.claim(conn, reviewer=reviewer, lease=lease, via="api")
+        if claimed is None:
+            return Response(content=None, status_code=204)
+        ticket = claimed.ticket
         return Response(content=ticket, status_code=200)
 
     @get(
@@ -143,33 +120,15 @@ class ReviewsController(Controller):
             max_depth=services.settings.max_json_depth,
         )
         async with services.transaction() as conn:
-            decided = await review.decide_ticket(
+            decided = await review.decide(
                 conn,
+                reviewer=reviewer,
                 ticket_id=ticket_id,
-                reviewer=reviewer.client_id,
-                scope=review.review_scope(reviewer.tenant),
                 outcome=body.outcome,
                 note=body.note,
+                via="api",
             )
-            ticket = decided.ticket
-            payload: dict[str, Any] = {
-                "decision_id": ticket.decision_id,
-                "kind": ticket.kind,
-                "outcome": body.outcome,
-                "from_status": decided.change.from_status,
-            }
-            if ticket.appeal_id is not None:
-                payload["appeal_id"] = ticket.appeal_id
-                payload["appeal_status"] = decided.appeal_status
-            await audit.append(
-                conn,
-                actor=reviewer.client_id,
-                tenant=ticket.tenant,
-                action="appeal.decided" if ticket.kind == "appeal" else "review.decided",
-                subject_type="review_ticket",
-                subject_id=ticket.id,
-                payload=payload,
-            )
+        ticket = decided.ticket
         return TicketDecidedView(
             ticket=ticket,
             decision_id=ticket.decision_id,

@@ -27,11 +27,10 @@ from litestar.template.config import TemplateConfig
 from registry import audit, auth, errors, review, web
 from registry.auth import Role
 from registry.db import DatabaseError
-from registry.http.provenance import _read_parts
+from registry.http.provenance import read_parts
 from registry.http.reviews import MAX_NOTE
 from registry.http.security import public, services_of
 from registry.provenance import Upload
-from registry.review.queue import get_ticket
 from registry.web import CsrfRejected, LoginRequired, sessions
 
 if TYPE_CHECKING:
@@ -164,7 +163,7 @@ class PublicPages(Controller):
     @post("/verify", guards=[public], status_code=200)
     async def verify(self, request: Request[Any, Any, Any]) -> Template:
         services = services_of(request)
-        parts = await _read_parts(request, {"file": services.settings.max_image_bytes}, ("file",))
+        parts = await read_parts(request, {"file": services.settings.max_image_bytes}, ("file",))
         part = parts["file"]
         upload = Upload(data=bytes(part.data), content_type=part.content_type, filename=None)
         async with services.connection() as conn:
@@ -294,34 +293,15 @@ class ConsolePages(Controller):
         services = services_of(request)
         reviewer = session.client
         async with services.transaction() as conn:
-            claimed = await review.claim_next(
+            claimed = await review.claim(
                 conn,
-                reviewer=reviewer.client_id,
-                scope=review.review_scope(reviewer.tenant),
+                reviewer=reviewer,
                 lease=timedelta(seconds=services.settings.review_lease_seconds),
+                via="console",
             )
-            if claimed is None:
-                return Redirect(f"{CONSOLE}?done=empty", status_code=303)
-            ticket = claimed.ticket
-            payload: dict[str, Any] = {
-                "decision_id": ticket.decision_id,
-                "kind": ticket.kind,
-                "lease_expires_at": ticket.lease_expires_at.isoformat()
-                if ticket.lease_expires_at
-                else None,
-                "via": "console",
-            }
-            if claimed.reclaimed_from is not None:
-                payload["reclaimed_from"] = claimed.reclaimed_from
-            await audit.append(
-                conn,
-                actor=reviewer.client_id,
-                tenant=ticket.tenant,
-                action="review.claimed",
-                subject_type="review_ticket",
-                subject_id=ticket.id,
-                payload=payload,
-            )
+        if claimed is None:
+            return Redirect(f"{CONSOLE}?done=empty", status_code=303)
+        ticket = claimed.ticket
         return Redirect(f"{CONSOLE}/tickets/{ticket.id}", status_code=303)
 
     @get("/tickets/{ticket_id:str}", cache=False)
@@ -337,7 +317,9 @@ class ConsolePages(Controller):
         services = services_of(request)
         reviewer = session.client
         async with services.transaction() as conn:
-            ticket = await get_ticket(conn, ticket_id, scope=review.review_scope(reviewer.tenant))
+            ticket = await review.get_ticket(
+                conn, ticket_id, scope=review.review_scope(reviewer.tenant)
+            )
             if ticket.status != "claimed" or ticket.claimed_by != reviewer.client_id:
                 raise errors.Forbidden(
                     "the image is shown only to the reviewer holding the claim on this ticket"
@@ -383,33 +365,13 @@ class ConsolePages(Controller):
         services = services_of(request)
         reviewer = session.client
         async with services.transaction() as conn:
-            decided = await review.decide_ticket(
+            await review.decide(
                 conn,
+                reviewer=reviewer,
                 ticket_id=ticket_id,
-                reviewer=reviewer.client_id,
-                scope=review.review_scope(reviewer.tenant),
                 outcome="allowed" if outcome == "allowed" else "blocked",
                 note=note,
-            )
-            ticket = decided.ticket
-            payload: dict[str, Any] = {
-                "decision_id": ticket.decision_id,
-                "kind": ticket.kind,
-                "outcome": outcome,
-                "from_status": decided.change.from_status,
-                "via": "console",
-            }
-            if ticket.appeal_id is not None:
-                payload["appeal_id"] = ticket.appeal_id
-                payload["appeal_status"] = decided.appeal_status
-            await audit.append(
-                conn,
-                actor=reviewer.client_id,
-                tenant=ticket.tenant,
-                action="appeal.decided" if ticket.kind == "appeal" else "review.decided",
-                subject_type="review_ticket",
-                subject_id=ticket.id,
-                payload=payload,
+                via="console",
             )
         return Redirect(f"{CONSOLE}?done={outcome}", status_code=303)
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from registry.review.actions import claim, decide
 from registry.review.appeals import Appeal, AppealFiled, appeal_of, file_appeal
 from registry.review.errors import (
     AppealExists,
@@ -34,6 +35,7 @@ from registry.review.queue import (
     TicketStatus,
     claim_next,
     decide_ticket,
+    get_ticket,
     list_tickets,
     review_scope,
 )
@@ -99,12 +101,15 @@ __all__ = [
     "affected",
     "affected_decisions",
     "appeal_of",
+    "claim",
     "claim_next",
     "compute_stats",
+    "decide",
     "decide_ticket",
     "decision_record",
     "decision_row",
     "file_appeal",
+    "get_ticket",
     "history_of",
     "list_deliveries",
     "list_tickets",
