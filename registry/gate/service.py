@@ -68,6 +68,7 @@ from registry.gate.requests import (
     CheckRequest,
     GateResponse,
     PromptCheckRequest,
+    SourceAssetIn,
     request_record,
     request_sha256,
 )
@@ -335,7 +336,7 @@ class GateService:
     async def _sources(
         self,
         actor: Client,
-        assets: Sequence[Any],
+        assets: Sequence[SourceAssetIn],
         *,
         generator: str,
         stage: Stage,
@@ -549,7 +550,7 @@ class GateService:
             return True, ticket
 
 
-def _has_tokens(assets: Sequence[Any]) -> bool:
+def _has_tokens(assets: Sequence[SourceAssetIn]) -> bool:
     return any(asset.consent_token is not None for asset in assets)
 
 
