@@ -380,11 +380,6 @@ def create_app(settings: Settings) -> Litestar:
         app.state.services = services
         services.background.append(asyncio.create_task(_checkpoint_loop(services)))
         services.background.append(
-            asyncio.create_task(
-                services.gate.hash_lists.watch(settings.hash_lists_poll_interval)
-            )
-        )
-        services.background.append(
             asyncio.create_task(services.gate.hash_lists.watch(settings.hash_lists_poll_interval))
         )
         services.background.append(asyncio.create_task(takedown_worker(services).run()))
