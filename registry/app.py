@@ -196,6 +196,7 @@ def gate_service(
     pool: asyncpg.Pool,
     consent: ConsentService,
     provenance: ProvenanceService,
+    review_images: ReviewImageStore,
 ) -> GateService:
     """The gate, sharing the provenance service's trust settings and image workers."""
     classifiers: list[Classifier] = []
@@ -243,6 +244,9 @@ def gate_service(
         trust=provenance.trust,
         work=provenance.work,
         hash_lists=HashLists(pool, acquire_timeout=settings.db_acquire_timeout),
+        keep_review_image=lambda conn, decision_id, media_type, data: review_images.put(
+            conn, decision_id=decision_id, media_type=media_type, data=data
+        ),
         classifiers=classifiers,
         fetcher=fetcher,
         closers=closers,
@@ -343,8 +347,14 @@ async def build_services(settings: Settings) -> Services:
         provenance = provenance_service(
             settings, c2pa=c2pa, keyring=keyring, tokens=consent, decisions=StoredDecisions()
         )
+        review_images = ReviewImageStore(master_key)
         gate = gate_service(
-            settings, policy=policy, pool=pool, consent=consent, provenance=provenance
+            settings,
+            policy=policy,
+            pool=pool,
+            consent=consent,
+            provenance=provenance,
+            review_images=review_images,
         )
         services = Services(
             settings=settings,
@@ -356,7 +366,7 @@ async def build_services(settings: Settings) -> Services:
             provenance=provenance,
             gate=gate,
             webhooks=webhooks,
-            review_images=ReviewImageStore(master_key),
+            review_images=review_images,
             embedded=embedded,
         )
         await gate.hash_lists.refresh()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -88,7 +89,7 @@ from verifier import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
 
     from moderation import Classifier, Policy
     from moderation.evidence import Stage
@@ -156,6 +157,11 @@ class _Timings:
         ]
 
 
+ImageKeeper = Callable[["asyncpg.Connection", str, str, bytes], Awaitable[None]]
+"""Keeps a `review` decision's image for the reviewer (connection, decision id, media type,
+bytes), in the decision's transaction; the web console's encrypted store in this service."""
+
+
 class GateService:
     """The gate of this process: its policy, classifiers, hash index and image workers."""
 
@@ -172,6 +178,7 @@ class GateService:
         classifiers: Sequence[Classifier] = (),
         fetcher: ImageFetcher | None = None,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        keep_review_image: ImageKeeper | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -183,6 +190,7 @@ class GateService:
         self._classifiers = tuple(classifiers)
         self._fetcher = fetcher
         self._closers = tuple(closers)
+        self._keep_review_image = keep_review_image
         self._prompt_rules = compile_rules(policy.prompt_rules)
 
     def __repr__(self) -> str:
@@ -222,6 +230,7 @@ class GateService:
             actor,
             generation_id=request.generation_id,
             evidence=evidence,
+            image=data,
             request=request_record(request),
             request_hash=request_sha256(request),
             image_sha256=image_sha256,
@@ -458,6 +467,7 @@ class GateService:
         request: dict[str, Any],
         request_hash: str,
         image_sha256: str | None,
+        image: bytes | None = None,
     ) -> GateOutcome:
         decision = decide(evidence, self.policy)
         new = repository.NewDecision(
@@ -479,7 +489,7 @@ class GateService:
             consents=_consents(evidence.sources),
         )
         try:
-            inserted, ticket = await self._store(actor, new, decision)
+            inserted, ticket = await self._store(actor, new, decision, image)
         except _DB_ERRORS:
             raise DecisionNotRecorded(
                 "the decision could not be recorded; nothing was decided, try again"
@@ -509,7 +519,11 @@ class GateService:
         )
 
     async def _store(
-        self, actor: Client, new: repository.NewDecision, decision: Decision
+        self,
+        actor: Client,
+        new: repository.NewDecision,
+        decision: Decision,
+        image: bytes | None,
     ) -> tuple[bool, str | None]:
         """Whether the decision was stored (False: the generation already has one), and its
         review ticket."""
@@ -529,6 +543,9 @@ class GateService:
                     rank=decision.review.rank,
                     deadline=decision.review.deadline,
                 )
+                media_type = new.evidence.image.media_type if new.evidence.image else None
+                if self._keep_review_image is not None and image is not None and media_type:
+                    await self._keep_review_image(conn, new.decision_id, media_type, image)
             await audit.append(
                 conn,
                 actor=actor.client_id,

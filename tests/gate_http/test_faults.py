@@ -43,13 +43,21 @@ async def _decided(response, database_url, before, status, reason):
     tickets = await rows(
         database_url, "SELECT * FROM review_tickets WHERE decision_id = $1", body["decision_id"]
     )
+    kept_images = await rows(
+        database_url,
+        "SELECT media_type FROM review_images WHERE decision_id = $1",
+        body["decision_id"],
+    )
     if status == "review":
         [ticket] = tickets
         assert body["review_ticket"] == ticket["ticket_id"]
         assert (ticket["kind"], ticket["status"]) == ("review", "open")
+        # The reviewer who claims the ticket will see the image: kept, encrypted, until closed.
+        assert [r["media_type"] for r in kept_images] == ["image/jpeg"]
     else:
         assert tickets == []
         assert body["review_ticket"] is None
+        assert kept_images == []
     return body
 
 
