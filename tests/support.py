@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keys
 from registry.settings import Settings
 
+REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "rk_" + "A" * 43
 
 

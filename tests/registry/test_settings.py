@@ -67,3 +67,17 @@ def test_redacted_hides_secrets():
     assert "hunter2" not in text
     assert "k" * 43 not in text
     assert "a" * 43 not in text
+
+
+def test_every_setting_is_documented_in_the_readme():
+    import msgspec
+
+    from tests.support import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    missing = [
+        f"REGISTRY_{f.name.upper()}"
+        for f in msgspec.structs.fields(Settings)
+        if f"REGISTRY_{f.name.upper()}`" not in readme
+    ]
+    assert missing == []
