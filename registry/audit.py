@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     import asyncpg
 
@@ -50,6 +50,19 @@ class Entry(msgspec.Struct, kw_only=True, frozen=True):
 class AuditEvent(Entry, kw_only=True, frozen=True):
     prev_hash: str
     hash: str
+
+
+class AuditRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """An event a domain operation asks the shell to append (ids and hashes only).
+
+    Domain services return these instead of touching the log, so the shell appends them in
+    the transaction it owns, with the acting client.
+    """
+
+    action: str
+    subject_type: str
+    subject_id: str
+    payload: dict[str, Any]
 
 
 class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
@@ -127,6 +140,26 @@ async def _head(conn: asyncpg.Connection, *, lock: bool = False) -> tuple[int, b
         msg = "audit_head is missing: the database was not migrated by this service"
         raise RuntimeError(msg)
     return int(row["seq"]), bytes(row["hash"])
+
+
+async def append_records(
+    conn: asyncpg.Connection,
+    records: Iterable[AuditRecord],
+    *,
+    actor: str,
+    tenant: str | None,
+) -> None:
+    """Append what a domain operation returned, as ``actor``, in the caller's transaction."""
+    for record in records:
+        await append(
+            conn,
+            actor=actor,
+            tenant=tenant,
+            action=record.action,
+            subject_type=record.subject_type,
+            subject_id=record.subject_id,
+            payload=record.payload,
+        )
 
 
 def _entry(row: asyncpg.Record) -> Entry:

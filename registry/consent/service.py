@@ -24,6 +24,7 @@ import msgspec
 from keys.errors import KeysError
 from keys.jwk import is_valid_kid, load_public_jwk, public_jwk, thumbprint
 from keys.jws import parse_compact
+from registry.audit import AuditRecord
 from registry.auth import Role, get_client
 from registry.consent import repository, status
 from registry.consent.crypto import FieldCipher, SubjectIndex
@@ -79,7 +80,6 @@ __all__ = [
     "MAX_LISTED",
     "Affected",
     "AssetView",
-    "AuditRecord",
     "ConsentService",
     "ConsentSettings",
     "ConsentView",
@@ -123,15 +123,6 @@ class ConsentSettings:
     image_limits: imaging.ImageLimits
     signer_anchors: tuple[x509.Certificate, ...] = ()
     token_leeway_seconds: int = 30
-
-
-class AuditRecord(msgspec.Struct, kw_only=True, frozen=True):
-    """An audit event an operation asks the shell to append (ids and hashes only)."""
-
-    action: str
-    subject_type: str
-    subject_id: str
-    payload: dict[str, Any]
 
 
 class TemplateView(msgspec.Struct, kw_only=True, frozen=True):

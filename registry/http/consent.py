@@ -20,7 +20,6 @@ from registry import audit
 from registry.auth import Role
 from registry.consent.forms import MAX_FORM_ASSETS
 from registry.consent.service import (
-    AuditRecord,
     ConsentView,
     SubmittedAsset,
     TemplateView,
@@ -36,11 +35,6 @@ from registry.http.security import BEARER, allow, current_client, public, servic
 from verifier.statuslist import STATUS_LIST_TYP
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    import asyncpg
-
-    from registry.auth import Client
     from registry.services import Services
 
 STATUS_LIST_MEDIA_TYPE = f"application/{STATUS_LIST_TYP}"
@@ -190,19 +184,6 @@ def _withdrawn(result: Withdrawn) -> ConsentWithdrawn:
     )
 
 
-async def _append(conn: asyncpg.Connection, client: Client, events: Sequence[AuditRecord]) -> None:
-    for event in events:
-        await audit.append(
-            conn,
-            actor=client.client_id,
-            tenant=client.tenant,
-            action=event.action,
-            subject_type=event.subject_type,
-            subject_id=event.subject_id,
-            payload=event.payload,
-        )
-
-
 async def _json(request: Request[Any, Any, Any], type_: type[Any], services: Services) -> Any:
     return await read_json(
         request,
@@ -295,7 +276,9 @@ class ConsentController(Controller):
                 text=body.text,
                 uses=body.uses,
             )
-            await _append(conn, client, result.events)
+            await audit.append_records(
+                conn, result.events, actor=client.client_id, tenant=client.tenant
+            )
         return result.template
 
     @get(
@@ -327,7 +310,9 @@ class ConsentController(Controller):
             result = await services.consent.enroll_signer(
                 conn, actor=client, jwk=body.jwk, subject_ref=body.subject_ref, role=body.role
             )
-            await _append(conn, client, result.events)
+            await audit.append_records(
+                conn, result.events, actor=client.client_id, tenant=client.tenant
+            )
         return SignerCreated(signer_id=result.signer_id, kid=result.kid, role=result.role)
 
     # Consents.
@@ -356,7 +341,9 @@ class ConsentController(Controller):
             result = await services.consent.submit(
                 conn, actor=client, form=form, uploads=prepared, idempotency_key=key
             )
-            await _append(conn, client, result.events)
+            await audit.append_records(
+                conn, result.events, actor=client.client_id, tenant=client.tenant
+            )
         return ConsentCreated(
             consent_id=result.consent_id,
             status=result.status,
@@ -412,7 +399,9 @@ class ConsentController(Controller):
             result = await services.consent.grant(
                 conn, actor=client, consent_id=consent_id, client_id=body.client_id
             )
-            await _append(conn, client, result.events)
+            await audit.append_records(
+                conn, result.events, actor=client.client_id, tenant=client.tenant
+            )
         return Response(
             GrantCreated(consent_id=result.consent_id, client_id=result.client_id),
             status_code=201 if result.created else 200,
@@ -445,7 +434,9 @@ class ConsentController(Controller):
                 withdrawal=body.withdrawal,
                 reason=body.reason,
             )
-            await _append(conn, client, result.events)
+            await audit.append_records(
+                conn, result.events, actor=client.client_id, tenant=client.tenant
+            )
         return _withdrawn(result)
 
     @post(
@@ -460,7 +451,9 @@ class ConsentController(Controller):
         client = current_client(request)
         async with services.transaction() as conn:
             result = await services.consent.erase(conn, actor=client, consent_id=consent_id)
-            await _append(conn, client, result.events)
+            await audit.append_records(
+                conn, result.events, actor=client.client_id, tenant=client.tenant
+            )
         return ConsentErased(
             consent_id=result.consent_id,
             status="erased",
@@ -491,7 +484,9 @@ class ConsentController(Controller):
                 asset_ids=body.asset_ids,
                 ttl_seconds=body.ttl_seconds,
             )
-            await _append(conn, client, result.events)
+            await audit.append_records(
+                conn, result.events, actor=client.client_id, tenant=client.tenant
+            )
         return TokenIssued(token=result.token, expires_at=result.expires_at, jti=result.jti)
 
     @post(

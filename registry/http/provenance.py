@@ -274,15 +274,7 @@ class ProvenanceController(Controller):
         signed = await provenance.sign(_upload(parts["file"]), plan)
         async with services.transaction() as conn:
             event = await provenance.record(conn, actor=client, plan=plan, signed=signed)
-            await audit.append(
-                conn,
-                actor=client.client_id,
-                tenant=client.tenant,
-                action=event.action,
-                subject_type=event.subject_type,
-                subject_id=event.subject_id,
-                payload=event.payload,
-            )
+            await audit.append_records(conn, [event], actor=client.client_id, tenant=client.tenant)
         return Response(
             signed.data,
             media_type=signed.media_type,

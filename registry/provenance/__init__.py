@@ -22,7 +22,6 @@ from registry.provenance.images import Inspected, Upload
 from registry.provenance.index import PhashIndex
 from registry.provenance.service import (
     LOOKUP_LIMIT,
-    AuditRecord,
     ConsentStatusView,
     DecisionSource,
     Lookup,
@@ -42,7 +41,6 @@ from registry.provenance.work import BoundedWork
 
 __all__ = [
     "LOOKUP_LIMIT",
-    "AuditRecord",
     "BoundedWork",
     "ConsentStatusView",
     "ConsentTokenRejected",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import msgspec
 
+from registry.audit import AuditRecord
 from registry.provenance import repository
 from registry.provenance.errors import (
     ConsentTokenRejected,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOOKUP_LIMIT",
-    "AuditRecord",
     "ConsentCheck",
     "ConsentStatusView",
     "DecisionSource",
@@ -137,15 +137,6 @@ class DecisionSource(Protocol):
     async def decision_ref(
         self, conn: asyncpg.Connection, decision_id: str, *, tenant: str
     ) -> DecisionRef | None: ...
-
-
-class AuditRecord(msgspec.Struct, kw_only=True, frozen=True):
-    """An audit event for the shell to append (ids and hashes only)."""
-
-    action: str
-    subject_type: str
-    subject_id: str
-    payload: dict[str, Any]
 
 
 class ConsentStatusView(msgspec.Struct, kw_only=True, frozen=True):
