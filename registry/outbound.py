@@ -34,13 +34,17 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
 __all__ = [
+    "AddressRefused",
+    "AllowList",
     "FetchFailed",
     "FetchTooLarge",
     "Fetched",
+    "HostUnresolved",
     "ImageFetcher",
     "OutboundError",
     "UrlNotAllowed",
     "parse_allow_list",
+    "pinned",
 ]
 
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,6 +107,89 @@ def parse_allow_list(entries: Collection[str]) -> tuple[frozenset[str], tuple[_I
     return frozenset(names), tuple(networks)
 
 
+class HostUnresolved(Exception):
+    """The host has no address."""
+
+
+class AddressRefused(Exception):
+    """The host resolves to an address the allow-list does not cover."""
+
+
+class AllowList:
+    """Where outbound requests may go: named hosts, IPs and networks (DESIGN §6).
+
+    Shared by every outbound caller (image fetches, takedown webhooks), each of which turns
+    the refusals into its own error codes.
+    """
+
+    def __init__(self, entries: Collection[str]) -> None:
+        self.names, self.networks = parse_allow_list(entries)
+
+    def __repr__(self) -> str:
+        return f"AllowList(hosts={sorted(self.names)!r}, networks={len(self.networks)})"
+
+    @property
+    def empty(self) -> bool:
+        return not self.names and not self.networks
+
+    def lists(self, host: str) -> bool:
+        """Whether a URL's host (a name or an IP literal) is on the list."""
+        host = host.lower().rstrip(".")
+        literal = _ip_literal(host)
+        return host in self.names or (
+            literal is not None and any(literal in network for network in self.networks)
+        )
+
+    def address_allowed(self, address: _IPAddress) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.networks):
+            return True
+        return address.is_global and not address.is_multicast
+
+    async def resolve(self, url: httpx.URL) -> _IPAddress:
+        """The address to connect to; every address of the host must be allowed.
+
+        Raises HostUnresolved or AddressRefused.
+        """
+        literal = _ip_literal(url.host)
+        if literal is not None:
+            candidates = [literal]
+        else:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    url.host, port, type=socket.SOCK_STREAM
+                )
+            except OSError:
+                raise HostUnresolved(url.host) from None
+            candidates = [ipaddress.ip_address(info[4][0]) for info in infos]
+        if not candidates or not all(self.address_allowed(a) for a in candidates):
+            raise AddressRefused(url.host)
+        return candidates[0]
+
+
+def pinned(
+    client: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL,
+    address: _IPAddress,
+    *,
+    headers: dict[str, str],
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request to the checked ``address``; ``Host`` and TLS SNI still carry the name, so a
+    second DNS answer cannot send it elsewhere."""
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    return client.build_request(
+        method,
+        url.copy_with(host=str(address)),
+        headers={"Host": url.netloc.decode("ascii"), **headers},
+        content=content,
+        extensions=extensions,
+    )
+
+
 class ImageFetcher:
     """Fetches images from allow-listed hosts only; see the module docstring."""
 
@@ -114,7 +201,7 @@ class ImageFetcher:
         max_bytes: int,
         max_redirects: int = 3,
     ) -> None:
-        self._names, self._networks = parse_allow_list(allowed_hosts)
+        self._allowed = AllowList(allowed_hosts)
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
@@ -123,7 +210,7 @@ class ImageFetcher:
         )
 
     def __repr__(self) -> str:
-        return f"ImageFetcher(hosts={sorted(self._names)!r}, networks={len(self._networks)})"
+        return f"ImageFetcher({self._allowed!r})"
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -154,7 +241,7 @@ class ImageFetcher:
         raise FetchFailed(f"more than {self._max_redirects} redirects")
 
     def _checked(self, url: str) -> httpx.URL:
-        if not self._names and not self._networks:
+        if self._allowed.empty:
             raise UrlNotAllowed(
                 "image_url is not accepted: no host is allow-listed "
                 "(REGISTRY_IMAGE_FETCH_ALLOWED_HOSTS); upload the image instead"
@@ -169,57 +256,33 @@ class ImageFetcher:
             raise UrlNotAllowed("image_url must be an http(s) URL with a host")
         if parsed.userinfo:
             raise UrlNotAllowed("image_url may not carry credentials")
-        host = parsed.host.lower().rstrip(".")
-        literal = _ip_literal(host)
-        listed = host in self._names or (
-            literal is not None and any(literal in network for network in self._networks)
-        )
-        if not listed:
-            raise UrlNotAllowed(f"host {host[:64]!r} is not on the image fetch allow-list")
+        if not self._allowed.lists(parsed.host):
+            raise UrlNotAllowed(f"host {parsed.host[:64]!r} is not on the image fetch allow-list")
         return parsed
 
     async def _resolve(self, url: httpx.URL) -> _IPAddress:
-        """The address to connect to: every address of the host must be allowed."""
-        literal = _ip_literal(url.host)
-        if literal is not None:
-            candidates = [literal]
-        else:
-            port = url.port or (443 if url.scheme == "https" else 80)
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    url.host, port, type=socket.SOCK_STREAM
-                )
-            except OSError:
-                raise FetchFailed(f"host {url.host[:64]!r} does not resolve") from None
-            candidates = [ipaddress.ip_address(info[4][0]) for info in infos]
-        refused = [a for a in candidates if not self._address_allowed(a)]
-        if refused or not candidates:
+        try:
+            return await self._allowed.resolve(url)
+        except HostUnresolved:
+            raise FetchFailed(f"host {url.host[:64]!r} does not resolve") from None
+        except AddressRefused:
             raise UrlNotAllowed(
                 f"host {url.host[:64]!r} resolves to an address that is not allowed "
                 "(loopback, link-local, private or reserved)"
-            )
-        return candidates[0]
-
-    def _address_allowed(self, address: _IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in network for network in self._networks):
-            return True
-        return address.is_global and not address.is_multicast
+            ) from None
 
     async def _get(self, url: httpx.URL, address: _IPAddress) -> Fetched | str:
         """The image, or the Location of a redirect."""
-        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-        request = self._client.build_request(
+        request = pinned(
+            self._client,
             "GET",
-            url.copy_with(host=str(address)),
+            url,
+            address,
             headers={
-                "Host": url.netloc.decode("ascii"),
                 "Accept": "image/*",
                 # The byte cap counts what arrives; a compressed body could expand past it.
                 "Accept-Encoding": "identity",
             },
-            extensions=extensions,
         )
         response = await self._client.send(request, stream=True)
         try:

@@ -11,15 +11,13 @@ every attempt, so removing a host from the list stops deliveries to it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
 
-from registry.outbound import parse_allow_list
+from registry.outbound import AddressRefused, AllowList, HostUnresolved, pinned
 from registry.review.errors import WebhookHostNotAllowed, WebhookUrlInvalid
 from registry.review.takedown import SendResult
 
@@ -30,27 +28,20 @@ __all__ = ["NOTICE_MEDIA_TYPE", "WebhookSender"]
 
 NOTICE_MEDIA_TYPE = "application/jwt"
 _MAX_URL = 2000
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class _Refused(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 class WebhookSender:
     """Checks webhook URLs against the allow-list and posts notices to them."""
 
     def __init__(self, allowed_hosts: Collection[str], *, timeout: float) -> None:
-        self._names, self._networks = parse_allow_list(allowed_hosts)
+        self._allowed = AllowList(allowed_hosts)
         self._timeout = timeout
         self._client = httpx.AsyncClient(
             follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout)
         )
 
     def __repr__(self) -> str:
-        return f"WebhookSender(hosts={sorted(self._names)!r}, networks={len(self._networks)})"
+        return f"WebhookSender({self._allowed!r})"
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -73,14 +64,10 @@ class WebhookSender:
                 "the webhook URL must be http(s)://host/path, without credentials or a"
                 f" fragment, at most {_MAX_URL} characters"
             )
-        host = parsed.host.lower().rstrip(".")
-        literal = _ip_literal(host)
-        listed = host in self._names or (
-            literal is not None and any(literal in network for network in self._networks)
-        )
-        if not listed:
+        if not self._allowed.lists(parsed.host):
             raise WebhookHostNotAllowed(
-                f"host {host[:64]!r} is not on REGISTRY_WEBHOOK_HOSTS; the operator must allow it"
+                f"host {parsed.host[:64]!r} is not on REGISTRY_WEBHOOK_HOSTS; the operator must"
+                " allow it"
             )
         return parsed
 
@@ -94,8 +81,10 @@ class WebhookSender:
                 status = await self._post(url, notice, delivery_id=delivery_id, attempt=attempt)
         except TimeoutError:
             error = "timeout"
-        except _Refused as refused:
-            error = refused.code
+        except HostUnresolved:
+            error = "host_unresolved"
+        except AddressRefused:
+            error = "address_refused"
         except (WebhookUrlInvalid, WebhookHostNotAllowed):
             error = "host_not_allowed"
         except (httpx.HTTPError, OSError):
@@ -114,52 +103,20 @@ class WebhookSender:
 
     async def _post(self, url: str, notice: str, *, delivery_id: str, attempt: int) -> int:
         parsed = self.check(url)
-        address = await self._resolve(parsed)
-        extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
-        request = self._client.build_request(
+        address = await self._allowed.resolve(parsed)
+        request = pinned(
+            self._client,
             "POST",
-            parsed.copy_with(host=str(address)),
+            parsed,
+            address,
             content=notice.encode("ascii"),
             headers={
-                "Host": parsed.netloc.decode("ascii"),
                 "Content-Type": NOTICE_MEDIA_TYPE,
                 "Registry-Delivery": delivery_id,
                 "Registry-Attempt": str(attempt),
             },
-            extensions=extensions,
         )
         # Only the status matters; the body is never read.
         response = await self._client.send(request, stream=True)
         await response.aclose()
         return response.status_code
-
-    async def _resolve(self, url: httpx.URL) -> _IPAddress:
-        literal = _ip_literal(url.host)
-        if literal is not None:
-            candidates = [literal]
-        else:
-            port = url.port or (443 if url.scheme == "https" else 80)
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    url.host, port, type=socket.SOCK_STREAM
-                )
-            except OSError:
-                raise _Refused("host_unresolved") from None
-            candidates = [ipaddress.ip_address(info[4][0]) for info in infos]
-        if not candidates or not all(self._address_allowed(a) for a in candidates):
-            raise _Refused("address_refused")
-        return candidates[0]
-
-    def _address_allowed(self, address: _IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in network for network in self._networks):
-            return True
-        return address.is_global and not address.is_multicast
-
-
-def _ip_literal(host: str) -> _IPAddress | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
