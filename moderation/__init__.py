@@ -63,6 +63,7 @@ from moderation.evidence import (
     InvalidScore,
     PromptFacts,
     ProvenanceFacts,
+    SourceMatch,
     StepTiming,
     decode_evidence,
     encode_evidence,
@@ -76,6 +77,7 @@ from moderation.hashlists import (
     iter_csv,
     iter_jsonl,
     parse_hash,
+    source_matches,
 )
 from moderation.policy import Policy, default_policy, load_policy
 from moderation.prompts import PromptIntent, PromptRule, compile_rules
@@ -121,6 +123,7 @@ __all__ = [
     "ReviewRoute",
     "SourceAsset",
     "SourceEvidence",
+    "SourceMatch",
     "Status",
     "StepTiming",
     "SuppliedScores",
@@ -144,5 +147,6 @@ __all__ = [
     "required_uses",
     "run_classifiers",
     "score_code",
+    "source_matches",
     "validate_scores",
 ]

@@ -59,8 +59,9 @@ class ConsentCheck(msgspec.Struct, frozen=True, kw_only=True):
     ``reasons`` are consent-domain codes (``malformed``, ``signature``, ``issuer``,
     ``expired``, ``not_yet_valid``, ``revoked``, ``suspended``, ``status_unknown``,
     ``audience``, ``asset_mismatch``, ``use_not_permitted``); ``uses`` are the uses the
-    token grants (empty when it could not be read). ``asset_sha256`` is the SHA-256 the
-    registry holds for the asked ``asset_id``, when it holds that asset.
+    token grants (empty when it could not be read). ``asset_sha256`` and ``asset_phash`` are
+    the SHA-256 and perceptual hash the registry holds for the asked ``asset_id``, when it
+    holds that asset (the pHash only when the photo itself was uploaded with the consent).
     """
 
     valid: bool
@@ -69,6 +70,7 @@ class ConsentCheck(msgspec.Struct, frozen=True, kw_only=True):
     jti: str | None = None
     uses: tuple[str, ...] = ()
     asset_sha256: str | None = None
+    asset_phash: str | None = None
 
 
 class ConsentEvidenceSource(Protocol):

@@ -112,10 +112,25 @@ class HashMatch(msgspec.Struct, frozen=True, kw_only=True):
     hash: str
 
 
+class SourceMatch(msgspec.Struct, frozen=True, kw_only=True):
+    """How close the output is to a declared source photo whose pHash the registry holds.
+
+    The smallest distance over the output and its flips and rotations: near 0 the output is
+    a copy of the person's photo, near 32 it shares nothing visible with it. Recorded for
+    reviewers; the consent checks, not this distance, decide whether the source may be used.
+    """
+
+    asset_id: str
+    type: str
+    distance: int
+
+
 class HashFacts(msgspec.Struct, frozen=True, kw_only=True):
-    """Hash-list matches at or within the policy's review distance."""
+    """Hash-list matches at or within the policy's review distance, and the output's
+    distance to each declared source with a known pHash."""
 
     matches: tuple[HashMatch, ...] = ()
+    sources: tuple[SourceMatch, ...] = ()
     error: str | None = None
 
 

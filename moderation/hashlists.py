@@ -29,13 +29,14 @@ import msgspec
 import numpy as np
 
 from moderation.errors import HashListLineInvalid, HashListUnknown, HashValueInvalid
-from moderation.evidence import HashFacts, HashMatch
+from moderation.evidence import HashFacts, HashMatch, SourceMatch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
     from numpy.typing import NDArray
 
+    from moderation.consent import SourceEvidence
     from moderation.evidence import ImageFacts
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "iter_csv",
     "iter_jsonl",
     "parse_hash",
+    "source_matches",
 ]
 
 ListAction: TypeAlias = Literal["review", "block"]
@@ -248,6 +250,22 @@ def image_matches(index: HashIndex, image: ImageFacts, max_distance: int) -> Has
         return HashFacts(error="image_not_hashed")
     hashes = [parse_hash(value) for value in (image.phash, *image.variants)]
     return HashFacts(matches=tuple(index.match(hashes, max_distance)))
+
+
+def source_matches(image: ImageFacts, sources: Sequence[SourceEvidence]) -> tuple[SourceMatch, ...]:
+    """The output's distance to each declared source whose pHash the registry holds."""
+    if image.phash is None:
+        return ()
+    hashes = [parse_hash(value) for value in (image.phash, *image.variants)]
+    found = []
+    for source in sources:
+        recorded = source.check.asset_phash if source.check is not None else None
+        if recorded is None:
+            continue
+        target = parse_hash(recorded)
+        distance = min((value ^ target).bit_count() for value in hashes)
+        found.append(SourceMatch(asset_id=source.asset_id, type=source.type, distance=distance))
+    return tuple(found)
 
 
 def _grow(array: NDArray[_A], size: int, values: NDArray[_A]) -> NDArray[_A]:

@@ -36,6 +36,7 @@ __all__ = ["RegistryConsentEvidence"]
 class _Asset(msgspec.Struct, frozen=True):
     id: str
     sha256: str
+    phash: str | None = None
 
 
 class _Claims(msgspec.Struct, frozen=True):
@@ -88,7 +89,8 @@ class RegistryConsentEvidence:
         claims = _claims(verified.claims)
         if claims is None:
             return ConsentCheck(valid=False, reasons=tuple(reasons or ["malformed"]))
-        recorded = next((a.sha256 for a in claims.assets if a.id == asset_id), None)
+        asset = next((a for a in claims.assets if a.id == asset_id), None)
+        recorded = asset.sha256 if asset is not None else None
         if recorded is None and "asset_mismatch" not in reasons:
             reasons.append("asset_mismatch")
         if any(use not in claims.uses for use in uses_needed):
@@ -100,6 +102,7 @@ class RegistryConsentEvidence:
             jti=claims.jti,
             uses=tuple(claims.uses),
             asset_sha256=recorded,
+            asset_phash=asset.phash if asset is not None else None,
         )
 
 

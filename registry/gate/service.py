@@ -53,6 +53,7 @@ from moderation import (
     image_matches,
     required_uses,
     run_classifiers,
+    source_matches,
 )
 from registry import audit, db
 from registry.consent.evidence import RegistryConsentEvidence
@@ -273,6 +274,8 @@ class GateService:
                 declared_uses=(),
             ),
         )
+        if hashes is not None and hashes.error is None:
+            hashes = msgspec.structs.replace(hashes, sources=source_matches(facts, sources))
         return Evidence(
             stage="publish",
             received_at=received_at,
