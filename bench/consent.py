@@ -8,70 +8,23 @@ pyjwt verifying the same token with the same key object, and decoding plus hashi
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime as dt
 import hashlib
 import io
-import json
-import secrets
 
 import httpx
 import imagehash
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 import keys
+from bench import fixtures
 from bench.harness import Row, Server, database_urls, load, timed, timed_async
 
 N_VERIFY = 3000
 CONCURRENCY = 16
 N_SUBMIT = 30
 TEXT = "I agree that my photo may be used for the uses I select until I withdraw."
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _photo_4mp() -> bytes:
-    """A 2000 x 2000 JPEG with enough detail that decoding it is real work."""
-    tile = Image.frombytes("RGB", (250, 250), secrets.token_bytes(250 * 250 * 3))
-    image = Image.new("RGB", (2000, 2000))
-    for x in range(0, 2000, 250):
-        for y in range(0, 2000, 250):
-            image.paste(tile, (x, y))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=90)
-    return out.getvalue()
-
-
-def _form(key: Ed25519PrivateKey, asset_sha256: str) -> str:
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    stamp = now.isoformat().replace("+00:00", "Z")
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    header = {
-        "alg": "EdDSA",
-        "typ": "consent-form+jws",
-        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)},
-    }
-    payload = {
-        "version": 1,
-        "template": {"id": "bench-v1", "sha256": hashlib.sha256(TEXT.encode()).hexdigest()},
-        "subject_ref": "bench-subject",
-        "signer_role": "subject",
-        "assets": [{"sha256": asset_sha256}],
-        "permitted_uses": ["reference.generate"],
-        "prohibited_uses": [],
-        "valid_from": stamp,
-        "valid_until": (now + dt.timedelta(days=30)).isoformat().replace("+00:00", "Z"),
-        "jurisdiction": "DE",
-        "signed_at": stamp,
-        "nonce": secrets.token_urlsafe(16),
-    }
-    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(payload).encode())
-    return signing_input + "." + _b64(key.sign(signing_input.encode()))
 
 
 def _hash_work(data: bytes) -> None:
@@ -85,7 +38,7 @@ def _hash_work(data: bytes) -> None:
 
 
 async def _run(url: str, admin: str) -> list[Row]:
-    photo = _photo_4mp()
+    photo = fixtures.photo((2000, 2000), seed=4)
     person = Ed25519PrivateKey.generate()
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         auth = {"Authorization": f"Bearer {admin}"}
@@ -108,7 +61,16 @@ async def _run(url: str, admin: str) -> list[Row]:
             headers=auth,
         )
         forms = iter(
-            [_form(person, hashlib.sha256(photo).hexdigest()) for _ in range(N_SUBMIT + 25)]
+            [
+                fixtures.consent_form(
+                    person,
+                    asset_sha256=hashlib.sha256(photo).hexdigest(),
+                    template_id="bench-v1",
+                    template_text=TEXT,
+                    permitted_uses=["reference.generate"],
+                )
+                for _ in range(N_SUBMIT + 25)
+            ]
         )
 
         async def submit() -> None:

@@ -13,8 +13,6 @@ COPY, merge into the unique index) next to a bare asyncpg COPY of the same rows.
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime as dt
 import hashlib
 import io
 import itertools
@@ -33,11 +31,11 @@ import httpx
 import imagehash
 import jwt
 import numpy as np
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 import keys
+from bench import fixtures
 from bench.harness import REPO, Row, Server, Stats, database_urls, load, timed
 
 ENTRIES = 1_000_000
@@ -46,50 +44,6 @@ RUNS = {"0.3 MP": ((640, 480), 300), "4 MP": ((2000, 2000), 60)}
 USES = ["reference.generate", "edit.transform", "publish.public"]
 TEXT = "I agree that my photo may be edited and published for the uses I select."
 SCORES = {"sexual_content": 0.01, "minor_presence": 0.01}
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _photo(size: tuple[int, int], seed: int) -> bytes:
-    """A JPEG with enough detail that decoding it is real work."""
-    rng = np.random.default_rng(seed)
-    tile = Image.fromarray(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8))
-    image = Image.new("RGB", size)
-    for x in range(0, size[0], 250):
-        for y in range(0, size[1], 250):
-            image.paste(tile, (x, y))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=90)
-    return out.getvalue()
-
-
-def _form(key: Ed25519PrivateKey, asset_sha256: str) -> str:
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    stamp = now.isoformat().replace("+00:00", "Z")
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    header = {
-        "alg": "EdDSA",
-        "typ": "consent-form+jws",
-        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)},
-    }
-    payload = {
-        "version": 1,
-        "template": {"id": "bench-gate-v1", "sha256": hashlib.sha256(TEXT.encode()).hexdigest()},
-        "subject_ref": f"bench-subject-{secrets.token_hex(4)}",
-        "signer_role": "subject",
-        "assets": [{"sha256": asset_sha256}],
-        "permitted_uses": USES,
-        "prohibited_uses": [],
-        "valid_from": stamp,
-        "valid_until": (now + dt.timedelta(days=30)).isoformat().replace("+00:00", "Z"),
-        "jurisdiction": "DE",
-        "signed_at": stamp,
-        "nonce": secrets.token_urlsafe(16),
-    }
-    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(payload).encode())
-    return signing_input + "." + _b64(key.sign(signing_input.encode()))
 
 
 def _write_list(path: Path, hashes: np.ndarray) -> None:
@@ -196,7 +150,13 @@ async def _setup(http: httpx.AsyncClient, admin: dict[str, str]) -> tuple[str, d
     sources = []
     for _ in range(2):
         sha256 = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-        form = _form(Ed25519PrivateKey.generate(), sha256)
+        form = fixtures.consent_form(
+            Ed25519PrivateKey.generate(),
+            asset_sha256=sha256,
+            template_id="bench-gate-v1",
+            template_text=TEXT,
+            permitted_uses=USES,
+        )
         consent = (await http.post("/v1/consents", json={"form": form}, headers=uploader)).json()
         await http.post(
             f"/v1/consents/{consent['consent_id']}/grants",
@@ -238,7 +198,7 @@ async def _gate_rows(server: Server, hashes: np.ndarray, list_file: Path) -> lis
         public = keys.load_public_jwk(next(k for k in jwks["keys"] if k["kid"] == kid))
         floor = _Floor(tokens, public, generator_id, hashes)
         for label, (size, count) in RUNS.items():
-            image = _photo(size, seed=size[0])
+            image = fixtures.photo(size, seed=size[0])
 
             async def decide(image: bytes = image) -> None:
                 body = {
