@@ -39,7 +39,6 @@ from registry.http.moderation import ModerationController
 from registry.http.observability import MetricsController, prometheus, request_id_middleware
 from registry.http.provenance import ProvenanceController
 from registry.http.reviews import ReviewsController, StatsController
-from registry.http.security import RateLimiter
 from registry.http.system import SystemController
 from registry.http.takedown import TakedownController
 from registry.http.web import pages_router, static_files, template_config
@@ -50,6 +49,7 @@ from registry.provenance import (
     ProvenanceSettings,
     affected_outputs,
 )
+from registry.ratelimit import RateLimiter
 from registry.review import (
     Backoff,
     ReviewError,

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from keys.c2pa_identity import C2paIdentity
     from registry.consent.service import ConsentService
     from registry.gate import GateService
-    from registry.http.security import RateLimiter
     from registry.provenance import ProvenanceService
+    from registry.ratelimit import RateLimiter
     from registry.review import WebhookSender
     from registry.settings import Settings
     from registry.web import ReviewImageStore
