@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import random
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 import keys
 from registry.settings import Settings
@@ -39,3 +43,31 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["type"].endswith(code)
     assert body["title"]
     return body
+
+
+def block_image(
+    seed: int,
+    *,
+    size: tuple[int, int],
+    grid: int = 6,
+    fmt: str = "JPEG",
+    quality: int | None = None,
+) -> bytes:
+    """A real image of ``grid`` x ``grid`` coloured blocks; content (and so its perceptual
+    hash) differs per seed."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size)
+    pixels = image.load()
+    assert pixels is not None
+    blocks = [
+        [tuple(rng.randrange(256) for _ in range(3)) for _ in range(grid)] for _ in range(grid)
+    ]
+    for x in range(size[0]):
+        for y in range(size[1]):
+            pixels[x, y] = blocks[x * grid // size[0]][y * grid // size[1]]
+    out = io.BytesIO()
+    if quality is None:
+        image.save(out, fmt)
+    else:
+        image.save(out, fmt, quality=quality)
+    return out.getvalue()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import io
 import json
-import random
 import secrets
 import struct
 import zlib
@@ -23,9 +21,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from PIL import Image
 
 from keys import b64url_encode, public_jwk
+from tests.support import block_image
 
 TEMPLATE_ID = "likeness-v1"
 TEMPLATE_TEXT = (
@@ -137,17 +135,7 @@ def withdrawal(signer: Signer, consent_id: str) -> str:
 
 def photo(seed: int, *, size: tuple[int, int] = (96, 64), fmt: str = "PNG") -> bytes:
     """A real image with content that differs per seed (so hashes differ too)."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", size)
-    pixels = image.load()
-    assert pixels is not None
-    blocks = [[tuple(rng.randrange(256) for _ in range(3)) for _ in range(4)] for _ in range(4)]
-    for x in range(size[0]):
-        for y in range(size[1]):
-            pixels[x, y] = blocks[x * 4 // size[0]][y * 4 // size[1]]
-    out = io.BytesIO()
-    image.save(out, format=fmt)
-    return out.getvalue()
+    return block_image(seed, size=size, grid=4, fmt=fmt)
 
 
 def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,8 @@ from litestar.testing import AsyncTestClient
 from PIL import Image
 
 from registry.app import create_app
-from tests.consent_http import helpers
-from tests.consent_http.conftest import Party, World
-from tests.support import make_settings
+from tests.consent_http import conftest as consent_fixtures
+from tests.support import block_image, make_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "c2pa"
 TEST_ANCHORS = FIXTURES / "test-trust-anchors.pem"
@@ -32,17 +30,7 @@ PILLOW = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 
 def picture(seed: int, *, size: tuple[int, int] = (160, 120), media_type: str = "image/jpeg"):
     """A real image whose content (and so perceptual hash) differs per seed."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", size)
-    pixels = image.load()
-    assert pixels is not None
-    blocks = [[tuple(rng.randrange(256) for _ in range(3)) for _ in range(6)] for _ in range(6)]
-    for x in range(size[0]):
-        for y in range(size[1]):
-            pixels[x, y] = blocks[x * 6 // size[0]][y * 6 // size[1]]
-    out = io.BytesIO()
-    image.save(out, PILLOW[media_type])
-    return out.getvalue()
+    return block_image(seed, size=size, fmt=PILLOW[media_type])
 
 
 def reencode(data: bytes, fmt: str = "JPEG", **options: Any) -> bytes:
@@ -67,31 +55,8 @@ async def counts(database_url: str) -> dict[str, int]:
         await conn.close()
 
 
-@pytest.fixture
-async def world(client, admin, make_client) -> World:
-    response = await client.post(
-        "/v1/consent-templates",
-        json={
-            "id": helpers.TEMPLATE_ID,
-            "title": "Likeness for reference-based generation",
-            "text": helpers.TEMPLATE_TEXT,
-            "uses": helpers.TEMPLATE_USES,
-        },
-        headers=admin,
-    )
-    assert response.status_code == 201, response.text
-    parties = [
-        Party(*await make_client(role, tenant=tenant, name=f"{role} client"))
-        for role, tenant in (("uploader", "acme"), ("generator", "genco"), ("publisher", "pubco"))
-    ]
-    return World(
-        http=client,
-        admin=admin,
-        uploader=parties[0],
-        generator=parties[1],
-        publisher=parties[2],
-        signer=helpers.Signer(),
-    )
+# The consent tests' world: a template, an uploader, a generator, a publisher, a key.
+world = consent_fixtures.world
 
 
 @pytest.fixture

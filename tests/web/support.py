@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import random
 import re
 from typing import Any
 
@@ -13,6 +12,7 @@ from PIL import Image
 
 from tests.consent_http import helpers
 from tests.consent_http.conftest import Party, World
+from tests.support import block_image
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -52,17 +52,7 @@ async def make_world(http: Any, admin: dict[str, str]) -> World:
 
 def picture(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
     """A real JPEG whose content (and perceptual hash) differs per seed."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", size)
-    pixels = image.load()
-    assert pixels is not None
-    blocks = [[tuple(rng.randrange(256) for _ in range(3)) for _ in range(6)] for _ in range(6)]
-    for x in range(size[0]):
-        for y in range(size[1]):
-            pixels[x, y] = blocks[x * 6 // size[0]][y * 6 // size[1]]
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
+    return block_image(seed, size=size, quality=90)
 
 
 async def sign(
