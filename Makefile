@@ -3,16 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+UV_VERSION := 0.13.8
 
 .DEFAULT_GOAL := help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Installs come from the committed lock only: every package pinned with its hashes, the build
+# backend included (hence --no-build-isolation), so a fresh machine gets what CI tested.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	@# setuptools warns about editable installs in general; nothing to act on.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -47,7 +53,16 @@ format: $(STAMP) ## Apply ruff's formatter and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean: ## Remove the virtualenv and caches (keeps .registry data)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+lock: ## Re-resolve requirements.lock from pyproject.toml (newest versions allowed by it)
+	@test -x $(VENV)-lock/bin/uv || ($(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install --quiet uv==$(UV_VERSION))
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra dev --group pyproject.toml:bootstrap \
+		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' \
+		$(UPGRADE) --quiet -o $(LOCK)
 
-.PHONY: help install serve lint browser test bench openapi format clean
+upgrade: ## Like lock, but move every package to its newest allowed version
+	$(MAKE) lock UPGRADE=--upgrade
+
+clean: ## Remove the virtualenv and caches (keeps .registry data)
+	rm -rf $(VENV) $(VENV)-lock .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: help install serve lint browser test bench openapi format lock upgrade clean
