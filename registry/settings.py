@@ -27,6 +27,8 @@ _MAX_PHASH_DISTANCE = 32
 _MIN_STATUS_LIST = 131_072
 _MAX_STATUS_LIST = 134_217_728
 _MIN_SESSION_SECONDS = 60
+# verifier.clock.MAX_LEEWAY_SECONDS, not imported so that loading settings stays light.
+_MAX_TOKEN_LEEWAY = 60
 
 
 class SettingsError(Exception):
@@ -90,6 +92,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Consent
     token_default_ttl: int = 900
     token_max_ttl: int = 3600
+    token_leeway: int = 5
+    """Seconds of clock skew allowed on a consent token's ``exp``, ``nbf`` and ``iat``, when
+    verifying it (online, the gate, signing); the offline verifier's default is the same."""
     max_consent_validity_days: int = 3650
     consent_signer_anchors: Path | None = None
     """PEM bundle of X.509 anchors for consent signers who name their key with ``x5c``."""
@@ -229,6 +234,10 @@ def _validate(s: Settings) -> None:
         (
             "REGISTRY_TOKEN_DEFAULT_TTL must be 1..REGISTRY_TOKEN_MAX_TTL",
             0 < s.token_default_ttl <= s.token_max_ttl,
+        ),
+        (
+            "REGISTRY_TOKEN_LEEWAY must be 0..60 seconds",
+            0 <= s.token_leeway <= _MAX_TOKEN_LEEWAY,
         ),
         (
             "REGISTRY_MAX_JSON_DEPTH must be 2..256",

@@ -6,6 +6,10 @@ and so on; the array travels ZLIB-compressed and base64url-encoded as ``lst``. T
 form is a JWT with ``typ: statuslist+jwt`` whose ``sub`` is the list's own URI.
 
 Decoding caps the decompressed size, so a small ``lst`` cannot inflate into gigabytes.
+
+A verified list is ``stale`` once it is older than its ``ttl`` (the time a relying party may
+cache it) or past its ``exp``: its statuses may have changed since, so a verifier must fetch
+it again rather than rely on it.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import msgspec
 
 from keys.errors import KeysError
 from keys.jwk import b64url_decode, b64url_encode, is_valid_kid, load_public_jwk
 from keys.jws import verify_compact
+from verifier.clock import DEFAULT_LEEWAY_SECONDS
 from verifier.errors import VerifierError
 
 if TYPE_CHECKING:
@@ -31,6 +36,8 @@ __all__ = [
     "STATUS_LIST_TYP",
     "SUSPENDED",
     "VALID",
+    "Freshness",
+    "SignedStatusList",
     "StatusIndexError",
     "StatusList",
     "StatusListError",
@@ -42,6 +49,7 @@ __all__ = [
     "StatusValueError",
     "parse_status_list_token",
     "status_list_claims",
+    "verify_status_list_token",
 ]
 
 VALID: Final = 0
@@ -52,7 +60,6 @@ STATUS_LIST_TYP: Final = "statuslist+jwt"
 # 16 MiB holds 134 million 1-bit statuses; anything larger is not a list we issue or trust.
 MAX_DECOMPRESSED_BYTES: Final = 16 * 1024 * 1024
 _BITS = frozenset({1, 2, 4, 8})
-_LEEWAY_SECONDS = 30
 _SIGNATURE_CODES = frozenset(
     {"signature_invalid", "unknown_key", "algorithm_not_allowed", "invalid_jwk"}
 )
@@ -87,7 +94,7 @@ class StatusListSignatureError(StatusListError):
 
 
 class StatusListExpiredError(StatusListError):
-    """The status list token has expired, or claims to be issued in the future."""
+    """The status list token is stale (past its ttl or exp), or claims a future ``iat``."""
 
     code = "status_list_expired"
 
@@ -208,8 +215,9 @@ def status_list_claims(
 ) -> dict[str, Any]:
     """Claims of a status list JWT, to be signed with ``typ: statuslist+jwt``.
 
-    ``ttl`` tells relying parties how long they may cache the list; ``exp`` (``iat`` plus
-    ``lifetime_seconds``, by default the ttl) bounds how stale a list they may still accept.
+    ``ttl`` tells relying parties how long they may cache the list (``verify_status_list_token``
+    calls an older list stale); ``exp`` (``iat`` plus ``lifetime_seconds``, by default the ttl)
+    is the hard end for relying parties that ignore ``ttl``.
     """
     if ttl_seconds < 1:
         raise ValueError("ttl_seconds must be positive")
@@ -235,19 +243,48 @@ class _StatusListClaims(msgspec.Struct, kw_only=True, frozen=True):
     ttl: int | None = None
 
 
-def parse_status_list_token(
+Freshness: TypeAlias = Literal["fresh", "stale", "future"]
+
+
+class SignedStatusList(msgspec.Struct, kw_only=True, frozen=True):
+    """A status list whose signature, ``typ`` and ``sub`` verified, with its time claims."""
+
+    uri: str
+    issued_at: int
+    expires_at: int | None
+    ttl: int | None
+    status_list: StatusList
+
+    def freshness(
+        self, now: datetime, *, leeway_seconds: int = DEFAULT_LEEWAY_SECONDS
+    ) -> Freshness:
+        """``stale`` past ``exp`` or ``iat + ttl``; ``future`` when issued ahead of ``now``.
+
+        The leeway absorbs clock skew on ``iat`` and ``exp`` as it does for consent tokens;
+        it never stretches ``ttl``, which is a cache lifetime the issuer chose, not a claim
+        about clocks.
+        """
+        moment = int(now.timestamp())
+        if self.issued_at > moment + leeway_seconds:
+            return "future"
+        if self.expires_at is not None and self.expires_at <= moment - leeway_seconds:
+            return "stale"
+        if self.ttl is not None and self.issued_at + self.ttl <= moment:
+            return "stale"
+        return "fresh"
+
+
+def verify_status_list_token(
     token: str,
     *,
     jwks: Mapping[str, Any],
     expected_uri: str | None = None,
-    now: datetime | None = None,
     max_bytes: int = MAX_DECOMPRESSED_BYTES,
-) -> StatusList:
-    """Verify a status list JWT against ``jwks`` only, and return its list.
+) -> SignedStatusList:
+    """Verify a status list JWT against ``jwks`` only; its time is left to ``freshness``.
 
     Checks the signature (algorithms pinned, key chosen by ``kid`` from the JWKS, never from
-    a URL or the header), ``typ``, ``exp`` and ``iat`` with a small leeway, and that ``sub``
-    equals ``expected_uri`` when given.
+    a URL or the header), ``typ``, and that ``sub`` equals ``expected_uri`` when given.
     """
     keys = _keys_by_kid(jwks)
 
@@ -265,14 +302,39 @@ def parse_status_list_token(
         claims = msgspec.json.decode(verified.payload, type=_StatusListClaims)
     except msgspec.DecodeError as exc:
         raise StatusListMalformedError(f"status list claims: {exc}") from None
-    moment = int((now or datetime.now(UTC)).timestamp())
-    if claims.exp is not None and claims.exp <= moment - _LEEWAY_SECONDS:
-        raise StatusListExpiredError("status list token has expired")
-    if claims.iat > moment + _LEEWAY_SECONDS:
-        raise StatusListExpiredError("status list token is issued in the future")
     if expected_uri is not None and claims.sub != expected_uri:
         raise StatusListSubjectError("status list token is for another URI")
-    return StatusList.decode(claims.status_list, max_bytes=max_bytes)
+    return SignedStatusList(
+        uri=claims.sub,
+        issued_at=claims.iat,
+        expires_at=claims.exp,
+        ttl=claims.ttl,
+        status_list=StatusList.decode(claims.status_list, max_bytes=max_bytes),
+    )
+
+
+def parse_status_list_token(
+    token: str,
+    *,
+    jwks: Mapping[str, Any],
+    expected_uri: str | None = None,
+    now: datetime | None = None,
+    max_bytes: int = MAX_DECOMPRESSED_BYTES,
+    leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+) -> StatusList:
+    """The list of a status list JWT that verifies (``verify_status_list_token``) and is fresh.
+
+    Raises StatusListExpiredError for a stale list or one issued in the future.
+    """
+    signed = verify_status_list_token(
+        token, jwks=jwks, expected_uri=expected_uri, max_bytes=max_bytes
+    )
+    freshness = signed.freshness(now or datetime.now(UTC), leeway_seconds=leeway_seconds)
+    if freshness == "stale":
+        raise StatusListExpiredError("status list token is stale (past its ttl or exp)")
+    if freshness == "future":
+        raise StatusListExpiredError("status list token is issued in the future")
+    return signed.status_list
 
 
 def _keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, PublicKey]:

@@ -121,8 +121,9 @@ class ConsentSettings:
     status_list_size: int
     status_list_ttl: int
     image_limits: imaging.ImageLimits
+    token_leeway_seconds: int
+    """REGISTRY_TOKEN_LEEWAY: clock skew allowed on a token's ``exp``, ``nbf`` and ``iat``."""
     signer_anchors: tuple[x509.Certificate, ...] = ()
-    token_leeway_seconds: int = 30
 
 
 class TemplateView(msgspec.Struct, kw_only=True, frozen=True):

@@ -7,7 +7,9 @@ Token Status List reference). The lead signs the claims with
 ``keys.jws.sign_compact(msgspec.json.encode(claims), signer, typ=CONSENT_TOKEN_TYP)``.
 
 Verification never raises on a token: it returns every reason the token fails, as stable
-codes, and returns claims only for a token whose signature verified with a key of ours.
+codes, and returns claims only for a token whose signature verified with a key of ours. The
+header, signature and claim checks are ``verifier.tokens``, shared with the offline verifier;
+this module adds what only the registry knows: its issuer, the live status and asset binding.
 """
 
 from __future__ import annotations
@@ -15,16 +17,10 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import jwt
 import msgspec
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from keys.jwk import is_valid_kid
-from keys.jws import MAX_TOKEN_CHARS
 from registry.consent.errors import (
     AssetInvalidError,
     TtlInvalidError,
@@ -32,13 +28,19 @@ from registry.consent.errors import (
     ValidityExpiredError,
 )
 from registry.consent.uses import require_known_uses
-from verifier.statuslist import INVALID, SUSPENDED, VALID
+from verifier.tokens import (
+    CONSENT_TOKEN_TYP,
+    TOKEN_ALGORITHMS,
+    Reason,
+    TokenAssetClaim,
+    claim_reasons,
+    decode_token,
+    status_reasons,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
     from datetime import datetime, timedelta
-
-    from jwt.types import Options
 
     from keys.jwk import PublicKey
 
@@ -53,60 +55,11 @@ __all__ = [
     "verify_token",
 ]
 
-CONSENT_TOKEN_TYP: Final = "consent+jwt"  # noqa: S105 - a media type, not a secret
-TOKEN_ALGORITHMS: Final = ("EdDSA", "ES256")
 # Hamming distance on a 64-bit imagehash phash below which two images count as the same photo
 # (re-encoded, resized); unrelated photos land near 32.
 DEFAULT_PHASH_MAX_DISTANCE: Final = 8
-REQUIRED_CLAIMS: Final = (
-    "iss",
-    "sub",
-    "aud",
-    "iat",
-    "nbf",
-    "exp",
-    "jti",
-    "cid",
-    "assets",
-    "uses",
-    "status",
-)
-# Headers that change how the token must be read; a verifier that ignores them misreads it.
-_REJECTED_HEADERS = frozenset({"crit", "b64", "zip"})
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _PHASH_HEX = re.compile(r"[0-9a-f]{16}")
-# pyjwt lets a few of these escape on hostile input (lone surrogates, absurd nesting).
-_PARSE_ERRORS = (ValueError, TypeError, RecursionError)
-_PYJWT = jwt.PyJWT()
-_PYJWT_OPTIONS: Final[Options] = {
-    "verify_signature": True,
-    # Time, audience and issuer are checked below, so that every failing reason is reported
-    # rather than only the first one pyjwt raises.
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_aud": False,
-    "verify_iss": False,
-    "verify_sub": True,
-    "verify_jti": True,
-    "require": list(REQUIRED_CLAIMS),
-}
-
-
-class Reason(StrEnum):
-    """Why a consent token is not valid; the values are the stable codes."""
-
-    MALFORMED = "malformed"
-    SIGNATURE = "signature"
-    ISSUER = "issuer"
-    EXPIRED = "expired"
-    NOT_YET_VALID = "not_yet_valid"
-    AUDIENCE = "audience"
-    REVOKED = "revoked"
-    SUSPENDED = "suspended"
-    STATUS_UNKNOWN = "status_unknown"
-    ASSET_MISMATCH = "asset_mismatch"
-    USE_NOT_PERMITTED = "use_not_permitted"
 
 
 class TokenAsset(msgspec.Struct, kw_only=True, frozen=True):
@@ -121,37 +74,6 @@ class TokenVerification(msgspec.Struct, kw_only=True, frozen=True):
     valid: bool
     reasons: tuple[Reason, ...]
     claims: dict[str, Any] | None
-
-
-class _AssetClaim(msgspec.Struct, frozen=True):
-    id: str
-    sha256: str
-    phash: str | None = None
-
-
-class _StatusListRef(msgspec.Struct, frozen=True):
-    idx: Annotated[int, msgspec.Meta(ge=0)]
-    uri: str
-
-
-class _Status(msgspec.Struct, frozen=True):
-    status_list: _StatusListRef
-
-
-class _Claims(msgspec.Struct, frozen=True):
-    """The claims we rely on, typed; other claims are tolerated, as JWT allows."""
-
-    iss: str
-    sub: str
-    aud: str | list[str]
-    iat: float
-    nbf: float
-    exp: float
-    jti: str
-    cid: str
-    assets: list[_AssetClaim]
-    uses: list[str]
-    status: _Status
 
 
 def build_claims(
@@ -218,7 +140,7 @@ def verify_token(
     audiences: Collection[str],
     status_of: Callable[[str, int], int | None],
     now: datetime,
-    leeway_seconds: int = 30,
+    leeway_seconds: int,
     use: str | None = None,
     asset_sha256: str | None = None,
     asset_phash: str | None = None,
@@ -228,22 +150,27 @@ def verify_token(
 
     ``resolve_key`` maps a (syntactically valid) ``kid`` to one of our public keys;
     ``status_of`` returns the status list value at ``(uri, idx)`` (0 valid, 1 invalid,
-    2 suspended) or None for a list it does not know. ``use`` and the asset arguments are
-    checked only when given; the asset binds when its SHA-256 equals, or its phash lies within
-    ``phash_max_distance`` bits of, an asset of the token. Invalid ``asset_sha256`` or
-    ``asset_phash`` arguments (the caller's input, not the token) raise asset_invalid.
+    2 suspended) or None for a list it does not know. ``leeway_seconds`` (the
+    REGISTRY_TOKEN_LEEWAY setting) applies alike to ``exp``, ``nbf`` and ``iat``. ``use`` and
+    the asset arguments are checked only when given; the asset binds when its SHA-256 equals,
+    or its phash lies within ``phash_max_distance`` bits of, an asset of the token. Invalid
+    ``asset_sha256`` or ``asset_phash`` arguments (the caller's input, not the token) raise
+    asset_invalid.
     """
     if asset_sha256 is not None:
         _require_sha256(asset_sha256)
     if asset_phash is not None:
         _require_phash(asset_phash)
-    decoded = _decode(token, resolve_key)
+    decoded = decode_token(token, resolve_key)
     if isinstance(decoded, Reason):
         return TokenVerification(valid=False, reasons=(decoded,), claims=None)
-    payload, claims = decoded
+    claims = decoded.claims
+    reference = claims.status.status_list
     reasons = [
-        *_claim_reasons(claims, issuer=issuer, audiences=audiences, now=now, leeway=leeway_seconds),
-        *_status_reasons(claims, status_of),
+        *claim_reasons(
+            claims, now=now, leeway_seconds=leeway_seconds, issuer=issuer, audiences=audiences
+        ),
+        *status_reasons(status_of(reference.uri, reference.idx)),
     ]
     if (asset_sha256 is not None or asset_phash is not None) and not _binds(
         claims.assets, asset_sha256, asset_phash, phash_max_distance
@@ -251,101 +178,11 @@ def verify_token(
         reasons.append(Reason.ASSET_MISMATCH)
     if use is not None and use not in claims.uses:
         reasons.append(Reason.USE_NOT_PERMITTED)
-    return TokenVerification(valid=not reasons, reasons=tuple(reasons), claims=payload)
-
-
-def _claim_reasons(
-    claims: _Claims, *, issuer: str, audiences: Collection[str], now: datetime, leeway: int
-) -> list[Reason]:
-    reasons: list[Reason] = []
-    if claims.iss != issuer:
-        reasons.append(Reason.ISSUER)
-    moment = now.timestamp()
-    if claims.exp <= moment - leeway:
-        reasons.append(Reason.EXPIRED)
-    if max(claims.nbf, claims.iat) > moment + leeway:
-        reasons.append(Reason.NOT_YET_VALID)
-    named = {claims.aud} if isinstance(claims.aud, str) else set(claims.aud)
-    if named.isdisjoint(audiences):
-        reasons.append(Reason.AUDIENCE)
-    return reasons
-
-
-def _status_reasons(claims: _Claims, status_of: Callable[[str, int], int | None]) -> list[Reason]:
-    reference = claims.status.status_list
-    status = status_of(reference.uri, reference.idx)
-    if status == VALID:
-        return []
-    if status == INVALID:
-        return [Reason.REVOKED]
-    if status == SUSPENDED:
-        return [Reason.SUSPENDED]
-    # A list we do not know, or a status value we do not define: fail closed.
-    return [Reason.STATUS_UNKNOWN]
-
-
-def _decode(
-    token: object, resolve_key: Callable[[str], PublicKey | None]
-) -> Reason | tuple[dict[str, Any], _Claims]:
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
-        return Reason.MALFORMED
-    found = _header_key(token, resolve_key)
-    if isinstance(found, Reason):
-        return found
-    alg, key = found
-    try:
-        decoded = _PYJWT.decode_complete(token, key=key, algorithms=[alg], options=_PYJWT_OPTIONS)
-    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError, jwt.InvalidKeyError):
-        return Reason.SIGNATURE
-    except (jwt.PyJWTError, *_PARSE_ERRORS):
-        return Reason.MALFORMED
-    payload: dict[str, Any] = decoded["payload"]
-    try:
-        claims = msgspec.convert(payload, _Claims, strict=True)
-    except msgspec.ValidationError:
-        return Reason.MALFORMED
-    return payload, claims
-
-
-def _header_key(
-    token: str, resolve_key: Callable[[str], PublicKey | None]
-) -> Reason | tuple[str, PublicKey]:
-    """The algorithm and our key the header names, checked before any signature work."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except (jwt.PyJWTError, *_PARSE_ERRORS):
-        return Reason.MALFORMED
-    if _REJECTED_HEADERS.intersection(header) or not _is_consent_typ(header.get("typ")):
-        return Reason.MALFORMED
-    alg, kid = header.get("alg"), header.get("kid")
-    if not (isinstance(alg, str) and alg in TOKEN_ALGORITHMS) or not (
-        isinstance(kid, str) and is_valid_kid(kid)
-    ):
-        return Reason.SIGNATURE
-    key = resolve_key(kid)
-    if key is None or _algorithm_of(key) != alg:
-        return Reason.SIGNATURE
-    return alg, key
-
-
-def _is_consent_typ(typ: object) -> bool:
-    # RFC 7515 §4.1.9: the "application/" prefix may be left out, and media types ignore case.
-    if not isinstance(typ, str):
-        return False
-    lowered = typ.lower()
-    return lowered in {CONSENT_TOKEN_TYP, f"application/{CONSENT_TOKEN_TYP}"}
-
-
-def _algorithm_of(key: PublicKey) -> str | None:
-    if isinstance(key, Ed25519PublicKey):
-        return "EdDSA"
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return "ES256"
-    return None
+    return TokenVerification(valid=not reasons, reasons=tuple(reasons), claims=decoded.payload)
 
 
 def _binds(
-    assets: Sequence[_AssetClaim], sha256: str | None, phash: str | None, max_distance: int
+    assets: Sequence[TokenAssetClaim], sha256: str | None, phash: str | None, max_distance: int
 ) -> bool:
     for asset in assets:
         if sha256 is not None and asset.sha256 == sha256:

@@ -8,6 +8,7 @@ withdrawal must take down. The C2PA and image work itself is ``verifier``'s.
 from __future__ import annotations
 
 from registry.provenance.errors import (
+    ConsentTokenExpired,
     ConsentTokenRejected,
     DecisionNotAllowed,
     DecisionUnknown,
@@ -43,6 +44,7 @@ __all__ = [
     "LOOKUP_LIMIT",
     "BoundedWork",
     "ConsentStatusView",
+    "ConsentTokenExpired",
     "ConsentTokenRejected",
     "DecisionNotAllowed",
     "DecisionSource",

@@ -7,6 +7,7 @@ from typing import ClassVar
 from registry.errors import Kind, RegistryError
 
 __all__ = [
+    "ConsentTokenExpired",
     "ConsentTokenRejected",
     "DecisionNotAllowed",
     "DecisionUnknown",
@@ -30,6 +31,16 @@ class ConsentTokenRejected(ProvenanceError):
     """A consent token given for signing is not valid now; ``extra["tokens"]`` says why."""
 
     code = "consent_token_invalid"
+    kind = "invalid"
+
+
+class ConsentTokenExpired(ConsentTokenRejected):
+    """Every consent token that fails for signing fails only because it has expired.
+
+    Its own code, because the remedy differs: ask for fresh tokens and sign again.
+    """
+
+    code = "token_expired"
     kind = "invalid"
 
 

@@ -24,6 +24,7 @@ import msgspec
 from registry.audit import AuditRecord
 from registry.provenance import repository
 from registry.provenance.errors import (
+    ConsentTokenExpired,
     ConsentTokenRejected,
     DecisionNotAllowed,
     DecisionUnknown,
@@ -42,6 +43,7 @@ from verifier import (
     TrustSettings,
     sign_assertion,
 )
+from verifier.tokens import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -337,8 +339,8 @@ class ProvenanceService:
     ) -> SignPlan:
         """Check the request before any image work.
 
-        Raises generation_already_signed, consent_token_invalid, decision_unknown or
-        decision_not_allowed.
+        Raises generation_already_signed, token_expired (every failing token only expired),
+        consent_token_invalid, decision_unknown or decision_not_allowed.
         """
         if await repository.generation_signed(conn, actor.client_id, metadata.generation_id):
             raise GenerationAlreadySigned(
@@ -472,10 +474,11 @@ class ProvenanceService:
             for sha256 in _asset_hashes(check.claims):
                 ingredients.setdefault(sha256, IngredientRef(title="reference", sha256=sha256))
         if failures:
-            raise ConsentTokenRejected(
-                f"{len(failures)} of {len(tokens)} consent token(s) cannot be used",
-                tokens=failures,
-            )
+            detail = f"{len(failures)} of {len(tokens)} consent token(s) cannot be used"
+            # Expiry alone has a remedy of its own (fresh tokens); any other failure does not.
+            if all(failure["reasons"] == [Reason.EXPIRED] for failure in failures):
+                raise ConsentTokenExpired(detail + ": expired", tokens=failures)
+            raise ConsentTokenRejected(detail, tokens=failures)
         return tuple(uses), tuple(ingredients.values())
 
     async def _decision(

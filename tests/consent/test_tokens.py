@@ -108,7 +108,7 @@ def _raw(header, claims, signer):
     return encoded + "." + b64url_encode(signer.sign(encoded.encode()))
 
 
-def _verify(token, lookups, *, now=NOW, audiences=(CLIENT,), **kwargs):
+def _verify(token, lookups, *, now=NOW, audiences=(CLIENT,), leeway_seconds=5, **kwargs):
     return verify_token(
         token,
         resolve_key=lookups.key,
@@ -116,6 +116,7 @@ def _verify(token, lookups, *, now=NOW, audiences=(CLIENT,), **kwargs):
         audiences=audiences,
         status_of=lookups.status,
         now=now,
+        leeway_seconds=leeway_seconds,
         **kwargs,
     )
 
@@ -412,16 +413,26 @@ def test_expired_and_use_not_permitted_together(ring, ed_signer):
 def test_expiry_leeway(ring, ed_signer):
     token = _sign(ed_signer, _claims())
     exp = NOW + dt.timedelta(minutes=15)
-    assert _verify(token, Lookups(ring), now=exp + dt.timedelta(seconds=29)).valid
-    assert _verify(token, Lookups(ring), now=exp + dt.timedelta(seconds=30)).reasons == (
+    assert _verify(token, Lookups(ring), now=exp + dt.timedelta(seconds=4)).valid
+    assert _verify(token, Lookups(ring), now=exp + dt.timedelta(seconds=5)).reasons == (
         Reason.EXPIRED,
     )
     assert _verify(token, Lookups(ring), now=exp, leeway_seconds=0).reasons == (Reason.EXPIRED,)
+    later = exp + dt.timedelta(seconds=59)
+    assert _verify(token, Lookups(ring), now=later, leeway_seconds=60).valid
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_the_leeway_applies_alike_to_nbf_and_iat(ring, ed_signer, claim):
+    ahead = int(NOW.timestamp()) + 5
+    token = _sign(ed_signer, _claims(**{claim: ahead}))
+    assert _verify(token, Lookups(ring)).valid
+    assert _verify(token, Lookups(ring), leeway_seconds=4).reasons == (Reason.NOT_YET_VALID,)
 
 
 def test_not_yet_valid(ring, ed_signer):
     token = _sign(ed_signer, _claims())
-    assert _verify(token, Lookups(ring), now=NOW - dt.timedelta(seconds=29)).valid
+    assert _verify(token, Lookups(ring), now=NOW - dt.timedelta(seconds=4)).valid
     result = _verify(token, Lookups(ring), now=NOW - dt.timedelta(minutes=5))
     assert result.reasons == (Reason.NOT_YET_VALID,)
     iat_ahead = _sign(ed_signer, _claims(nbf=int(NOW.timestamp()), iat=int(NOW.timestamp()) + 600))

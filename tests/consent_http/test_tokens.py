@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+import io
 import json
+import time
 
 import asyncpg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
+from litestar.testing import AsyncTestClient
 
 import keys
 from keys import b64url_encode
+from registry.app import create_app
 from tests.consent_http import helpers
-from tests.support import assert_problem
+from tests.support import assert_problem, make_settings
 
 # Grants.
 
@@ -314,6 +319,46 @@ async def test_expired_tokens_are_reported_as_expired(world, client):
     assert result["reasons"] == ["not_yet_valid"]
 
 
+async def _sleep_until(moment: float) -> None:
+    await asyncio.sleep(max(0.0, moment - time.time()))
+
+
+async def test_a_short_token_expires_after_its_ttl_and_the_leeway(world, settings, tmp_path):
+    # The shortest token there is (ttl 1 s), checked by a service whose REGISTRY_TOKEN_LEEWAY
+    # is 2, on the same database: valid just past exp, expired at exp + leeway + 1.
+    leeway = 2
+    lenient = make_settings(
+        settings.database_url,
+        tmp_path / "leeway",
+        master_key=settings.master_key,
+        token_leeway=leeway,
+    )
+    consent = await world.consent()
+    assert (await world.grant(consent["consent_id"])).status_code == 201
+    issued = await world.token(consent["consent_id"], ttl_seconds=1)
+    assert issued.status_code == 201, issued.text
+    token = issued.json()["token"]
+    _, claims = _segments(token)
+    assert claims["exp"] - claims["iat"] == 1
+
+    async with AsyncTestClient(app=create_app(lenient)) as http:
+
+        async def verify() -> dict:
+            response = await http.post(
+                "/v1/tokens/verify", json={"token": token}, headers=world.generator.headers
+            )
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        assert (await verify())["valid"] is True
+        await _sleep_until(claims["exp"] + 0.5)
+        assert (await verify())["valid"] is True  # past exp, within the leeway
+        await _sleep_until(claims["exp"] + leeway + 1)
+        result = await verify()
+        assert (result["valid"], result["reasons"]) == (False, ["expired"])
+        assert result["claims"]["jti"] == issued.json()["jti"]
+
+
 # Verifying offline, with another JOSE implementation and the JWKS alone.
 
 
@@ -343,3 +388,33 @@ async def test_token_verifies_with_jwcrypto_and_only_the_jwks(world, settings):
     )
     with pytest.raises(jwcrypto_jwt.JWTMissingKey):
         jwcrypto_jwt.JWT(jwt=hmac_forgery, key=key_set, algs=["EdDSA"], expected_type="JWS")
+
+
+async def test_token_verifies_with_the_offline_verifier_until_withdrawn(world, settings, tmp_path):
+    from verifier.cli import main
+
+    consent, issued = await world.granted_token()
+    _, claims = _segments(issued["token"])
+    path = claims["status"]["status_list"]["uri"].removeprefix(settings.public_issuer)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_bytes((await world.http.get("/.well-known/jwks.json")).content)
+    status = tmp_path / "status.jwt"
+
+    async def offline() -> tuple[int, dict]:
+        status.write_bytes((await world.http.get(path)).content)
+        out = io.StringIO()
+        argv = ["token", issued["token"], "--jwks", str(jwks), "--status-list", str(status)]
+        checks = ["--audience", world.generator.client_id, "--issuer", settings.public_issuer]
+        code = main([*argv, *checks, "--use", "reference.generate", "--json"], stdout=out)
+        return code, json.loads(out.getvalue())
+
+    code, body = await offline()
+    assert (code, body["result"], body["claims"]["jti"]) == (0, "valid", issued["jti"])
+    withdrawn = await world.http.post(
+        f"/v1/consents/{consent['consent_id']}/withdraw",
+        json={"withdrawal": helpers.withdrawal(world.signer, consent["consent_id"])},
+        headers=world.uploader.headers,
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    code, body = await offline()
+    assert (code, body["result"], body["reasons"]) == (1, "revoked", ["revoked"])

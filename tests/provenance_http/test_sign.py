@@ -3,11 +3,13 @@ checked with the c2pa SDK and the offline CLI using only what the service publis
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -195,7 +197,7 @@ async def test_offline_cli_passes_on_the_output_and_fails_on_a_flipped_byte(
 
     assert good.returncode == 0, good.stdout + good.stderr
     outcome = json.loads(good.stdout)
-    assert outcome["verdict"] == "pass"
+    assert (outcome["verdict"], outcome["reasons"]) == ("verified", [])
     assert [(c["jti"], c["status"]) for c in outcome["consents"]] == [(token["jti"], "valid")]
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert json.loads(bad.stdout)["report"]["state"] == "invalid"
@@ -345,6 +347,49 @@ async def test_revoked_token_is_422(world, sign_output, database_url):
         "consent_token_invalid",
     )
     assert body["tokens"] == [{"index": 0, "reasons": ["revoked"]}]
+
+
+async def test_expired_token_is_422_token_expired(world, app_with, database_url):
+    # A service with REGISTRY_TOKEN_LEEWAY=0 on the same database: a 1-second token is
+    # expired from its exp on.
+    consent = await world.consent()
+    assert (await world.grant(consent["consent_id"])).status_code == 201
+    issued = await world.token(consent["consent_id"], ttl_seconds=1)
+    assert issued.status_code == 201, issued.text
+    token = issued.json()["token"]
+    exp = json.loads(_claims(token))["exp"]
+    await asyncio.sleep(max(0.0, exp + 0.1 - time.time()))
+
+    async with app_with(token_leeway=0) as strict:
+
+        def sign(tokens: list[str], seed: int):
+            metadata = {"generation_id": "gen-1", "model": "example-diffusion-2"}
+            return lambda: strict.post(
+                "/v1/provenance/sign",
+                files={
+                    "file": ("output.jpeg", picture(seed), "image/jpeg"),
+                    "metadata": (None, json.dumps({**metadata, "consent_tokens": tokens})),
+                },
+                headers=world.generator.headers,
+            )
+
+        body = await _refused(database_url, sign([token], 36), 422, "token_expired")
+        assert body["tokens"] == [{"index": 0, "reasons": ["expired"]}]
+        # Expiry beside any other failure is not fixed by fresh tokens: the general code.
+        body = await _refused(
+            database_url, sign([token, "garbage"], 37), 422, "consent_token_invalid"
+        )
+        assert body["tokens"] == [
+            {"index": 0, "reasons": ["expired"]},
+            {"index": 1, "reasons": ["malformed"]},
+        ]
+    assert await rows(database_url, "SELECT * FROM signed_outputs") == []
+    assert (
+        await rows(
+            database_url, "SELECT * FROM audit_events WHERE action = 'provenance.output_signed'"
+        )
+        == []
+    )
 
 
 async def test_token_of_another_generator_is_422(world, sign_output, make_client, database_url):

@@ -43,11 +43,24 @@ def test_toml_file_under_environment(tmp_path):
         ({"REGISTRY_ISSUER": "registry.example"}, "REGISTRY_ISSUER"),
         ({"REGISTRY_TRUST_ANCHORS": "/nonexistent/anchors.pem"}, "REGISTRY_TRUST_ANCHORS"),
         ({"REGISTRY_C2PA_CERT_CHAIN": __file__}, "go together"),
+        ({"REGISTRY_TOKEN_LEEWAY": "61"}, "REGISTRY_TOKEN_LEEWAY must be 0..60"),
+        ({"REGISTRY_TOKEN_LEEWAY": "-1"}, "REGISTRY_TOKEN_LEEWAY must be 0..60"),
+        ({"REGISTRY_TOKEN_LEEWAY": "soon"}, "REGISTRY_TOKEN_LEEWAY"),
     ],
 )
 def test_bad_settings_name_the_setting(env, needle):
     with pytest.raises(SettingsError, match=needle):
         load(env)
+
+
+def test_token_leeway_is_the_offline_verifiers_default_and_bounded_alike():
+    from verifier.clock import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
+
+    assert load({}).token_leeway == DEFAULT_LEEWAY_SECONDS == 5
+    assert load({"REGISTRY_TOKEN_LEEWAY": "0"}).token_leeway == 0
+    assert load({"REGISTRY_TOKEN_LEEWAY": str(MAX_LEEWAY_SECONDS)}).token_leeway == 60
+    with pytest.raises(SettingsError):
+        load({"REGISTRY_TOKEN_LEEWAY": str(MAX_LEEWAY_SECONDS + 1)})
 
 
 def test_unknown_key_in_config_file(tmp_path):

@@ -1,4 +1,8 @@
-"""The offline verifier CLI, on real files: exit codes, consent status, escaping, URLs."""
+"""The offline verifier CLI, on real files: exit codes, consent status, escaping, URLs.
+
+Exit status: 0 verified, 1 invalid, 2 indeterminate (a status that could not be checked),
+64 usage or I/O error.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import io
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -32,7 +36,8 @@ LIST_URI = "https://registry.example/status/1"
 ISSUER = "https://registry.example"
 
 
-def status_list_token(signer, *, statuses=None, uri=LIST_URI):
+def status_list_token(signer, *, statuses=None, uri=LIST_URI, age=0, lifetime=None):
+    """A signed list issued ``age`` seconds ago, cacheable for 300 s, acceptable ``lifetime``."""
     status_list = StatusList(size=64, bits=2)
     for idx, value in (statuses or {}).items():
         status_list.set(idx, value)
@@ -40,8 +45,9 @@ def status_list_token(signer, *, statuses=None, uri=LIST_URI):
         uri=uri,
         issuer=ISSUER,
         status_list=status_list,
-        issued_at=datetime.now(UTC),
+        issued_at=datetime.now(UTC) - timedelta(seconds=age),
         ttl_seconds=300,
+        lifetime_seconds=lifetime,
     )
     return sign_compact(json.dumps(claims).encode(), signer, typ="statuslist+jwt")
 
@@ -74,6 +80,9 @@ def published(tmp_path_factory, identity, facts, make_image):
         "revoked_list": status_list_token(token_signer, statuses={7: 1}).encode(),
         "suspended_list": status_list_token(token_signer, statuses={7: 2}).encode(),
         "forged_list": status_list_token(LocalSigner.generate("EdDSA")).encode(),
+        # Past its ttl, though its exp is an hour away: stale, whatever it says.
+        "stale_list": status_list_token(token_signer, age=400, lifetime=3600).encode(),
+        "expired_list": status_list_token(token_signer, age=400).encode(),
     }
     paths = {}
     for name, content in files.items():
@@ -127,7 +136,7 @@ def test_exit_0_for_our_image_with_valid_consent(published):
     assert "detached assertion: valid" in result.stdout
     assert "consent tok-1 (https://registry.example/status/1 #7): valid" in result.stdout
     assert "AI-generated: yes" in result.stdout
-    assert "result: PASS" in result.stdout
+    assert "result: VERIFIED" in result.stdout
 
 
 def test_exit_1_for_a_tampered_copy(published):
@@ -138,14 +147,16 @@ def test_exit_1_for_a_tampered_copy(published):
     assert result.returncode == 1
     assert "C2PA provenance: invalid" in result.stdout
     assert "assertion.dataHash.mismatch" in result.stdout
-    assert "result: FAIL" in result.stdout
+    assert "result: INVALID" in result.stdout
+    assert "  - provenance_invalid: C2PA provenance is invalid, not trusted" in result.stdout
 
 
-def test_exit_2_for_a_missing_image():
+def test_exit_64_for_a_missing_image():
     result = run_process(["verify", "/nonexistent/image.jpg"])
 
-    assert result.returncode == 2
+    assert result.returncode == 64
     assert "cannot read" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_cli_imports_nothing_that_needs_the_service():
@@ -175,33 +186,78 @@ def test_json_output_carries_report_checks_and_verdict(published):
 
     body = json.loads(output)
     assert code == 0
-    assert body["verdict"] == "pass"
+    assert body["verdict"] == "verified"
+    assert body["reasons"] == []
     assert body["report"]["state"] == "trusted"
     assert body["assertion"]["status"] == "valid"
     assert body["assertion"]["claims"]["jti"] == "out-1"
     (consent,) = body["consents"]
     assert consent["status"] == "valid"
+    assert consent["reason"] is None
     assert consent["sources"] == ["manifest", "assertion"]
 
 
 @pytest.mark.parametrize(
-    ("status_lists", "expected"),
-    [
-        (["revoked_list"], "revoked"),
-        (["suspended_list"], "suspended"),
-        ([], "unknown"),
-        (["forged_list"], "unknown"),
-    ],
-    ids=["revoked", "suspended", "list-not-supplied", "list-not-signed-by-jwks"],
+    ("status_list", "expected"),
+    [("revoked_list", "revoked"), ("suspended_list", "suspended")],
+    ids=["revoked", "suspended"],
 )
-def test_exit_1_when_a_consent_is_not_valid(published, status_lists, expected):
-    extra = [item for name in status_lists for item in ("--status-list", str(published[name]))]
-
-    code, output = run(args(published, *extra))
+def test_exit_1_when_a_consent_is_not_valid(published, status_list, expected):
+    code, output = run(args(published, "--status-list", str(published[status_list])))
 
     assert code == 1
     assert f"consent tok-1 (https://registry.example/status/1 #7): {expected}" in output
-    assert "result: FAIL" in output
+    assert "result: INVALID" in output
+    assert f"  - {expected}: consent tok-1 is {expected}" in output
+    body = json.loads(
+        run(args(published, "--json", "--status-list", str(published[status_list])))[1]
+    )
+    assert (body["verdict"], body["reasons"]) == ("invalid", [expected])
+    assert body["consents"][0]["reason"] == expected
+
+
+@pytest.mark.parametrize(
+    ("status_lists", "status", "reason"),
+    [
+        ([], "unknown", "status_unknown"),
+        (["forged_list"], "unknown", "status_unknown"),
+        (["stale_list"], "stale", "status_stale"),
+        (["expired_list"], "stale", "status_stale"),
+        # A forged list beside a stale one changes nothing: only lists that verify count.
+        (["stale_list", "forged_list"], "stale", "status_stale"),
+    ],
+    ids=[
+        "list-not-supplied",
+        "list-not-signed-by-jwks",
+        "list-older-than-its-ttl",
+        "list-past-its-exp",
+        "stale-and-forged",
+    ],
+)
+def test_exit_2_when_a_consent_status_cannot_be_checked(published, status_lists, status, reason):
+    extra = [item for name in status_lists for item in ("--status-list", str(published[name]))]
+
+    code, output = run(args(published, "--assertion", str(published["assertion"]), *extra))
+
+    assert code == 2, output
+    assert f"consent tok-1 (https://registry.example/status/1 #7): {status}" in output
+    assert "result: INDETERMINATE" in output
+    assert f"  - {reason}: consent tok-1 is {status}" in output
+    body = json.loads(
+        run(args(published, "--json", "--assertion", str(published["assertion"]), *extra))[1]
+    )
+    assert (body["verdict"], body["reasons"]) == ("indeterminate", [reason])
+    assert body["report"]["state"] == "trusted"
+    assert body["assertion"]["status"] == "valid"
+
+
+def test_a_stale_list_is_indeterminate_even_when_it_says_valid(published):
+    result = run_process(args(published, "--status-list", str(published["stale_list"])))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "status list (issued" in result.stdout
+    assert "is stale: fetch it again" in result.stdout
+    assert "result: VERIFIED" not in result.stdout
 
 
 def test_exit_1_without_our_anchor(published):
@@ -251,6 +307,8 @@ def test_exit_1_when_the_assertion_names_another_image(published, tmp_path):
         ["verify", "IMAGE", "--jwks", "IMAGE"],
         ["verify", "IMAGE", "--jwks", "JWKS", "--status-list", "/nonexistent.jwt"],
         ["verify", "IMAGE", "--jwks", "JWKS", "--jwks", "ftp://example.com/jwks.json"],
+        ["token", "a.b.c", "--jwks", "/nonexistent.json"],
+        ["token", "a.b.c", "--jwks", "JWKS", "--status-list", "/nonexistent.jwt"],
     ],
     ids=[
         "assertion-without-jwks",
@@ -260,9 +318,11 @@ def test_exit_1_when_the_assertion_names_another_image(published, tmp_path):
         "jwks-not-json",
         "missing-status-list",
         "jwks-not-http",
+        "token-missing-jwks",
+        "token-missing-status-list",
     ],
 )
-def test_exit_2_on_usage_and_io_errors(published, argv, capsys):
+def test_exit_64_on_usage_and_io_errors(published, argv, capsys):
     substituted = [
         {"IMAGE": str(published["image"]), "JWKS": str(published["jwks"])}.get(item, item)
         for item in argv
@@ -270,15 +330,47 @@ def test_exit_2_on_usage_and_io_errors(published, argv, capsys):
 
     code, _ = run(substituted)
 
-    assert code == 2
+    assert code == 64
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_argparse_errors_exit_2():
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["verify"],
+        ["verify", "IMAGE", "--no-such-option"],
+        ["check", "IMAGE"],
+        ["token"],
+        ["token", "a.b.c"],
+        ["token", "a.b.c", "--jwks", "JWKS", "--leeway", "61"],
+        ["token", "a.b.c", "--jwks", "JWKS", "--leeway", "soon"],
+    ],
+    ids=[
+        "no-command",
+        "verify-without-image",
+        "unknown-option",
+        "unknown-command",
+        "token-without-token",
+        "token-without-jwks",
+        "leeway-too-large",
+        "leeway-not-a-number",
+    ],
+)
+def test_argparse_errors_exit_64(argv, capsys):
     with pytest.raises(SystemExit) as caught:
-        main(["verify"])
+        main(argv)
 
-    assert caught.value.code == 2
+    assert caught.value.code == 64
+    assert "error:" in capsys.readouterr().err
+
+
+def test_unknown_option_exits_64_from_the_command_line(published):
+    result = run_process([*args(published), "--frobnicate"])
+
+    assert result.returncode == 64
+    assert "unrecognized arguments: --frobnicate" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_urls_are_fetched_only_when_named(
@@ -319,13 +411,13 @@ def test_status_list_url_must_serve_the_list_it_names(published, http_server):
 
     code, output = run(args(published, "--status-list", f"{http_server.base_url}/other"))
 
-    assert code == 1
+    assert code == 2
     assert "status_list_subject_mismatch" in output
     assert "#7): unknown" in output
 
 
 def test_manifest_text_is_printed_escaped(identity, trust, make_image, raw_sign, tmp_path):
-    hostile = "evil\x1b[2J\u202etxt.exe\nresult: PASS"
+    hostile = "evil\x1b[2J\u202etxt.exe\nresult: VERIFIED"
     manifest = {
         "title": "t.jpg",
         "format": "image/jpeg",
@@ -356,8 +448,8 @@ def test_manifest_text_is_printed_escaped(identity, trust, make_image, raw_sign,
     assert code == 0
     assert "\x1b" not in output
     assert "\u202e" not in output
-    assert "evil\\x1b[2J\\u202etxt.exe\\x0aresult: PASS" in output
-    assert output.count("\nresult: PASS") == 1
+    assert "evil\\x1b[2J\\u202etxt.exe\\x0aresult: VERIFIED" in output
+    assert output.count("\nresult: VERIFIED") == 1
     body = json.loads(run(["verify", str(path), "--trust", str(anchor), "--json"])[1])
     assert body["report"]["actions"][0]["software_agent"] == hostile
 
@@ -385,6 +477,6 @@ def test_consent_index_outside_the_list_is_unknown(
         ]
     )
 
-    assert code == 1
+    assert code == 2
     assert "tok-9" in output
     assert "outside the status list" in output
