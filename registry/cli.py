@@ -1,7 +1,11 @@
 """The ``registry`` command: run the service and operate it.
 
-Exit codes: 0 success, 1 a check failed (e.g. the audit chain is broken), 2 a usage,
-configuration or connection error (the message says which setting or what to do).
+Exit codes: 0 success, 1 a check failed or a change was refused (the audit chain is broken, a
+hash list of that name exists), 2 a usage, configuration or connection error (the message says
+which setting or what to do). Settings are checked whole before anything starts.
+
+Commands that print a result take ``--json``: one JSON document on stdout instead of the text
+for people (``keys rotate``, ``clients create`` and ``audit checkpoint`` print JSON either way).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +26,36 @@ if TYPE_CHECKING:
 
     from registry.services import Services
     from registry.settings import Settings
+
+
+_IMPORT_FORMATS = """\
+Import perceptual hashes into an existing list (see `registry hashes create-list`), all or
+nothing: a bad line refuses the whole file, naming the line, and nothing is stored. A hash
+already on the list gets the new label and source and is enabled again; within a file the
+last line for a hash wins.
+
+The file is UTF-8, one entry a line; blank lines are skipped and a line holds at most 4096
+bytes (CSV: characters). A name ending in .csv is read as CSV, .jsonl or .ndjson as JSON
+lines, and any other name as JSON lines when its first non-blank character is "{", else CSV.
+
+Each entry has
+  hash    required: the 64-bit perceptual hash (pHash) as exactly 16 hex digits
+  label   required: 1..512 characters, what the entry is (shown with every match)
+  source  optional: 1..512 characters, where it comes from (on a list the policy names in
+          hashes.consent_exempt_lists, the consent asset id it protects)
+
+CSV: hash,label[,source] with standard CSV quoting; a first line whose first field is
+"hash" (a header such as hash,label,source) is skipped.
+CSV example (protected.csv):
+  c3a1b2d4e5f60718,case-1041,hotline
+  00ff00ff00ff00ff,"known image, cropped"
+
+JSON lines: one object a line with the keys hash, label and optionally source (a string or
+null); any other key refuses the line.
+JSON lines example (protected.jsonl):
+  {"hash": "c3a1b2d4e5f60718", "label": "case-1041", "source": "hotline"}
+  {"hash": "00ff00ff00ff00ff", "label": "known image, cropped"}
+"""
 
 
 class CommandError(Exception):
@@ -108,10 +143,14 @@ def cmd_keys_rotate(settings: Settings, _: argparse.Namespace) -> int:
     return asyncio.run(_with_services(settings, work))
 
 
-def cmd_new_master_key(_: Settings | None, __: argparse.Namespace) -> int:
+def cmd_new_master_key(_: Settings | None, args: argparse.Namespace) -> int:
     import keys  # noqa: PLC0415
 
-    sys.stdout.write(keys.MasterKey.generate().to_text() + "\n")
+    value = keys.MasterKey.generate().to_text()
+    if args.json:
+        _print_json({"master_key": value})
+    else:
+        sys.stdout.write(value + "\n")
     return 0
 
 
@@ -142,29 +181,37 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_services(settings, work))
 
 
-def cmd_new_api_key(_: Settings | None, __: argparse.Namespace) -> int:
+def cmd_new_api_key(_: Settings | None, args: argparse.Namespace) -> int:
     from registry import auth  # noqa: PLC0415
 
-    sys.stdout.write(auth.generate_api_key() + "\n")
+    value = auth.generate_api_key()
+    if args.json:
+        _print_json({"api_key": value})
+    else:
+        sys.stdout.write(value + "\n")
     return 0
 
 
-def cmd_audit_verify(settings: Settings, _: argparse.Namespace) -> int:
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from registry import audit  # noqa: PLC0415
 
     async def work(services: Services) -> int:
         async with services.connection() as conn:
             report = await audit.verify_chain(conn)
-        if report.ok:
+        if args.json:
+            _print_json(report)
+        elif report.ok:
             cp = report.checkpoint_size
             sys.stdout.write(
                 f"audit chain OK: {report.size} event(s)"
                 + (f", consistent with checkpoint at {cp}" if cp else ", no checkpoint yet")
                 + "\n"
             )
-            return 0
-        sys.stdout.write(f"audit chain BROKEN at event {report.first_bad_seq}: {report.problem}\n")
-        return 1
+        else:
+            sys.stdout.write(
+                f"audit chain BROKEN at event {report.first_bad_seq}: {report.problem}\n"
+            )
+        return 0 if report.ok else 1
 
     return asyncio.run(_with_services(settings, work))
 
@@ -234,7 +281,8 @@ def cmd_hashes_import(settings: Settings, args: argparse.Namespace) -> int:
     if not path.is_file():
         msg = f"{path} is not a readable file"
         raise CommandError(msg)
-    progress = Progress(sys.stderr, path.stat().st_size)
+    # A progress bar is for people; --json prints the counts alone.
+    progress = None if args.json else Progress(sys.stderr, path.stat().st_size)
 
     async def work(services: Services) -> int:
         try:
@@ -254,22 +302,87 @@ def cmd_hashes_import(settings: Settings, args: argparse.Namespace) -> int:
                     },
                 )
         except HashListError as exc:
-            progress.done("import refused; nothing was stored")
+            if progress is not None:
+                progress.done("import refused; nothing was stored")
             msg = f"{exc.code}: {exc.message}"
             raise CommandError(msg) from None
-        progress.done(
-            f"{result.list}: {result.received:,} entries read, {result.added:,} added, "
-            f"{result.updated:,} updated"
-        )
+        if progress is None:
+            _print_json(result)
+        else:
+            progress.done(
+                f"{result.list}: {result.received:,} entries read, {result.added:,} added, "
+                f"{result.updated:,} updated"
+            )
         return 0
 
     return asyncio.run(_with_services(settings, work))
+
+
+def cmd_hashes_create_list(settings: Settings, args: argparse.Namespace) -> int:
+    from registry import operations  # noqa: PLC0415
+    from registry.gate import HashListExists  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        try:
+            async with services.transaction() as conn:
+                view = await operations.create_hash_list(
+                    conn, actor="cli", actor_tenant=None, name=args.name, action=args.action
+                )
+        except HashListExists as exc:
+            sys.stderr.write(f"registry: {exc}; nothing was changed\n")
+            return 1
+        if args.json:
+            _print_json(view)
+        else:
+            sys.stdout.write(f"created hash list {view.name} (action: {view.action})\n")
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_hashes_lists(settings: Settings, args: argparse.Namespace) -> int:
+    from registry.gate import list_lists  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        async with services.connection() as conn:
+            lists = await list_lists(conn)
+        if args.json:
+            _print_json({"lists": lists})
+        elif not lists:
+            sys.stdout.write("no hash lists yet (`registry hashes create-list` makes one)\n")
+        else:
+            width = max(len(view.name) for view in lists)
+            sys.stdout.write(f"{'name':<{width}}  action  state     entries\n")
+            for view in lists:
+                state = "enabled" if view.enabled else "disabled"
+                sys.stdout.write(
+                    f"{view.name:<{width}}  {view.action:<6}  {state:<8}  {view.entries:,}\n"
+                )
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def _list_name(value: str) -> str:
+    from moderation import HashIndex, HashValueInvalid  # noqa: PLC0415 - numpy, only here
+
+    try:
+        # The index's rule for list names, the same as the table's check.
+        HashIndex().define_list(value, "review")
+    except HashValueInvalid as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="registry", description="Consent and provenance registry service."
     )
+    parser.add_argument(
+        "--version", action="version", version=f"registry {metadata.version('consent-registry')}"
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print the result as JSON")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP service").set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
@@ -277,17 +390,19 @@ def _parser() -> argparse.ArgumentParser:
     keys_p = sub.add_parser("keys", help="token-signing keys").add_subparsers(
         dest="keys_command", required=True
     )
-    keys_p.add_parser("rotate", help="rotate the token-signing key").set_defaults(
-        func=cmd_keys_rotate
-    )
     keys_p.add_parser(
-        "new-master-key", help="print a fresh REGISTRY_MASTER_KEY value"
+        "rotate", parents=[as_json], help="rotate the token-signing key"
+    ).set_defaults(func=cmd_keys_rotate)
+    keys_p.add_parser(
+        "new-master-key", parents=[as_json], help="print a fresh REGISTRY_MASTER_KEY value"
     ).set_defaults(func=cmd_new_master_key, needs_settings=False)
 
     clients_p = sub.add_parser("clients", help="API clients").add_subparsers(
         dest="clients_command", required=True
     )
-    create = clients_p.add_parser("create", help="create a client and print its API key")
+    create = clients_p.add_parser(
+        "create", parents=[as_json], help="create a client and print its API key"
+    )
     create.add_argument("--name", required=True)
     create.add_argument(
         "--role",
@@ -298,18 +413,20 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", default="default")
     create.set_defaults(func=cmd_clients_create)
     clients_p.add_parser(
-        "new-key", help="print a fresh API key (e.g. for REGISTRY_BOOTSTRAP_ADMIN_KEY)"
+        "new-key",
+        parents=[as_json],
+        help="print a fresh API key (e.g. for REGISTRY_BOOTSTRAP_ADMIN_KEY)",
     ).set_defaults(func=cmd_new_api_key, needs_settings=False)
 
     audit_p = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True
     )
     audit_p.add_parser(
-        "verify", help="recompute the hash chain and compare checkpoints"
+        "verify", parents=[as_json], help="recompute the hash chain and compare checkpoints"
     ).set_defaults(func=cmd_audit_verify)
-    audit_p.add_parser("checkpoint", help="sign a checkpoint of the current head").set_defaults(
-        func=cmd_audit_checkpoint
-    )
+    audit_p.add_parser(
+        "checkpoint", parents=[as_json], help="sign a checkpoint of the current head"
+    ).set_defaults(func=cmd_audit_checkpoint)
 
     policy_p = sub.add_parser("policy", help="the publish-gate policy").add_subparsers(
         dest="policy_command", required=True
@@ -320,19 +437,49 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=cmd_policy_check)
 
-    hashes_p = sub.add_parser("hashes", help="perceptual-hash lists").add_subparsers(
-        dest="hashes_command", required=True
-    )
-    imp = hashes_p.add_parser("import", help="import a CSV or JSON-lines file into a list")
-    imp.add_argument("list")
-    imp.add_argument("file")
-    imp.set_defaults(func=cmd_hashes_import)
+    _hashes_parser(sub.add_parser("hashes", help="perceptual-hash lists"), as_json)
 
     oa = sub.add_parser("openapi", help="export the OpenAPI document")
     oa.add_argument("--output", default="openapi/openapi.json")
     oa.add_argument("--check", action="store_true", help="fail when the file is stale")
     oa.set_defaults(func=cmd_openapi, needs_settings=False)
     return parser
+
+
+def _hashes_parser(hashes: argparse.ArgumentParser, as_json: argparse.ArgumentParser) -> None:
+    hashes_p = hashes.add_subparsers(dest="hashes_command", required=True)
+    new_list = hashes_p.add_parser(
+        "create-list",
+        parents=[as_json],
+        help="create a hash list",
+        description="Create an empty, enabled hash list (as POST /v1/admin/hash-lists does).",
+    )
+    new_list.add_argument(
+        "name",
+        type=_list_name,
+        help="1..64 characters of a-z, 0-9, '.', '_' and '-', the first a letter or digit",
+    )
+    new_list.add_argument(
+        "--action",
+        required=True,
+        choices=("block", "review"),
+        help="what a match within the policy's block distance leads to (one within its "
+        "review distance goes to review either way)",
+    )
+    new_list.set_defaults(func=cmd_hashes_create_list)
+    hashes_p.add_parser(
+        "lists", parents=[as_json], help="every hash list with its action, state and entries"
+    ).set_defaults(func=cmd_hashes_lists)
+    imp = hashes_p.add_parser(
+        "import",
+        parents=[as_json],
+        help="import a CSV or JSON-lines file into a list",
+        description=_IMPORT_FORMATS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("list", help="the name of an existing list")
+    imp.add_argument("file", help="a CSV or JSON-lines file (formats above)")
+    imp.set_defaults(func=cmd_hashes_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -347,6 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "needs_settings", True):
             settings = settings_module.load()
             logs.configure(settings.log_level, json_lines=settings.log_json)
+            from registry.app import check_settings  # noqa: PLC0415 - after the cheap checks
+
+            check_settings(settings)
         code: int = args.func(settings, args)
     except SettingsError as exc:
         sys.stderr.write(f"registry: configuration error: {exc}\n")

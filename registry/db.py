@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import logging
 import re
+import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -142,11 +144,25 @@ class EmbeddedPostgres:
 
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     """Start (or join) the embedded PostgreSQL in ``data_dir/pg``."""
-    from pgserver.postgres_server import get_server  # noqa: PLC0415 - heavy, embedded mode only
+    with warnings.catch_warnings():
+        # pgserver keeps its lock file in the user's runtime directory; without
+        # XDG_RUNTIME_DIR (root shells, containers, CI) platformdirs warns at import and falls
+        # back to /tmp, which is fine for a lock. (Matched by message: older platformdirs
+        # versions warn with a plain UserWarning.)
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+        from pgserver.postgres_server import get_server  # noqa: PLC0415 - heavy, embedded only
 
     pgdata = data_dir / "pg"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(pgdata, cleanup_mode="stop")
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = get_server(pgdata, cleanup_mode="stop")
+    except subprocess.SubprocessError as exc:
+        # pgserver has logged the failed command and the server's log as errors already.
+        msg = f"the embedded PostgreSQL did not start; its log is {pgdata / 'log'}"
+        raise DatabaseError(msg) from exc
+    except OSError as exc:
+        msg = f"the embedded PostgreSQL cannot use {pgdata}: {exc}"
+        raise DatabaseError(msg) from exc
     return EmbeddedPostgres(url=str(server.get_uri()), _server=server)
 
 

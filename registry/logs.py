@@ -1,4 +1,10 @@
-"""Structured logs: one JSON object per line, each carrying the request id it belongs to."""
+"""Structured logs: one JSON object per line, each carrying the request id it belongs to.
+
+The embedded PostgreSQL's library (pgserver) narrates every start and stop at INFO, with
+whole command lines and initdb's output; its INFO records are logged at DEBUG, so they show
+only when asked for, while its warnings and errors (a server that did not start, with its
+log) stay as they are.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +39,17 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry).decode()
 
 
+def _as_debug(record: logging.LogRecord) -> bool:
+    if record.levelno < logging.WARNING:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
+
+
 def configure(level: str, *, json_lines: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    # The handler filters by level too: a record demoted to DEBUG after its logger let it
+    # through at INFO is dropped here unless DEBUG was asked for.
+    handler.setLevel(level)
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
@@ -44,3 +59,5 @@ def configure(level: str, *, json_lines: bool) -> None:
     root.setLevel(level)
     # uvicorn's access log duplicates ours, without the request id.
     logging.getLogger("uvicorn.access").disabled = True
+    # One function object, so configuring twice (CLI, then the ASGI factory) adds it once.
+    logging.getLogger("pgserver").addFilter(_as_debug)

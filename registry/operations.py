@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry import audit, auth
+from registry import api_keys, audit, auth
+from registry.gate import HashListView, create_list
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
     import asyncpg
 
     from keys import KeyRing, Rotation
+    from moderation.hashlists import ListAction
 
 
 async def create_client(
@@ -27,8 +30,17 @@ async def create_client(
     roles: Iterable[str],
     tenant: str,
     api_key: str | None = None,
+    expires_at: datetime | None = None,
 ) -> auth.NewClient:
-    new = await auth.create_client(conn, name=name, roles=roles, tenant=tenant, api_key=api_key)
+    """Create a client with its first key (expiring at ``expires_at``, if given)."""
+    new = await auth.create_client(
+        conn,
+        name=name,
+        roles=roles,
+        tenant=tenant,
+        api_key=api_key,
+        expires_at=api_keys.check_expiry(expires_at),
+    )
     await audit.append(
         conn,
         actor=actor,
@@ -36,7 +48,11 @@ async def create_client(
         action="client.created",
         subject_type="api_client",
         subject_id=new.client.client_id,
-        payload={"tenant": new.client.tenant, "roles": sorted(r.value for r in new.client.roles)},
+        payload={
+            "tenant": new.client.tenant,
+            "roles": sorted(r.value for r in new.client.roles),
+            **api_keys.key_payload(new.key.key_id, new.key.expires_at),
+        },
     )
     return new
 
@@ -76,3 +92,25 @@ async def rotate_keys(
         },
     )
     return rotation
+
+
+async def create_hash_list(
+    conn: asyncpg.Connection,
+    *,
+    actor: str,
+    actor_tenant: str | None,
+    name: str,
+    action: ListAction,
+) -> HashListView:
+    """Create a perceptual-hash list; ``hash_list_exists`` when the name is taken."""
+    view = await create_list(conn, name=name, action=action, created_by=actor)
+    await audit.append(
+        conn,
+        actor=actor,
+        tenant=actor_tenant,
+        action="hash_list.created",
+        subject_type="hash_list",
+        subject_id=name,
+        payload={"action": action},
+    )
+    return view

@@ -17,13 +17,12 @@ from litestar.params import FromPath
 
 from moderation import EntryInput, iter_csv, iter_jsonl
 from moderation.hashlists import ListAction  # noqa: TC001 - msgspec reads it at runtime
-from registry import audit
+from registry import audit, operations
 from registry.auth import Role
 from registry.gate import (
     HashListUploadInvalid,
     HashListView,
     ImportResult,
-    create_list,
     disable_entries,
     import_entries,
     list_lists,
@@ -161,11 +160,13 @@ class HashListsController(Controller):
         client = current_client(request)
         body: CreateList = await _json(request, CreateList, services)
         async with services.transaction() as conn:
-            view = await create_list(
-                conn, name=body.name, action=body.action, created_by=client.client_id
+            return await operations.create_hash_list(
+                conn,
+                actor=client.client_id,
+                actor_tenant=client.tenant,
+                name=body.name,
+                action=body.action,
             )
-            await _append(conn, client, "hash_list.created", body.name, {"action": body.action})
-        return view
 
     @get("/", summary="Every hash list with its action, state and enabled entry count")
     async def index(self, request: Request[Any, Any, Any]) -> HashListsView:

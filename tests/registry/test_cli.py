@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import json
+import shutil
 import socket
-import subprocess
-import sys
+import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 import keys
+from tests.registry.cli_support import external, run
 from tests.support import ADMIN_KEY
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "registry.cli", *args],
-        capture_output=True,
-        text=True,
-        env=base,
-        timeout=timeout,
-        cwd=REPO,
-        check=False,
-    )
 
 
 def _free_port() -> int:
@@ -131,6 +118,12 @@ async def test_audit_verify_names_the_tampered_event(database_url):
     result = run("audit", "verify", env=env)
     assert result.returncode == 1
     assert "BROKEN at event 2" in result.stdout
+    as_json = run("audit", "verify", "--json", env=env)
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    # size: the events that verify, here those before the tampered one.
+    assert (report["ok"], report["size"], report["first_bad_seq"]) == (False, 1, 2)
+    assert report["problem"] == "event 2 does not match its hash (edited or reordered)"
 
 
 def test_bad_role_exits_2():
@@ -161,3 +154,155 @@ def test_new_keys_are_well_formed():
     keys.MasterKey.from_text(master.stdout.strip())
     api = run("clients", "new-key")
     assert api.stdout.strip().startswith("rk_")
+    keys.MasterKey.from_text(
+        json.loads(run("keys", "new-master-key", "--json").stdout)["master_key"]
+    )
+    assert json.loads(run("clients", "new-key", "--json").stdout)["api_key"].startswith("rk_")
+
+
+def test_version_is_the_installed_package_version():
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"registry {metadata.version('consent-registry')}\n"
+
+
+def test_json_output_of_clients_keys_and_audit(database_url):
+    env = external(database_url)
+    created = run(
+        "clients",
+        "create",
+        "--name",
+        "gen",
+        "--role",
+        "generator",
+        "--tenant",
+        "acme",
+        "--json",
+        env=env,
+    )
+    assert created.returncode == 0, created.stderr
+    client = json.loads(created.stdout)
+    assert set(client) == {"client_id", "name", "roles", "tenant", "api_key"}
+    assert (client["name"], client["roles"], client["tenant"]) == ("gen", ["generator"], "acme")
+    assert client["api_key"].startswith("rk_")
+    rotated = run("keys", "rotate", "--json", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    rotation = json.loads(rotated.stdout)
+    assert set(rotation) == {"activated_kid", "retiring_kid", "next_kid", "retire_after"}
+    checkpoint = run("audit", "checkpoint", "--json", env=env)
+    assert json.loads(checkpoint.stdout)["tree_size"] == 2
+    verified = run("audit", "verify", "--json", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout) == {
+        "ok": True,
+        "size": 2,
+        "first_bad_seq": None,
+        "problem": None,
+        "checkpoint_size": 2,
+    }
+
+
+# Commands that start (or reach) a database, each refusing bad settings before it does.
+DATABASE_COMMANDS = [
+    ("audit", "verify"),
+    ("keys", "rotate"),
+    ("clients", "create", "--name", "x", "--role", "uploader"),
+    ("hashes", "create-list", "x", "--action", "block"),
+    ("migrate",),
+    ("serve",),
+]
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=" ".join)
+def test_a_bad_bootstrap_key_stops_every_command_before_the_database(command, tmp_path):
+    data = tmp_path / "data"
+    result = run(
+        *command,
+        env={"REGISTRY_DATA_DIR": str(data), "REGISTRY_BOOTSTRAP_ADMIN_KEY": "nonsense"},
+    )
+    assert result.returncode == 2
+    assert "registry: configuration error: REGISTRY_BOOTSTRAP_ADMIN_KEY must look like" in (
+        result.stderr
+    )
+    assert "nonsense" not in result.stderr
+    assert result.stdout == ""
+    # No embedded PostgreSQL was started and no development key was written.
+    assert not data.exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"REGISTRY_PORT": "abc"}, "REGISTRY_PORT"),
+        ({"REGISTRY_CONSENT_SIGNER_ANCHORS": __file__}, "REGISTRY_CONSENT_SIGNER_ANCHORS"),
+        ({"REGISTRY_TRUST_ANCHORS": __file__}, "REGISTRY_TRUST_ANCHORS"),
+        ({"REGISTRY_WEBHOOK_HOSTS": "http://hooks.example/x"}, "REGISTRY_WEBHOOK_HOSTS"),
+        (
+            {
+                "REGISTRY_CLASSIFIER_URL": "ftp://127.0.0.1/",
+                "REGISTRY_CLASSIFIER_ALLOWED_HOSTS": "127.0.0.1",
+            },
+            "REGISTRY_CLASSIFIER_",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_bad_settings_stop_a_command_before_the_database(env, setting, tmp_path):
+    data = tmp_path / "data"
+    result = run("audit", "verify", env={"REGISTRY_DATA_DIR": str(data), **env})
+    assert result.returncode == 2
+    assert result.stderr.startswith("registry: configuration error: ")
+    assert setting in result.stderr
+    assert not data.exists()
+
+
+@pytest.fixture
+def embedded_data_dir():
+    # Under /tmp like conftest.py's server, not in pytest's basetemp: run as root, pgserver
+    # opens every parent directory to its own user, and pytest makes its basetemp private.
+    path = Path(tempfile.mkdtemp(prefix="registry-cli-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_embedded_start_leaves_stderr_to_the_service(embedded_data_dir):
+    result = run(
+        "audit",
+        "verify",
+        env={"REGISTRY_DATA_DIR": str(embedded_data_dir)},
+        # Unset, platformdirs warns that pgserver's lock falls back to /tmp.
+        unset=("XDG_RUNTIME_DIR",),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "audit chain OK: 0 event(s), no checkpoint yet\n"
+    assert (embedded_data_dir / "pg" / "PG_VERSION").is_file()
+    assert "pgserver" not in result.stderr
+    assert "XDG_RUNTIME_DIR" not in result.stderr
+    # What is left is the service's own log (migrations, development-setup warnings).
+    for line in result.stderr.splitlines():
+        assert json.loads(line)["logger"].startswith("registry."), line
+
+
+def test_a_failed_embedded_start_shows_pgserver_errors_not_a_traceback(embedded_data_dir):
+    pgdata = embedded_data_dir / "pg"
+    pgdata.mkdir()
+    # Initialised, it claims, but without postgresql.conf: the server cannot start.
+    (pgdata / "PG_VERSION").write_text("15\n")
+    result = run(
+        "audit",
+        "verify",
+        env={"REGISTRY_DATA_DIR": str(embedded_data_dir), "REGISTRY_LOG_JSON": "false"},
+        unset=("XDG_RUNTIME_DIR",),
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "ERROR pgserver Failed to start server" in result.stderr
+    assert "could not access the server configuration file" in result.stderr
+    assert (
+        "registry: database error: the embedded PostgreSQL did not start; "
+        f"its log is {pgdata / 'log'}"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "INFO pgserver" not in result.stderr
+    assert "XDG_RUNTIME_DIR" not in result.stderr
