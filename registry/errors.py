@@ -77,8 +77,14 @@ class InvalidRequest(RegistryError):
 
 
 class Unauthenticated(RegistryError):
+    """No credentials were sent (or not as a bearer token)."""
+
     code = "unauthenticated"
     kind = "unauthenticated"
+
+
+class InvalidToken(Unauthenticated):
+    """A bearer token was sent and refused: RFC 6750's ``invalid_token``, same problem code."""
 
 
 class Forbidden(RegistryError):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from registry import db
+from registry.api_keys import KeyUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -40,6 +41,8 @@ class Services:
     """Checks takedown webhook URLs against REGISTRY_WEBHOOK_HOSTS and posts notices."""
     review_images: ReviewImageStore
     """The image of each decision sent to review, while its ticket is open."""
+    key_usage: KeyUsage = field(default_factory=KeyUsage)
+    """Keys used since the last write of ``last_used_at`` (see ``registry.api_keys``)."""
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager

@@ -1,22 +1,41 @@
-"""API client administration."""
+"""API client administration: create, list, revoke, and add or revoke keys (admins).
+
+Secrets appear only in the answer that makes them (creating a client, adding a key); every
+listing shows key ids and dates only. Every change is audited in its own transaction
+(``registry.api_keys``, ``registry.operations``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath
 
-from registry import operations
+from registry import api_keys, operations
 from registry.auth import Role
 from registry.http.body import read_json
 from registry.http.security import BEARER, allow, current_client, services_of
+
+ClientId = FromPath[str]
+KeyId = FromPath[str]
+Expiry = Annotated[
+    datetime,
+    msgspec.Meta(
+        tz=True,
+        description="RFC 3339 with an offset; in the future, at most 3650 days ahead",
+    ),
+]
 
 
 class CreateClient(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     name: str
     roles: list[str]
     tenant: str
+    expires_at: Expiry | None = None
+    """When the first key stops working (never, when absent)."""
 
 
 class CreatedClient(msgspec.Struct, kw_only=True, frozen=True):
@@ -28,15 +47,32 @@ class CreatedClient(msgspec.Struct, kw_only=True, frozen=True):
     """Shown once; only its hash is stored."""
 
 
+class CreateKey(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    expires_at: Expiry | None = None
+    """When the key stops working (never, when absent)."""
+
+
+class CreatedKey(msgspec.Struct, kw_only=True, frozen=True):
+    key_id: str
+    api_key: str
+    """Shown once; only its hash is stored."""
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class ClientList(msgspec.Struct, kw_only=True, frozen=True):
+    clients: list[api_keys.ClientView]
+
+
 class ClientsController(Controller):
     path = "/v1/admin/clients"
     tags = ["admin"]  # noqa: RUF012 - Litestar reads class attributes
+    guards = [allow(Role.ADMIN)]  # noqa: RUF012 - Litestar reads class attributes
+    security = BEARER
 
     @post(
         "/",
         summary="Create an API client and return its key (shown once)",
-        guards=[allow(Role.ADMIN)],
-        security=BEARER,
         opt={"body": CreateClient},
     )
     async def create(self, request: Request[Any, Any, Any]) -> CreatedClient:
@@ -56,6 +92,7 @@ class ClientsController(Controller):
                 name=body.name,
                 roles=body.roles,
                 tenant=body.tenant,
+                expires_at=body.expires_at,
             )
         return CreatedClient(
             client_id=new.client.client_id,
@@ -64,3 +101,92 @@ class ClientsController(Controller):
             roles=sorted(r.value for r in new.client.roles),
             api_key=new.api_key,
         )
+
+    @get("/", summary="Every API client with its keys (ids and dates, never secrets)")
+    async def index(self, request: Request[Any, Any, Any]) -> ClientList:
+        async with services_of(request).connection() as conn:
+            return ClientList(clients=await api_keys.list_clients(conn))
+
+    @get("/{client_id:str}", summary="One API client with its keys (never secrets)")
+    async def show(
+        self, request: Request[Any, Any, Any], client_id: ClientId
+    ) -> api_keys.ClientView:
+        async with services_of(request).connection() as conn:
+            return await api_keys.get_client(conn, client_id)
+
+    @post(
+        "/{client_id:str}/revoke",
+        summary="Revoke a client: none of its keys works any more (idempotent)",
+        description=(
+            "Every service process refuses the client's keys from this answer on. Revoking a "
+            "revoked client answers it unchanged. The last enabled admin client with a live "
+            "key cannot be revoked (409 `last_admin`), so the service never locks itself out. "
+            "There is no way back: create a new client instead."
+        ),
+        status_code=200,
+    )
+    async def revoke(
+        self, request: Request[Any, Any, Any], client_id: ClientId
+    ) -> api_keys.ClientView:
+        services = services_of(request)
+        admin = current_client(request)
+        async with services.transaction() as conn:
+            return await api_keys.revoke_client(
+                conn, client_id, actor=admin.client_id, actor_tenant=admin.tenant
+            )
+
+    @post(
+        "/{client_id:str}/keys",
+        summary="Add a key to a client and return it (shown once)",
+        description=(
+            "For rotation: add a key, move the caller to it, then revoke the old one. The body "
+            "is optional; without `expires_at` the key does not expire. A revoked client gets "
+            "no keys (409 `client_revoked`)."
+        ),
+        opt={"body": CreateKey},
+    )
+    async def add_key(self, request: Request[Any, Any, Any], client_id: ClientId) -> CreatedKey:
+        services = services_of(request)
+        admin = current_client(request)
+        body = CreateKey()
+        if await request.body():
+            body = await read_json(
+                request,
+                CreateKey,
+                max_bytes=services.settings.max_json_bytes,
+                max_depth=services.settings.max_json_depth,
+            )
+        async with services.transaction() as conn:
+            key = await api_keys.issue_key(
+                conn,
+                client_id,
+                expires_at=body.expires_at,
+                actor=admin.client_id,
+                actor_tenant=admin.tenant,
+            )
+        return CreatedKey(
+            key_id=key.key_id,
+            api_key=key.api_key,
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+        )
+
+    @delete(
+        "/{client_id:str}/keys/{key_id:str}",
+        summary="Revoke one key of a client (idempotent)",
+        description=(
+            "Every service process refuses the key from this answer on; the client's other "
+            "keys keep working. A client may be left without a live key, except the last "
+            "enabled admin client (409 `last_admin`)."
+        ),
+        status_code=200,
+    )
+    async def revoke_key(
+        self, request: Request[Any, Any, Any], client_id: ClientId, key_id: KeyId
+    ) -> api_keys.KeyView:
+        services = services_of(request)
+        admin = current_client(request)
+        async with services.transaction() as conn:
+            return await api_keys.revoke_key(
+                conn, client_id, key_id, actor=admin.client_id, actor_tenant=admin.tenant
+            )

@@ -14,6 +14,9 @@ from registry.db import DatabaseError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# RFC 6750 section 3: every 401 names the scheme; ``error`` only when a token was sent.
+BEARER_CHALLENGE = 'Bearer realm="registry"'
+INVALID_TOKEN_CHALLENGE = BEARER_CHALLENGE + ', error="invalid_token"'
 
 # Litestar raises its own HTTP exceptions for routing and framework-level limits.
 _FRAMEWORK_CODES: dict[int, tuple[str, str]] = {
@@ -44,6 +47,9 @@ def domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[An
     headers = None
     if isinstance(exc, errors.RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif problem.status == 401:  # noqa: PLR2004
+        refused = isinstance(exc, errors.InvalidToken)
+        headers = {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE if refused else BEARER_CHALLENGE}
     return _respond(problem, headers)
 
 
@@ -76,7 +82,10 @@ def http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
             detail=detail,
             instance=request.url.path,
         )
-    return _respond(problem, dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if problem.status == 401:  # noqa: PLR2004
+        headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
+    return _respond(problem, headers or None)
 
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -101,4 +110,4 @@ def handlers(domain_error_types: tuple[type[Exception], ...]) -> dict[Any, Any]:
     return table
 
 
-__all__ = ["PROBLEM_JSON", "MediaType", "handlers"]
+__all__ = ["BEARER_CHALLENGE", "PROBLEM_JSON", "MediaType", "handlers"]

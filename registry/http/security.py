@@ -19,12 +19,19 @@ def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
 
 
 def allow(*roles: auth.Role) -> Any:
-    """Guard: a valid API key with one of ``roles`` (any role when none are named)."""
+    """Guard: a valid API key with one of ``roles`` (any role when none are named).
+
+    The key is looked up in the database on every request (no cache), so a revoked or expired
+    key is refused by every process from the revocation's commit on. Its ``last_used_at`` is
+    only noted here and written later in a batch (``registry.api_keys.KeyUsage``).
+    """
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         services = services_of(connection)
         async with services.connection() as conn:
-            client = await auth.authenticate(conn, connection.headers.get("authorization"))
+            found = await auth.authenticate_key(conn, connection.headers.get("authorization"))
+        services.key_usage.note(found.key_id, found.last_used_at)
+        client = found.client
         services.limiter.take(f"client:{client.client_id}")
         if roles:
             client.require(*roles)

@@ -1,0 +1,393 @@
+"""The API key lifecycle: list clients and their keys, revoke a client, add and revoke keys.
+
+Every change runs in the caller's transaction and appends its audit event there (as
+``registry.operations`` does for client creation), so the change and its record commit
+together, whether it came over HTTP or from the command line. Asking for what is already so
+(revoking a revoked client or key) answers the current state and records nothing.
+
+The service never locks itself out: a change that would leave no enabled admin client with a
+live key is refused (``last_admin``). Such changes take one transaction-scoped advisory lock,
+so two admins revoking each other at once cannot both succeed.
+
+``KeyUsage`` keeps ``last_used_at`` off the request path: the auth guard notes which key was
+used in memory, and a background task writes the batch every few seconds, each key at most
+once a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from registry import audit, auth
+from registry.errors import Conflict, InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+
+    import asyncpg
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_LIFETIME = timedelta(days=3650)
+"""The furthest ahead an ``expires_at`` may be (about ten years)."""
+USAGE_RESOLUTION = timedelta(minutes=1)
+"""``last_used_at`` is written at most this often per key."""
+USAGE_FLUSH_SECONDS = 10.0
+"""How often each process writes the keys it saw used."""
+
+# Generated ids are cl_/key_ and 16 hex digits; anything else cannot name a row, so it never
+# reaches the database (older or hand-made client ids fit the looser pattern).
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_KEY_ID = re.compile(r"^key_[0-9a-f]{16}$")
+# Serialises changes that could remove the last admin credential; any constant shared by
+# every process ("REGIKEYS").
+_ADMIN_CREDENTIALS_LOCK = 0x5245_4749_4B45_5953
+
+
+class ClientNotFound(NotFound):
+    code = "client_not_found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+
+class ClientRevoked(Conflict):
+    """The client is revoked: it gets no new keys (create a new client instead)."""
+
+    code = "client_revoked"
+
+
+class LastAdmin(Conflict):
+    """The change would leave no enabled admin client with a live key."""
+
+    code = "last_admin"
+
+
+class ExpiryInvalid(InvalidRequest):
+    code = "expires_at_invalid"
+
+
+class KeyView(msgspec.Struct, kw_only=True, frozen=True):
+    """A key without its secret (the secret is shown once, when the key is made)."""
+
+    key_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    """Updated at most once a minute, a few seconds after use."""
+
+
+class ClientView(msgspec.Struct, kw_only=True, frozen=True):
+    client_id: str
+    name: str
+    tenant: str
+    roles: list[str]
+    created_at: datetime
+    disabled_at: datetime | None
+    """When the client was revoked; none of its keys authenticates after it."""
+    keys: list[KeyView]
+    """Oldest first, revoked and expired ones included."""
+
+
+# Spelled out in full rather than assembled, so every statement reads as it runs.
+_CLIENTS = (
+    "SELECT client_id, name, tenant, roles, created_at, disabled_at FROM api_clients"
+    " ORDER BY created_at, client_id"
+)
+_ALL_KEYS = (
+    "SELECT client_id, key_id, created_at, expires_at, revoked_at, last_used_at FROM api_keys"
+    " ORDER BY created_at, key_id"
+)
+_CLIENT = (
+    "SELECT client_id, name, tenant, roles, created_at, disabled_at FROM api_clients"
+    " WHERE client_id = $1"
+)
+_KEYS_OF = (
+    "SELECT key_id, created_at, expires_at, revoked_at, last_used_at FROM api_keys"
+    " WHERE client_id = $1 ORDER BY created_at, key_id"
+)
+_KEY_FOR_UPDATE = (
+    "SELECT key_id, created_at, expires_at, revoked_at, last_used_at,"
+    " coalesce(expires_at <= now(), false) AS expired"
+    " FROM api_keys WHERE key_id = $1 AND client_id = $2 FOR UPDATE"
+)
+_REVOKE_CLIENT = (
+    "UPDATE api_clients SET disabled_at = now(), key_hash = NULL WHERE client_id = $1"
+    " RETURNING client_id, name, tenant, roles, created_at, disabled_at"
+)
+_REVOKE_KEY = (
+    "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1"
+    " RETURNING key_id, created_at, expires_at, revoked_at, last_used_at"
+)
+# Another enabled admin client has a live key (other than the one about to go).
+_ANOTHER_ADMIN = (
+    "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN api_clients c USING (client_id)"
+    " WHERE 'admin' = ANY (c.roles) AND c.disabled_at IS NULL AND k.revoked_at IS NULL"
+    " AND (k.expires_at IS NULL OR k.expires_at > now())"
+    " AND c.client_id IS DISTINCT FROM $1 AND k.key_id IS DISTINCT FROM $2)"
+)
+
+
+def check_expiry(expires_at: datetime | None, *, now: datetime | None = None) -> datetime | None:
+    """``expires_at`` if it is in the future and at most MAX_KEY_LIFETIME away."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        msg = "expires_at must carry a UTC offset (RFC 3339)"
+        raise ExpiryInvalid(msg)
+    now = now or datetime.now(UTC)
+    if expires_at <= now:
+        msg = "expires_at must be in the future"
+        raise ExpiryInvalid(msg)
+    if expires_at > now + MAX_KEY_LIFETIME:
+        msg = f"expires_at must be at most {MAX_KEY_LIFETIME.days} days from now"
+        raise ExpiryInvalid(msg)
+    return expires_at
+
+
+def _key(row: asyncpg.Record) -> KeyView:
+    return KeyView(
+        key_id=row["key_id"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+def _view(row: asyncpg.Record, keys: list[KeyView]) -> ClientView:
+    return ClientView(
+        client_id=row["client_id"],
+        name=row["name"],
+        tenant=row["tenant"],
+        roles=sorted(row["roles"]),
+        created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
+        keys=keys,
+    )
+
+
+async def list_clients(conn: asyncpg.Connection) -> list[ClientView]:
+    """Every client with its keys, oldest first."""
+    clients = await conn.fetch(_CLIENTS)
+    keys: dict[str, list[KeyView]] = {}
+    for row in await conn.fetch(_ALL_KEYS):
+        keys.setdefault(row["client_id"], []).append(_key(row))
+    return [_view(row, keys.get(row["client_id"], [])) for row in clients]
+
+
+async def get_client(conn: asyncpg.Connection, client_id: str) -> ClientView:
+    """One client with its keys; ``client_not_found`` when there is none."""
+    row = await _client_row(conn, client_id, lock=False)
+    return await _with_keys(conn, row)
+
+
+async def _client_row(conn: asyncpg.Connection, client_id: str, *, lock: bool) -> asyncpg.Record:
+    row = None
+    if _CLIENT_ID.match(client_id):
+        row = await conn.fetchrow(_CLIENT + (" FOR UPDATE" if lock else ""), client_id)
+    if row is None:
+        msg = "there is no API client with this id"
+        raise ClientNotFound(msg)
+    return row
+
+
+async def _with_keys(conn: asyncpg.Connection, row: asyncpg.Record) -> ClientView:
+    keys = await conn.fetch(_KEYS_OF, row["client_id"])
+    return _view(row, [_key(k) for k in keys])
+
+
+async def _keep_an_admin(
+    conn: asyncpg.Connection, *, client_id: str | None = None, key_id: str | None = None
+) -> None:
+    """Refuse to lose the client (or key) unless another admin can still sign in."""
+    if not await conn.fetchval(_ANOTHER_ADMIN, client_id, key_id):
+        msg = (
+            "this is the last enabled admin client with a live key; create or keep another "
+            "admin first, so the service does not lock itself out"
+        )
+        raise LastAdmin(msg)
+
+
+async def revoke_client(
+    conn: asyncpg.Connection, client_id: str, *, actor: str, actor_tenant: str | None
+) -> ClientView:
+    """Revoke a client: none of its keys authenticates from the commit on. Idempotent."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMIN_CREDENTIALS_LOCK)
+    row = await _client_row(conn, client_id, lock=True)
+    if row["disabled_at"] is not None:
+        return await _with_keys(conn, row)
+    if auth.Role.ADMIN in row["roles"]:
+        await _keep_an_admin(conn, client_id=client_id)
+    # The pre-0009 column is cleared too: no row keeps the hash of a key that stopped working.
+    revoked = await conn.fetchrow(_REVOKE_CLIENT, client_id)
+    assert revoked is not None  # noqa: S101 - locked above
+    await audit.append(
+        conn,
+        actor=actor,
+        tenant=actor_tenant,
+        action="client.revoked",
+        subject_type="api_client",
+        subject_id=client_id,
+        payload={"tenant": revoked["tenant"]},
+    )
+    return await _with_keys(conn, revoked)
+
+
+async def issue_key(
+    conn: asyncpg.Connection,
+    client_id: str,
+    *,
+    expires_at: datetime | None,
+    actor: str,
+    actor_tenant: str | None,
+) -> auth.NewKey:
+    """Add a key to an enabled client; its secret is in the answer and nowhere else."""
+    expires_at = check_expiry(expires_at)
+    # Locked so that a revocation running at the same time cannot miss the new key's client.
+    row = await _client_row(conn, client_id, lock=True)
+    if row["disabled_at"] is not None:
+        msg = "this client is revoked; create a new client instead"
+        raise ClientRevoked(msg)
+    key = await auth.insert_key(conn, client_id, expires_at=expires_at)
+    await audit.append(
+        conn,
+        actor=actor,
+        tenant=actor_tenant,
+        action="client.key_created",
+        subject_type="api_client",
+        subject_id=client_id,
+        payload=key_payload(key.key_id, key.expires_at),
+    )
+    return key
+
+
+async def revoke_key(
+    conn: asyncpg.Connection,
+    client_id: str,
+    key_id: str,
+    *,
+    actor: str,
+    actor_tenant: str | None,
+) -> KeyView:
+    """Revoke one key of a client; it stops authenticating from the commit on. Idempotent.
+
+    A client may be left without a live key (add one, or revoke the client), except the last
+    admin's.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMIN_CREDENTIALS_LOCK)
+    client = await _client_row(conn, client_id, lock=True)
+    row = None
+    if _KEY_ID.match(key_id):
+        row = await conn.fetchrow(_KEY_FOR_UPDATE, key_id, client_id)
+    if row is None:
+        msg = "this client has no key with this id"
+        raise KeyNotFound(msg)
+    if row["revoked_at"] is not None:
+        return _key(row)
+    # Only a key that still works counts as an admin credential.
+    if auth.Role.ADMIN in client["roles"] and client["disabled_at"] is None and not row["expired"]:
+        await _keep_an_admin(conn, key_id=key_id)
+    row = await conn.fetchrow(_REVOKE_KEY, key_id)
+    assert row is not None  # noqa: S101 - locked above
+    # The pre-0009 column may still hold this key for processes of the previous release.
+    await conn.execute(
+        "UPDATE api_clients c SET key_hash = NULL FROM api_keys k"
+        " WHERE k.key_id = $1 AND c.client_id = k.client_id AND c.key_hash = k.key_hash",
+        key_id,
+    )
+    await audit.append(
+        conn,
+        actor=actor,
+        tenant=actor_tenant,
+        action="client.key_revoked",
+        subject_type="api_client",
+        subject_id=client_id,
+        payload={"key_id": key_id},
+    )
+    return _key(row)
+
+
+def key_payload(key_id: str, expires_at: datetime | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"key_id": key_id}
+    if expires_at is not None:
+        payload["expires_at"] = expires_at.astimezone(UTC).isoformat()
+    return payload
+
+
+class KeyUsage:
+    """Which keys this process saw used, until the next flush writes them in one statement.
+
+    Noting is a dict assignment on the request path; a key whose stored ``last_used_at`` is
+    under a minute old is not even noted. The write's WHERE clause keeps the once-a-minute
+    bound across processes too.
+    """
+
+    def __init__(self) -> None:
+        self._used: dict[str, datetime] = {}
+
+    def note(self, key_id: str, last_used_at: datetime | None) -> None:
+        now = datetime.now(UTC)
+        if last_used_at is not None and now - last_used_at < USAGE_RESOLUTION:
+            return
+        self._used[key_id] = now
+
+    @property
+    def pending(self) -> int:
+        return len(self._used)
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        if not self._used:
+            return
+        batch, self._used = self._used, {}
+        try:
+            await conn.execute(
+                "UPDATE api_keys k SET last_used_at = u.used_at"
+                " FROM unnest($1::text[], $2::timestamptz[]) AS u (key_id, used_at)"
+                " WHERE k.key_id = u.key_id"
+                " AND (k.last_used_at IS NULL OR k.last_used_at <= u.used_at - $3::interval)",
+                list(batch),
+                list(batch.values()),
+                USAGE_RESOLUTION,
+            )
+        except BaseException:
+            # Try again next time; a use noted meanwhile is newer and wins.
+            for key_id, used_at in batch.items():
+                self._used.setdefault(key_id, used_at)
+            raise
+
+
+async def write_usage(
+    usage: KeyUsage,
+    connection: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]],
+    *,
+    interval: float = USAGE_FLUSH_SECONDS,
+) -> None:
+    """Background task: flush ``usage`` every ``interval`` seconds, and once more when stopped."""
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            await _flush(usage, connection)
+    finally:
+        await _flush(usage, connection)
+
+
+async def _flush(
+    usage: KeyUsage, connection: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
+) -> None:
+    if not usage.pending:
+        return
+    try:
+        async with connection() as conn:
+            await usage.flush(conn)
+    except Exception as exc:  # noqa: BLE001 - a hint column must never stop the service
+        log.warning("API key last_used_at not written: %s", type(exc).__name__)
