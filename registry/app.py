@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 import keys
+from keys.c2pa_identity import C2paIdentityInvalid, load_identity
 from moderation import (
     Classifier,
     HttpClassifier,
@@ -23,12 +25,12 @@ from moderation import (
     default_policy,
     load_policy,
 )
-from registry import audit, db, operations, signing_identity
+from registry import api_keys, audit, auth, db, operations, signing_identity
 from registry.consent.errors import ConsentError
 from registry.consent.service import ConsentService, ConsentSettings, WithdrawalListers
-from registry.errors import RegistryError
+from registry.errors import InvalidRequest, RegistryError
 from registry.gate import GateService, GateSettings, HashLists, StoredDecisions
-from registry.http import problems
+from registry.http import openapi, problems
 from registry.http.appeals import AppealsController
 from registry.http.audit import AuditController
 from registry.http.clients import ClientsController
@@ -42,7 +44,7 @@ from registry.http.reviews import ReviewsController, StatsController
 from registry.http.system import SystemController
 from registry.http.takedown import TakedownController
 from registry.http.web import pages_router, static_files, template_config
-from registry.outbound import ImageFetcher
+from registry.outbound import ImageFetcher, parse_allow_list
 from registry.provenance import (
     BoundedWork,
     ProvenanceService,
@@ -112,6 +114,42 @@ async def resolve_database(settings: Settings) -> tuple[str, db.EmbeddedPostgres
     return embedded.url, embedded
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that cannot work before any database is started or reached.
+
+    Loading checks each value's type and range; this reads and parses what a start would
+    otherwise meet only after connecting (keys, PEM files, the policy, allow-lists), so a
+    bad value stops a command with a message naming the setting, nothing started or written.
+    The start parses them again to use them (small files); the classifier is checked there,
+    before the database, as its client is built.
+    """
+    if settings.bootstrap_admin_key is not None:
+        try:
+            auth.check_key_shape(settings.bootstrap_admin_key)
+        except InvalidRequest as exc:
+            raise SettingsError(str(exc)) from None
+    if settings.master_key:
+        resolve_master_key(settings)
+    gate_policy(settings)
+    consent_settings(settings)
+    _trust(settings, _operator_anchors(settings))
+    if settings.c2pa_cert_chain is not None and settings.c2pa_private_key is not None:
+        try:
+            load_identity(settings.c2pa_cert_chain, settings.c2pa_private_key, settings.c2pa_anchor)
+        except C2paIdentityInvalid as exc:
+            msg = f"REGISTRY_C2PA_CERT_CHAIN / REGISTRY_C2PA_PRIVATE_KEY: {exc}"
+            raise SettingsError(msg) from None
+    for name, hosts in (
+        ("REGISTRY_WEBHOOK_HOSTS", settings.webhook_host_list),
+        ("REGISTRY_IMAGE_FETCH_ALLOWED_HOSTS", settings.image_fetch_allowed_host_list),
+    ):
+        try:
+            parse_allow_list(hosts)
+        except ValueError as exc:
+            msg = f"{name}: {exc}"
+            raise SettingsError(msg) from None
+
+
 def consent_settings(settings: Settings) -> ConsentSettings:
     """The consent registry's settings, composed from the service's."""
     anchors: tuple[x509.Certificate, ...] = ()
@@ -133,6 +171,7 @@ def consent_settings(settings: Settings) -> ConsentSettings:
         image_limits=ImageLimits(
             max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
         ),
+        token_leeway_seconds=settings.token_leeway,
         signer_anchors=anchors,
     )
 
@@ -146,20 +185,8 @@ def provenance_service(
     decisions: StoredDecisions | None = None,
 ) -> ProvenanceService:
     """Provenance, trusting REGISTRY_TRUST_ANCHORS plus our own C2PA anchor."""
-    bundles = [c2pa.anchor_pem] if c2pa.anchor_pem else []
-    if settings.trust_anchors is not None:
-        try:
-            bundles.append(settings.trust_anchors.read_text("ascii"))
-        except (OSError, UnicodeDecodeError) as exc:
-            msg = f"REGISTRY_TRUST_ANCHORS: cannot read {settings.trust_anchors} ({exc})"
-            raise SettingsError(msg) from None
-    try:
-        trust = TrustSettings.from_pem(
-            *bundles, allow_remote_hosts=settings.remote_manifest_host_list
-        )
-    except TrustSettingsInvalid as exc:
-        msg = f"REGISTRY_TRUST_ANCHORS: {exc.message}"
-        raise SettingsError(msg) from None
+    own = [c2pa.anchor_pem] if c2pa.anchor_pem else []
+    trust = _trust(settings, own + _operator_anchors(settings))
     return ProvenanceService(
         settings=ProvenanceSettings(
             issuer=settings.public_issuer,
@@ -178,6 +205,26 @@ def provenance_service(
     )
 
 
+def _operator_anchors(settings: Settings) -> list[str]:
+    if settings.trust_anchors is None:
+        return []
+    try:
+        return [settings.trust_anchors.read_text("ascii")]
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"REGISTRY_TRUST_ANCHORS: cannot read {settings.trust_anchors} ({exc})"
+        raise SettingsError(msg) from None
+
+
+def _trust(settings: Settings, bundles: list[str]) -> TrustSettings:
+    try:
+        return TrustSettings.from_pem(
+            *bundles, allow_remote_hosts=settings.remote_manifest_host_list
+        )
+    except TrustSettingsInvalid as exc:
+        msg = f"REGISTRY_TRUST_ANCHORS: {exc.message}"
+        raise SettingsError(msg) from None
+
+
 def gate_policy(settings: Settings) -> Policy:
     """The publish-gate policy: REGISTRY_POLICY_FILE, or the shipped strict default."""
     try:
@@ -189,16 +236,17 @@ def gate_policy(settings: Settings) -> Policy:
         raise SettingsError(msg) from None
 
 
-def gate_service(
-    settings: Settings,
-    *,
-    policy: Policy,
-    pool: asyncpg.Pool,
-    consent: ConsentService,
-    provenance: ProvenanceService,
-    review_images: ReviewImageStore,
-) -> GateService:
-    """The gate, sharing the provenance service's trust settings and image workers."""
+@dataclass(frozen=True, kw_only=True)
+class GateOutbound:
+    """The gate's outbound callers: the classifiers and the image fetcher."""
+
+    classifiers: list[Classifier]
+    fetcher: ImageFetcher | None
+    closers: list[Callable[[], Awaitable[None]]]
+
+
+def gate_outbound(settings: Settings) -> GateOutbound:
+    """The classifiers and the image fetcher, refusing a configuration that cannot work."""
     classifiers: list[Classifier] = []
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
@@ -226,6 +274,20 @@ def gate_service(
     except ValueError as exc:
         msg = f"REGISTRY_IMAGE_FETCH_ALLOWED_HOSTS: {exc}"
         raise SettingsError(msg) from None
+    return GateOutbound(classifiers=classifiers, fetcher=fetcher, closers=closers)
+
+
+def gate_service(
+    settings: Settings,
+    *,
+    policy: Policy,
+    outbound: GateOutbound,
+    pool: asyncpg.Pool,
+    consent: ConsentService,
+    provenance: ProvenanceService,
+    review_images: ReviewImageStore,
+) -> GateService:
+    """The gate, sharing the provenance service's trust settings and image workers."""
     return GateService(
         settings=GateSettings(
             image_limits=ImageLimits(
@@ -247,9 +309,9 @@ def gate_service(
         keep_review_image=lambda conn, decision_id, media_type, data: review_images.put(
             conn, decision_id=decision_id, media_type=media_type, data=data
         ),
-        classifiers=classifiers,
-        fetcher=fetcher,
-        closers=closers,
+        classifiers=outbound.classifiers,
+        fetcher=outbound.fetcher,
+        closers=outbound.closers,
     )
 
 
@@ -305,9 +367,11 @@ async def _stats_loop(services: Services) -> None:
 
 async def build_services(settings: Settings) -> Services:
     """Connect, migrate and load keys: everything the handlers need, or a clear failure."""
-    master_key = resolve_master_key(settings)
     policy = gate_policy(settings)
     webhooks = webhook_sender(settings)
+    outbound = gate_outbound(settings)
+    # Last before the database: in development it writes a fresh key to the data directory.
+    master_key = resolve_master_key(settings)
     url, embedded = await resolve_database(settings)
     try:
         pool = await db.create_pool(
@@ -351,6 +415,7 @@ async def build_services(settings: Settings) -> Services:
         gate = gate_service(
             settings,
             policy=policy,
+            outbound=outbound,
             pool=pool,
             consent=consent,
             provenance=provenance,
@@ -394,6 +459,9 @@ def create_app(settings: Settings) -> Litestar:
         )
         services.background.append(asyncio.create_task(takedown_worker(services).run()))
         services.background.append(asyncio.create_task(_stats_loop(services)))
+        services.background.append(
+            asyncio.create_task(api_keys.write_usage(services.key_usage, services.connection))
+        )
         log.info("registry ready at %s", settings.public_issuer)
         try:
             yield
@@ -445,6 +513,8 @@ def create_app(settings: Settings) -> Litestar:
                 "with a stable `code`."
             ),
             path="/schema",
+            # Swagger UI at /schema from installed files; the committed document as JSON.
+            render_plugins=[openapi.OfflineSwaggerUI(), openapi.ServedDocument()],
         ),
         debug=False,
         # Our handlers (registry.logs) own the root logger; Litestar's default would replace it.
@@ -458,7 +528,8 @@ def app_from_env() -> Litestar:
 
     loaded = settings.load()
     logs.configure(loaded.log_level, json_lines=loaded.log_json)
+    check_settings(loaded)
     return create_app(loaded)
 
 
-__all__: list[Any] = ["app_from_env", "build_services", "create_app"]
+__all__: list[Any] = ["app_from_env", "build_services", "check_settings", "create_app"]
