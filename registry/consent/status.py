@@ -151,6 +151,11 @@ class StatusListCache:
     def ttl_seconds(self) -> int:
         return self._ttl
 
+    @property
+    def max_age_seconds(self) -> int:
+        """How long a served copy may be cached: it is at most this old when served."""
+        return max(1, self._ttl // 2)
+
     async def token(
         self, conn: asyncpg.Connection, list_id: str, *, signer: SignsJws, kid: str
     ) -> str:
@@ -181,8 +186,10 @@ class StatusListCache:
         entry = self._entries.get(list_id)
         if entry is None or entry.version != version or entry.kid != kid:
             return None
-        # Served with max-age=ttl and valid for 2*ttl, so a copy is fresh for one ttl.
-        if time.monotonic() - entry.built_at >= self._ttl:
+        # Offline verifiers call a list stale once it is older than its ttl (from its iat), so
+        # a copy is served only while it has at least half its ttl left, and HTTP caches may
+        # keep it for that half (max_age_seconds): nobody is handed a list about to go stale.
+        if time.monotonic() - entry.built_at >= self.max_age_seconds:
             return None
         return entry.token
 

@@ -528,9 +528,9 @@ class ConsentController(Controller):
         services = services_of(request)
         async with services.connection() as conn:
             token = await services.consent.status_list_token(conn, list_id)
-        ttl = services.consent.settings.status_list_ttl
+        max_age = services.consent.status_lists.max_age_seconds
         return Response(
             token,
             media_type=STATUS_LIST_MEDIA_TYPE,
-            headers={"Cache-Control": f"public, max-age={ttl}"},
+            headers={"Cache-Control": f"public, max-age={max_age}"},
         )

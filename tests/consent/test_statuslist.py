@@ -20,6 +20,7 @@ from verifier.statuslist import (
     StatusListError,
     parse_status_list_token,
     status_list_claims,
+    verify_status_list_token,
 )
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -306,3 +307,53 @@ def test_unusable_jwks(signer, jwks):
     with pytest.raises(StatusListError) as excinfo:
         parse_status_list_token(_token(signer, _claims()), jwks=jwks, now=NOW)
     assert _code(excinfo) == "status_list_signature"
+
+
+def test_token_older_than_its_ttl_is_stale_before_its_exp(signer, jwks):
+    # Cacheable for 300 s, acceptable until exp one hour later: after the ttl it is stale.
+    claims = status_list_claims(
+        uri=URI,
+        issuer="https://registry.example",
+        status_list=StatusList(16),
+        issued_at=NOW - dt.timedelta(seconds=300),
+        ttl_seconds=300,
+        lifetime_seconds=3600,
+    )
+    token = _token(signer, claims)
+    signed = verify_status_list_token(token, jwks=jwks, expected_uri=URI)
+    assert signed.freshness(NOW) == "stale"
+    assert signed.freshness(NOW - dt.timedelta(seconds=1)) == "fresh"
+    # The leeway absorbs clock skew on iat and exp; it never stretches the ttl.
+    assert signed.freshness(NOW, leeway_seconds=60) == "stale"
+    with pytest.raises(StatusListError) as excinfo:
+        parse_status_list_token(token, jwks=jwks, now=NOW)
+    assert _code(excinfo) == "status_list_expired"
+
+
+def test_freshness_of_exp_and_iat_uses_the_leeway(signer, jwks):
+    without_ttl = {**_claims(), "exp": int(NOW.timestamp())}
+    del without_ttl["ttl"]
+    signed = verify_status_list_token(_token(signer, without_ttl), jwks=jwks)
+    assert signed.freshness(NOW + dt.timedelta(seconds=4)) == "fresh"
+    assert signed.freshness(NOW + dt.timedelta(seconds=5)) == "stale"
+    ahead = verify_status_list_token(
+        _token(signer, _claims(issued_at=NOW + dt.timedelta(seconds=10))), jwks=jwks
+    )
+    assert ahead.freshness(NOW) == "future"
+    assert ahead.freshness(NOW, leeway_seconds=10) == "fresh"
+
+
+def test_a_cached_list_is_served_only_while_half_its_ttl_is_left():
+    import time
+
+    from registry.consent.status import StatusListCache, _Cached
+
+    cache = StatusListCache(issuer="https://registry.example", ttl_seconds=300)
+    assert cache.max_age_seconds == 150
+    now = time.monotonic()
+    cache._entries["sl_1"] = _Cached(version=1, kid="k", built_at=now - 149, token="young")
+    cache._entries["sl_2"] = _Cached(version=1, kid="k", built_at=now - 151, token="old")
+    assert cache._fresh("sl_1", 1, "k") == "young"
+    assert cache._fresh("sl_2", 1, "k") is None  # rebuilt: it would reach a verifier half-stale
+    assert cache._fresh("sl_1", 2, "k") is None  # the list changed
+    assert cache._fresh("sl_1", 1, "other") is None  # the signing key changed
