@@ -35,6 +35,7 @@ from moderation.errors import (
 )
 from moderation.prompts import PromptRule, pattern_problem
 from moderation.reasons import REASONS, Action, action_rank, floor_of, score_code
+from verifier.uses import USES, is_known_use
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -356,6 +357,11 @@ def _require_name(name: str, key: str) -> None:
 def _require_use(use: str, key: str) -> None:
     if _USE.fullmatch(use) is None:
         raise PolicyValueInvalid("not a consent use name (e.g. 'content.explicit')", key=key)
+    # A misspelt use ('content.explicitt') would load and then fail closed on every image:
+    # no consent can ever grant it. Refuse it here, naming it.
+    if not is_known_use(use):
+        known = ", ".join(USES)
+        raise PolicyValueInvalid(f"{use!r} is not a use of the vocabulary ({known})", key=key)
 
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)

@@ -4,7 +4,8 @@ Each consent record (and each enrolled signer) gets its own random AES-256-GCM d
 personal fields are sealed under it; the data key is stored wrapped under the master key, in a
 row of its own. Erasure deletes that row: the ciphertext may stay (in backups, say) and is
 still unreadable, because nobody holds the data key any more. Searching by subject reference
-uses a blind index: an HMAC under a key that never leaves the service in clear.
+uses a blind index: an HMAC under a key that never leaves the service in clear. Texts are
+named by their plain SHA-256 (``text_sha256``): a template's, a form's, a withdrawal's.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ from registry.consent.errors import DataUnavailableError
 if TYPE_CHECKING:
     from keys import MasterKey
 
-__all__ = ["DataKey", "FieldCipher", "SubjectIndex"]
+__all__ = ["DataKey", "FieldCipher", "SubjectIndex", "text_sha256"]
 
 _KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _WRAP_AAD: Final = b"consent-data-key:"
+
+
+def text_sha256(text: str) -> str:
+    """SHA-256 of ``text`` as UTF-8, in lowercase hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class DataKey:

@@ -9,6 +9,10 @@ key in exactly one of three ways, which becomes the record's assurance:
 
 ``jku`` and ``x5u`` are never followed. The payload is read strictly (no duplicate members at
 any depth, no unknown members, no loose types) from the exact bytes the signature covers.
+
+A caller that must look up the enrolled key and the template a form names before verifying
+it reads the form once with ``read_form`` and hands that ``UnverifiedForm`` to
+``verify_form``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import msgspec
 
 from keys.errors import KeysError
 from keys.jwk import is_valid_kid, load_public_jwk, public_jwk, thumbprint
-from keys.jws import ALLOWED_ALGORITHMS, verify_compact
+from keys.jws import ALLOWED_ALGORITHMS, parse_compact, verify_compact
 from registry.consent.errors import (
     AlgorithmNotAllowedError,
     AssetInvalidError,
@@ -66,7 +70,9 @@ __all__ = [
     "FormTemplate",
     "SignerRole",
     "TemplateRef",
+    "UnverifiedForm",
     "VerifiedForm",
+    "read_form",
     "verify_form",
 ]
 
@@ -149,6 +155,29 @@ class VerifiedForm(msgspec.Struct, kw_only=True, frozen=True):
     token: str
 
 
+class UnverifiedForm(msgspec.Struct, kw_only=True, frozen=True):
+    """A consent form decoded by :func:`read_form`; nothing in it is verified yet.
+
+    ``kid`` and ``template_id`` only say what to look up before :func:`verify_form` checks
+    the form against what was found. A payload that is not strict JSON of a form is kept as
+    its error, raised once the signature has verified, so signature faults are reported first.
+    Make one with ``read_form`` only: ``verify_form`` checks ``payload`` as what ``token`` says.
+    """
+
+    token: str
+    header: dict[str, Any]
+    payload: ConsentForm | ConsentError
+
+    @property
+    def kid(self) -> str | None:
+        kid = self.header.get("kid")
+        return kid if isinstance(kid, str) and is_valid_kid(kid) else None
+
+    @property
+    def template_id(self) -> str | None:
+        return self.payload.template.id if isinstance(self.payload, ConsentForm) else None
+
+
 class _Signer(msgspec.Struct, kw_only=True, frozen=True):
     key: PublicKey
     assurance: Assurance
@@ -171,8 +200,22 @@ def parse_signed_payload(payload: bytes, type_: type[T]) -> T:
         raise SignedPayloadError(f"signed payload: {exc}", code=exc.code) from None
 
 
+def read_form(token: str) -> UnverifiedForm:
+    """Decode a consent form's header and payload; raise form_malformed if it is no JWS."""
+    try:
+        header, payload, _, _ = parse_compact(token)
+    except KeysError as exc:
+        raise _form_error(exc) from None
+    content: ConsentForm | ConsentError
+    try:
+        content = parse_signed_payload(payload, ConsentForm)
+    except ConsentError as exc:
+        content = exc
+    return UnverifiedForm(token=token, header=header, payload=content)
+
+
 def verify_form(
-    token: str,
+    form: str | UnverifiedForm,
     *,
     resolve_enrolled: Callable[[str], EnrolledSigner | None],
     anchors: Sequence[x509.Certificate],
@@ -181,7 +224,11 @@ def verify_form(
     now: datetime,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> VerifiedForm:
-    """Verify a consent form JWS and its payload; raise a ConsentError with a code if not."""
+    """Verify a consent form JWS and its payload; raise a ConsentError with a code if not.
+
+    ``form`` is the compact JWS, or what :func:`read_form` made of it.
+    """
+    unverified = form if isinstance(form, UnverifiedForm) else read_form(form)
     found: list[_Signer] = []
 
     def resolve_key(header: Mapping[str, Any]) -> PublicKey:
@@ -192,28 +239,36 @@ def verify_form(
         return signer.key
 
     try:
+        # keys.jws verifies whole compact tokens only, so it splits this one again; the
+        # payload checked below is the one read_form decoded from the same text.
         verified = verify_compact(
-            token, resolve_key=resolve_key, typ=FORM_TYP, algorithms=ALLOWED_ALGORITHMS
+            unverified.token, resolve_key=resolve_key, typ=FORM_TYP, algorithms=ALLOWED_ALGORITHMS
         )
     except KeysError as exc:
-        raise _KEYS_ERRORS.get(exc.code, FormMalformedError)(
-            f"consent form: {exc.message}"
-        ) from None
+        raise _form_error(exc) from None
     signer = found[0]
-    form = parse_signed_payload(verified.payload, ConsentForm)
-    _check_payload(form, templates=templates, max_validity=max_validity, now=now, max_skew=max_skew)
+    if isinstance(unverified.payload, ConsentError):
+        raise unverified.payload
+    content = unverified.payload
+    _check_payload(
+        content, templates=templates, max_validity=max_validity, now=now, max_skew=max_skew
+    )
     if signer.enrolled is not None:
-        _check_enrollment(form, signer.enrolled)
+        _check_enrollment(content, signer.enrolled)
     jwk = public_jwk(signer.key)
     return VerifiedForm(
-        form=form,
+        form=content,
         header=verified.header,
         assurance=signer.assurance,
         signer_thumbprint=thumbprint(jwk),
         signer_jwk=jwk,
         enrolled=signer.enrolled,
-        token=token,
+        token=unverified.token,
     )
+
+
+def _form_error(exc: KeysError) -> ConsentError:
+    return _KEYS_ERRORS.get(exc.code, FormMalformedError)(f"consent form: {exc.message}")
 
 
 def _resolve_signer(

@@ -1,7 +1,8 @@
 """SQL of the consent registry: one function per statement, rows as frozen values.
 
 Functions take the caller's connection (and so run in the caller's transaction) and never
-decide anything: the service module does. Personal data arrives here already sealed.
+decide anything: the operation modules (``submission``, ``issuance``, ...) do. Personal data
+arrives here already sealed.
 """
 
 from __future__ import annotations

@@ -1,20 +1,21 @@
-"""The controlled, versioned vocabulary of uses a consent can permit or prohibit (DESIGN §4).
+"""The use vocabulary as the consent domain serves and enforces it.
 
-A use is a dotted name. The vocabulary only grows: renaming or removing a use would change
-the meaning of forms people have already signed, so a change bumps ``VERSION`` and adds.
+The vocabulary itself (``USES``, ``VERSION``, ``is_known_use``) is ``verifier.uses``, one
+floor down, where the gate's policy loader and offline readers share it; this module adds
+the view ``GET /v1/uses`` serves and the checks that raise the consent domain's errors.
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from registry.consent.errors import UsesDuplicateError, UsesNotPermittedError, UseUnknownError
+from verifier.uses import USES, VERSION, is_known_use
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Mapping
+    from collections.abc import Collection, Iterable
 
 __all__ = [
     "USES",
@@ -26,24 +27,6 @@ __all__ = [
     "require_permitted_uses",
     "vocabulary",
 ]
-
-VERSION = 1
-
-USES: Mapping[str, str] = MappingProxyType(
-    {
-        "reference.generate": "Use the photo as a reference to generate new images of the person.",
-        "edit.transform": "Edit the photo itself (retouching, background, lighting, crop).",
-        "likeness.stylize": "Render the person's likeness in another style (drawing, cartoon).",
-        "transform.face_swap": "Put the person's face on another body or into another image.",
-        "transform.age": "Show the person older or younger than in the photo.",
-        "transform.body": "Change the person's body shape, build or physical features.",
-        "content.suggestive": "Depict the person in suggestive or revealing (non-explicit) ways.",
-        "content.explicit": "Depict the person in sexually explicit content.",
-        "publish.public": "Publish resulting images where the public can see them.",
-        "commercial": "Use resulting images commercially (advertising, products, sale).",
-        "ai.training": "Use the photo or resulting images to train or tune AI models.",
-    }
-)
 
 
 class Use(msgspec.Struct, kw_only=True, frozen=True):
@@ -63,10 +46,6 @@ def vocabulary() -> Vocabulary:
         version=VERSION,
         uses=tuple(Use(id=name, description=text) for name, text in USES.items()),
     )
-
-
-def is_known_use(use: object) -> bool:
-    return isinstance(use, str) and use in USES
 
 
 def require_known_uses(uses: Iterable[str]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ own signer key, so a withdrawal signed by any other key fails.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime  # noqa: TC003 - msgspec reads the annotations at runtime
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
@@ -20,17 +20,17 @@ from registry.consent.errors import (
     WithdrawalMismatchError,
     WithdrawalTimeInvalidError,
 )
-from registry.consent.forms import parse_signed_payload
+from registry.consent.forms import DEFAULT_MAX_SKEW, parse_signed_payload
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import timedelta
 
     from keys.jwk import PublicKey
 
 __all__ = ["WITHDRAWAL_TYP", "Withdrawal", "WithdrawalPayload", "verify_withdrawal"]
 
 WITHDRAWAL_TYP: Final = "consent-withdrawal+jws"
-DEFAULT_MAX_SKEW: Final = timedelta(minutes=5)
 
 
 class WithdrawalPayload(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -327,3 +327,27 @@ def test_review_tiers_route_reasons():
     assert policy.review.tier_for("score_sexual_content_review")[1].name == "high"
     rank, tier = policy.review.tier_for("evidence_timeout")
     assert (rank, tier.name, tier.deadline_minutes) == (2, "standard", 1440)
+
+
+@pytest.mark.parametrize(
+    ("shipped", "misspelt", "key"),
+    [
+        (
+            'use = "content.explicit" }',
+            'use = "content.explicitt" }',
+            "scores.sexual_content.uses[1].use",
+        ),
+        (
+            'publish_uses = ["publish.public"]',
+            'publish_uses = ["publish.everywhere"]',
+            "sources.photo.publish_uses[0]",
+        ),
+    ],
+)
+def test_a_use_outside_the_vocabulary_is_refused_naming_it(shipped, misspelt, key):
+    text = (Path(moderation.__file__).parent / "default_policy.toml").read_text()
+    assert shipped in text
+    with pytest.raises(PolicyValueInvalid) as caught:
+        load_policy(text.replace(shipped, misspelt).encode())
+    assert caught.value.key == key
+    assert "not a use of the vocabulary" in str(caught.value)
