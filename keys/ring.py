@@ -41,6 +41,8 @@ class KeyRingSettings:
     # Longest lifetime of anything signed; a retiring key stays published this long.
     max_token_ttl: timedelta
     refresh_interval: float = 5.0
+    # Seconds to wait for a pooled connection (then the pool's TimeoutError); None: no bound.
+    acquire_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_token_ttl.total_seconds() <= 0:
@@ -82,7 +84,10 @@ class KeyRing:
 
     async def start(self) -> None:
         """Make sure an active and a next key exist, then load the ring."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire(timeout=self._settings.acquire_timeout) as conn,
+            conn.transaction(),
+        ):
             # Waits for a concurrent starter or rotation, so keys are created only once.
             await _store.lock(conn)
             kids = await _store.signing_kids(conn)
@@ -104,7 +109,7 @@ class KeyRing:
         async with self._refresh_lock:
             if not force and not self._stale():
                 return
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=self._settings.acquire_timeout) as conn:
                 rows, now = await _store.fetch_published(conn)
                 expired = [r for r in rows if r.retire_after is not None and r.retire_after <= now]
                 if expired:

@@ -126,7 +126,10 @@ def validate_scores(
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float, from a classifier's answer
+        return None
     if not math.isfinite(number) or not 0.0 <= number <= 1.0:
         return None
     return number

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from litestar import Litestar
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 import keys
@@ -35,6 +36,7 @@ from registry.http.appeals import AppealsController
 from registry.http.audit import AuditController
 from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
+from registry.http.database import wait_budget_middleware
 from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
 from registry.http.moderation import ModerationController
@@ -106,12 +108,25 @@ def resolve_master_key(settings: Settings) -> keys.MasterKey:
     return key
 
 
-async def resolve_database(settings: Settings) -> tuple[str, db.EmbeddedPostgres | None]:
-    """The database URL, starting (or joining) the embedded server when none is configured."""
+@dataclass(frozen=True, kw_only=True)
+class Database:
+    """Where the service connects, and as whom migrations run."""
+
+    url: str
+    """The service's role."""
+    owner_url: str | None
+    """The tables' owner, who migrates; None: the service's own role does (as before 0010)."""
+    embedded: db.EmbeddedPostgres | None
+
+
+async def resolve_database(settings: Settings) -> Database:
+    """The database URLs, starting (or joining) the embedded server when none is configured."""
     if settings.database_url:
-        return settings.database_url, None
-    embedded = await asyncio.to_thread(db.start_embedded, settings.data_dir.resolve())
-    return embedded.url, embedded
+        return Database(
+            url=settings.database_url, owner_url=settings.database_owner_url, embedded=None
+        )
+    embedded = await db.start_embedded(settings.data_dir.resolve())
+    return Database(url=embedded.url, owner_url=embedded.owner_url, embedded=embedded)
 
 
 def check_settings(settings: Settings) -> None:
@@ -365,20 +380,34 @@ async def _stats_loop(services: Services) -> None:
         await asyncio.sleep(services.settings.stats_refresh_interval)
 
 
-async def build_services(settings: Settings) -> Services:
-    """Connect, migrate and load keys: everything the handlers need, or a clear failure."""
+async def build_services(settings: Settings, *, bounded: bool = True) -> Services:
+    """Connect, migrate and load keys: everything the handlers need, or a clear failure.
+
+    ``bounded``: every statement runs under REGISTRY_DB_STATEMENT_TIMEOUT and
+    REGISTRY_DB_LOCK_TIMEOUT, as the service's requests must; the operator's commands pass
+    False (a million-line import or a whole-chain verification takes longer).
+    """
     policy = gate_policy(settings)
     webhooks = webhook_sender(settings)
     outbound = gate_outbound(settings)
     # Last before the database: in development it writes a fresh key to the data directory.
     master_key = resolve_master_key(settings)
-    url, embedded = await resolve_database(settings)
+    database = await resolve_database(settings)
+    embedded = database.embedded
     try:
+        if database.owner_url is not None:
+            await db.migrate_as(
+                database.owner_url,
+                connect_attempts=settings.db_connect_attempts,
+                wait=settings.db_acquire_timeout,
+            )
         pool = await db.create_pool(
-            url,
+            database.url,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             connect_attempts=settings.db_connect_attempts,
+            statement_timeout=settings.db_statement_timeout if bounded else None,
+            lock_timeout=settings.db_lock_timeout if bounded else None,
         )
     except BaseException:
         if embedded is not None:
@@ -386,7 +415,16 @@ async def build_services(settings: Settings) -> Services:
         raise
     try:
         async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
-            await db.migrate(conn)
+            if database.owner_url is None:
+                await db.migrate(conn)
+            if await db.has_owner_rights(conn):
+                log.warning(
+                    "the service's database role %s owns the tables (or is a superuser), so it "
+                    "could switch off the audit log's append-only triggers; run it as a role of "
+                    "its own with REGISTRY_DATABASE_OWNER_URL for migrations (README: Database "
+                    "roles)",
+                    await conn.fetchval("SELECT current_user"),
+                )
         keyring = keys.KeyRing(
             pool=pool,
             master_key=master_key,
@@ -394,6 +432,7 @@ async def build_services(settings: Settings) -> Services:
                 alg=settings.signing_alg,
                 max_token_ttl=timedelta(seconds=settings.token_max_ttl),
                 refresh_interval=settings.key_refresh_interval,
+                acquire_timeout=settings.db_acquire_timeout,
             ),
         )
         await keyring.start()
@@ -501,7 +540,15 @@ def create_app(settings: Settings) -> Litestar:
         ],
         template_config=template_config(),
         lifespan=[lifespan],
-        middleware=[request_id_middleware, prometheus.middleware],
+        middleware=[
+            # The caller's address behind REGISTRY_TRUSTED_PROXIES (registry.proxies).
+            DefineMiddleware(
+                request_id_middleware, trusted_proxies=settings.trusted_proxy_networks
+            ),
+            prometheus.middleware,
+            # REGISTRY_DB_ACQUIRE_TIMEOUT bounds all of a request's waits for connections.
+            DefineMiddleware(wait_budget_middleware, seconds=settings.db_acquire_timeout),
+        ],
         exception_handlers=problems.handlers(domain_errors),
         request_max_body_size=settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(

@@ -1,8 +1,9 @@
 """The ``registry`` command: run the service and operate it.
 
 Exit codes: 0 success, 1 a check failed or a change was refused (the audit chain is broken, a
-hash list of that name exists), 2 a usage, configuration or connection error (the message says
-which setting or what to do). Settings are checked whole before anything starts.
+hash list of that name exists, no such client or key, the last admin), 2 a usage,
+configuration or connection error (the message says which setting or what to do). Settings
+are checked whole before anything starts.
 
 Commands that print a result take ``--json``: one JSON document on stdout instead of the text
 for people (``keys rotate``, ``clients create`` and ``audit checkpoint`` print JSON either way).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,8 @@ from registry import settings as settings_module
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from registry.api_keys import ClientView, KeyView
+    from registry.errors import RegistryError
     from registry.services import Services
     from registry.settings import Settings
 
@@ -69,7 +73,8 @@ def _print_json(value: Any) -> None:
 async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
     from registry.app import build_services  # noqa: PLC0415 - keeps `--help` fast
 
-    services = await build_services(settings)
+    # Unbounded statements: an operator's import or verification may take minutes.
+    services = await build_services(settings, bounded=False)
     try:
         return await work(services)
     finally:
@@ -95,6 +100,7 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         http="httptools",
         log_config=None,
         timeout_graceful_shutdown=20,
+        # Forwarded headers are read by registry.proxies alone (REGISTRY_TRUSTED_PROXIES).
         proxy_headers=False,
     )
     return 0
@@ -106,19 +112,17 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     async def run() -> int:
         from registry.app import resolve_database  # noqa: PLC0415
 
-        url, embedded = await resolve_database(settings)
+        database = await resolve_database(settings)
         try:
-            pool = await db.create_pool(
-                url, min_size=1, max_size=1, connect_attempts=settings.db_connect_attempts
+            # As the tables' owner (REGISTRY_DATABASE_OWNER_URL, or the embedded owner role).
+            applied = await db.migrate_as(
+                database.owner_url or database.url,
+                connect_attempts=settings.db_connect_attempts,
+                wait=settings.db_acquire_timeout,
             )
-            try:
-                async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
-                    applied = await db.migrate(conn)
-            finally:
-                await pool.close()
         finally:
-            if embedded is not None:
-                embedded.release()
+            if database.embedded is not None:
+                database.embedded.release()
         sys.stdout.write(
             f"applied {len(applied)} migration(s): {', '.join(applied)}\n"
             if applied
@@ -166,6 +170,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
                 name=args.name,
                 roles=args.role,
                 tenant=args.tenant,
+                expires_at=args.expires_at,
             )
         _print_json(
             {
@@ -176,6 +181,215 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
                 "api_key": new.api_key,
             }
         )
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def _when(value: datetime | None, none: str = "never") -> str:
+    if value is None:
+        return none
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _key_state(key: KeyView, now: datetime) -> str:
+    if key.revoked_at is not None:
+        return f"revoked {_when(key.revoked_at)}"
+    if key.expires_at is not None and key.expires_at <= now:
+        return f"expired {_when(key.expires_at)}"
+    return "live"
+
+
+def _live_keys(client: ClientView, now: datetime) -> int:
+    return sum(_key_state(key, now) == "live" for key in client.keys)
+
+
+def _refused(exc: RegistryError, args: argparse.Namespace, *, changing: bool = True) -> int:
+    """Print a refusal (unknown id, last admin, revoked client) naming what was asked for."""
+    subject = f"client {args.client_id}"
+    if getattr(args, "key_id", None):
+        subject += f", key {args.key_id}"
+    tail = "; nothing was changed" if changing else ""
+    sys.stderr.write(f"registry: {subject}: {exc.detail} ({exc.code}){tail}\n")
+    return 1
+
+
+def _expiry(value: str) -> datetime:
+    """``--expires-at``: RFC 3339 with an offset, in the future, at most MAX_KEY_LIFETIME away."""
+    from registry.api_keys import ExpiryInvalid, check_expiry  # noqa: PLC0415
+
+    example = "such as 2030-01-01T00:00:00Z"
+    try:
+        parsed = msgspec.convert(value, datetime)
+    except msgspec.ValidationError:
+        msg = f"not an RFC 3339 date-time {example}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if parsed.tzinfo is None:
+        msg = f"needs a UTC offset (RFC 3339), {example}"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        checked = check_expiry(parsed)
+    except ExpiryInvalid as exc:
+        raise argparse.ArgumentTypeError(exc.detail.removeprefix("expires_at ")) from None
+    assert checked is not None  # noqa: S101 - given a date-time, check_expiry returns it
+    return checked
+
+
+def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> int:
+    from registry import api_keys  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        async with services.connection() as conn:
+            clients = await api_keys.list_clients(conn)
+        if args.json:
+            _print_json({"clients": clients})
+            return 0
+        now = datetime.now(UTC)
+        header = ("client_id", "name", "tenant", "roles", "state", "live keys")
+        rows = [
+            header,
+            *(
+                (
+                    c.client_id,
+                    c.name,
+                    c.tenant,
+                    ",".join(c.roles),
+                    "revoked" if c.disabled_at else "enabled",
+                    f"{_live_keys(c, now)} of {len(c.keys)}",
+                )
+                for c in clients
+            ),
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            sys.stdout.write("  ".join([*cells, row[-1]]) + "\n")
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def _print_client(client: ClientView) -> None:
+    now = datetime.now(UTC)
+    state = f"revoked {_when(client.disabled_at)}" if client.disabled_at else "enabled"
+    sys.stdout.write(
+        f"client_id: {client.client_id}\nname:      {client.name}\ntenant:    {client.tenant}\n"
+        f"roles:     {', '.join(client.roles)}\ncreated:   {_when(client.created_at)}\n"
+        f"state:     {state}\nkeys:      {_live_keys(client, now)} live of {len(client.keys)}\n"
+    )
+    for key in client.keys:
+        sys.stdout.write(
+            f"  {key.key_id}  created {_when(key.created_at)}  expires {_when(key.expires_at)}"
+            f"  last used {_when(key.last_used_at)}  {_key_state(key, now)}\n"
+        )
+
+
+def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> int:
+    from registry import api_keys  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        try:
+            async with services.connection() as conn:
+                client = await api_keys.get_client(conn, args.client_id)
+        except api_keys.ClientNotFound as exc:
+            return _refused(exc, args, changing=False)
+        if args.json:
+            _print_json(client)
+        else:
+            _print_client(client)
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_clients_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from registry import api_keys  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        try:
+            async with services.transaction() as conn:
+                client = await api_keys.revoke_client(
+                    conn, args.client_id, actor="cli", actor_tenant=None
+                )
+                # now() is when this transaction began: the revocation's time iff it made it.
+                revoked_here = client.disabled_at == await conn.fetchval("SELECT now()")
+        except (api_keys.ClientNotFound, api_keys.LastAdmin) as exc:
+            return _refused(exc, args)
+        if args.json:
+            _print_json(client)
+        elif revoked_here:
+            sys.stdout.write(
+                f"revoked client {client.client_id} ({client.name}): none of its keys works "
+                "any more\n"
+            )
+        else:
+            sys.stdout.write(
+                f"client {client.client_id} ({client.name}) was already revoked "
+                f"{_when(client.disabled_at)}; nothing was changed\n"
+            )
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_clients_add_key(settings: Settings, args: argparse.Namespace) -> int:
+    from registry import api_keys  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        try:
+            async with services.transaction() as conn:
+                key = await api_keys.issue_key(
+                    conn,
+                    args.client_id,
+                    expires_at=args.expires_at,
+                    actor="cli",
+                    actor_tenant=None,
+                )
+        except (api_keys.ClientNotFound, api_keys.ClientRevoked, api_keys.ExpiryInvalid) as exc:
+            return _refused(exc, args)
+        if args.json:
+            # What POST /v1/admin/clients/{client_id}/keys answers.
+            _print_json(
+                {
+                    "key_id": key.key_id,
+                    "api_key": key.api_key,
+                    "created_at": key.created_at,
+                    "expires_at": key.expires_at,
+                }
+            )
+        else:
+            sys.stdout.write(
+                f"added key {key.key_id} to client {args.client_id} (expires "
+                f"{_when(key.expires_at)}); its API key, shown this once:\n{key.api_key}\n"
+            )
+        return 0
+
+    return asyncio.run(_with_services(settings, work))
+
+
+def cmd_clients_remove_key(settings: Settings, args: argparse.Namespace) -> int:
+    from registry import api_keys  # noqa: PLC0415
+
+    async def work(services: Services) -> int:
+        try:
+            async with services.transaction() as conn:
+                key = await api_keys.revoke_key(
+                    conn, args.client_id, args.key_id, actor="cli", actor_tenant=None
+                )
+                revoked_here = key.revoked_at == await conn.fetchval("SELECT now()")
+        except (api_keys.ClientNotFound, api_keys.KeyNotFound, api_keys.LastAdmin) as exc:
+            return _refused(exc, args)
+        if args.json:
+            _print_json(key)
+        elif revoked_here:
+            sys.stdout.write(
+                f"revoked key {key.key_id} of client {args.client_id}: it works no more\n"
+            )
+        else:
+            sys.stdout.write(
+                f"key {key.key_id} of client {args.client_id} was already revoked "
+                f"{_when(key.revoked_at)}; nothing was changed\n"
+            )
         return 0
 
     return asyncio.run(_with_services(settings, work))
@@ -397,26 +611,7 @@ def _parser() -> argparse.ArgumentParser:
         "new-master-key", parents=[as_json], help="print a fresh REGISTRY_MASTER_KEY value"
     ).set_defaults(func=cmd_new_master_key, needs_settings=False)
 
-    clients_p = sub.add_parser("clients", help="API clients").add_subparsers(
-        dest="clients_command", required=True
-    )
-    create = clients_p.add_parser(
-        "create", parents=[as_json], help="create a client and print its API key"
-    )
-    create.add_argument("--name", required=True)
-    create.add_argument(
-        "--role",
-        action="append",
-        required=True,
-        help="admin, uploader, generator, publisher or reviewer (repeatable)",
-    )
-    create.add_argument("--tenant", default="default")
-    create.set_defaults(func=cmd_clients_create)
-    clients_p.add_parser(
-        "new-key",
-        parents=[as_json],
-        help="print a fresh API key (e.g. for REGISTRY_BOOTSTRAP_ADMIN_KEY)",
-    ).set_defaults(func=cmd_new_api_key, needs_settings=False)
+    _clients_parser(sub.add_parser("clients", help="API clients and their keys"), as_json)
 
     audit_p = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True
@@ -444,6 +639,85 @@ def _parser() -> argparse.ArgumentParser:
     oa.add_argument("--check", action="store_true", help="fail when the file is stale")
     oa.set_defaults(func=cmd_openapi, needs_settings=False)
     return parser
+
+
+_EXPIRES_AT = "RFC 3339 with an offset, e.g. 2030-01-01T00:00:00Z; at most 3650 days ahead"
+
+
+def _clients_parser(clients: argparse.ArgumentParser, as_json: argparse.ArgumentParser) -> None:
+    clients_p = clients.add_subparsers(dest="clients_command", required=True)
+    create = clients_p.add_parser(
+        "create", parents=[as_json], help="create a client and print its API key"
+    )
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="admin, uploader, generator, publisher or reviewer (repeatable)",
+    )
+    create.add_argument("--tenant", default="default")
+    create.add_argument(
+        "--expires-at", type=_expiry, help=f"when its first key stops working ({_EXPIRES_AT})"
+    )
+    create.set_defaults(func=cmd_clients_create)
+    clients_p.add_parser(
+        "list",
+        parents=[as_json],
+        help="every client with its state and live keys",
+        description="Every API client, oldest first (--json: as GET /v1/admin/clients).",
+    ).set_defaults(func=cmd_clients_list)
+    show = clients_p.add_parser(
+        "show",
+        parents=[as_json],
+        help="one client with its keys (ids and dates, never secrets)",
+        description="One API client with its keys (--json: as GET /v1/admin/clients/ID).",
+    )
+    show.add_argument("client_id")
+    show.set_defaults(func=cmd_clients_show)
+    revoke = clients_p.add_parser(
+        "revoke",
+        parents=[as_json],
+        help="revoke a client: none of its keys works any more (idempotent)",
+        description=(
+            "Revoke an API client, as POST /v1/admin/clients/ID/revoke does: every service "
+            "process refuses its keys from the commit on. Revoking a revoked client changes "
+            "nothing. The last enabled admin client with a live key cannot be revoked."
+        ),
+    )
+    revoke.add_argument("client_id")
+    revoke.set_defaults(func=cmd_clients_revoke)
+    add_key = clients_p.add_parser(
+        "add-key",
+        parents=[as_json],
+        help="add a key to a client and print it (shown once)",
+        description=(
+            "Add an API key to an enabled client, as POST /v1/admin/clients/ID/keys does. To "
+            "rotate: add a key, move the caller to it, then remove the old one."
+        ),
+    )
+    add_key.add_argument("client_id")
+    add_key.add_argument(
+        "--expires-at", type=_expiry, help=f"when the key stops working ({_EXPIRES_AT})"
+    )
+    add_key.set_defaults(func=cmd_clients_add_key)
+    remove_key = clients_p.add_parser(
+        "remove-key",
+        parents=[as_json],
+        help="revoke one key of a client (idempotent)",
+        description=(
+            "Revoke one API key, as DELETE /v1/admin/clients/ID/keys/KEY_ID does; the "
+            "client's other keys keep working. The last admin's last live key stays."
+        ),
+    )
+    remove_key.add_argument("client_id")
+    remove_key.add_argument("key_id")
+    remove_key.set_defaults(func=cmd_clients_remove_key)
+    clients_p.add_parser(
+        "new-key",
+        parents=[as_json],
+        help="print a fresh API key (e.g. for REGISTRY_BOOTSTRAP_ADMIN_KEY)",
+    ).set_defaults(func=cmd_new_api_key, needs_settings=False)
 
 
 def _hashes_parser(hashes: argparse.ArgumentParser, as_json: argparse.ArgumentParser) -> None:

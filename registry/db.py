@@ -8,32 +8,97 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import re
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Arbitrary constant shared by every process that may migrate this database.
 _MIGRATION_LOCK_ID = 0x5245_4749_4D49_4752  # "REGIMIGR"
+# Another, for processes that start the embedded server together and set up its roles.
+_ROLES_LOCK_ID = 0x5245_4749_524F_4C45  # "REGIROLE"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# The group role migration 0010 grants the service's privileges to, and the embedded server's
+# login roles: the tables' owner, who migrates, and the service, a member of the group.
+SERVICE_GROUP = "registry_service"
+EMBEDDED_OWNER = "registry_owner"
+EMBEDDED_SERVICE = "registry_app"
 
 
 class DatabaseError(Exception):
     """The database is unreachable, misconfigured or its schema is not ours."""
 
     code = "database_unavailable"
+
+
+# What a request meets while PostgreSQL restarts, fails over or is overloaded: worth a retry,
+# so these become DatabaseError (503 with Retry-After), never an internal error.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,  # 08xxx, ConnectionDoesNotExistError among them
+    asyncpg.AdminShutdownError,  # 57P01: the server is shutting down
+    asyncpg.CrashShutdownError,  # 57P02: a backend crashed, so every session was dropped
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down or in recovery
+    asyncpg.DatabaseDroppedError,  # 57P04
+    asyncpg.IdleSessionTimeoutError,  # 57P05
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: a standby answers (after a failover)
+)
+_BOUNDED = (
+    asyncpg.QueryCanceledError,  # 57014: REGISTRY_DB_STATEMENT_TIMEOUT
+    asyncpg.LockNotAvailableError,  # 55P03: REGISTRY_DB_LOCK_TIMEOUT
+    asyncpg.InsufficientResourcesError,  # 53xxx: too many connections, disk full, memory
+)
+
+
+def database_fault(exc: BaseException) -> DatabaseError | None:
+    """``exc`` as the DatabaseError it amounts to, or None when it is no database fault.
+
+    The one definition of a database fault: ``acquire`` applies it to what escapes a
+    connection's block, the HTTP layer to what escapes a handler otherwise (the key ring
+    uses the pool directly).
+    """
+    if isinstance(exc, DatabaseError):
+        return exc
+    if isinstance(exc, _BOUNDED) or (isinstance(exc, TimeoutError) and _in_asyncpg(exc)):
+        return DatabaseError(f"the database did not answer in time ({type(exc).__name__})")
+    if connection_lost(exc):
+        return DatabaseError(f"the database connection was lost ({type(exc).__name__})")
+    return None
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server or the connection to it went away."""
+    if isinstance(exc, (*_CONNECTION_LOST, ConnectionError)):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        # "connection is closed", "pool is closing": asyncpg has no subclass for these.
+        return "clos" in str(exc)
+    # Other OSErrors (the unix socket gone: FileNotFoundError) count when asyncpg was
+    # connecting or talking; one from a file a handler reads is not the database's.
+    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError) and _in_asyncpg(exc)
+
+
+def _in_asyncpg(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("asyncpg"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,22 +140,26 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     await conn.execute("SET lock_timeout = '15s'")
     await conn.execute("SET statement_timeout = '120s'")
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+    step = "creating schema_migrations"
+    done: list[str] = []
     try:
-        await conn.execute(
-            """
-            CREATE TABLE IF NOT EXISTS schema_migrations (
-                version text PRIMARY KEY,
-                name text NOT NULL,
-                checksum text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
+        # Checked first: CREATE TABLE IF NOT EXISTS needs the right to create even when the
+        # table exists, and the service's role, which has none, migrates a current database.
+        if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
+            await conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version text PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
             )
-            """
-        )
         applied = {
             row["version"]: row["checksum"]
             for row in await conn.fetch("SELECT version, checksum FROM schema_migrations")
         }
-        done: list[str] = []
         for migration in migrations:
             if migration.version in applied:
                 if applied[migration.version] != migration.checksum:
@@ -100,6 +169,7 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                     )
                     raise DatabaseError(msg)
                 continue
+            step = f"migration {migration.version}_{migration.name}"
             async with conn.transaction():
                 await conn.execute(migration.sql)
                 await conn.execute(
@@ -110,11 +180,19 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                 )
             log.info("applied migration %s_%s", migration.version, migration.name)
             done.append(migration.version)
-        return done
+    except asyncpg.InsufficientPrivilegeError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        msg = (
+            f"{step} was refused: {exc}{hint}; migrations run as the tables' owner: set "
+            "REGISTRY_DATABASE_OWNER_URL, or run `registry migrate` with it (README: Database "
+            "roles)"
+        )
+        raise DatabaseError(msg) from exc
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
         await conn.execute("RESET lock_timeout")
         await conn.execute("RESET statement_timeout")
+    return done
 
 
 async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
@@ -126,6 +204,28 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     return [m.version for m in load_migrations() if m.version not in applied]
 
 
+async def migrate_as(url: str, *, connect_attempts: int, wait: float) -> list[str]:
+    """Migrate on a connection of its own (the owner's, when the service runs as another
+    role); return the versions applied."""
+    pool = await create_pool(url, min_size=1, max_size=1, connect_attempts=connect_attempts)
+    try:
+        async with acquire(pool, wait=wait) as conn:
+            return await migrate(conn)
+    finally:
+        await pool.close()
+
+
+async def has_owner_rights(conn: asyncpg.Connection) -> bool:
+    """Whether this connection's role owns the audit log, can become its owner or is a
+    superuser: then it could also switch off the triggers that keep the log append-only."""
+    return bool(
+        await conn.fetchval(
+            "SELECT pg_has_role(relowner, 'MEMBER') FROM pg_class"
+            " WHERE oid = to_regclass('audit_events')"
+        )
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class EmbeddedPostgres:
     """A handle on the embedded server; ``release`` lets go of it.
@@ -133,17 +233,111 @@ class EmbeddedPostgres:
     pgserver counts the processes using a data directory and stops the server when the last
     one releases it, so several service processes on one machine can share it. Release
     explicitly: uvicorn ends on the re-raised SIGTERM, so ``atexit`` hooks never run.
+
+    ``url`` is the service's role, ``owner_url`` the tables' owner, who migrates. pgserver
+    trusts every local connection to its socket, so the roles need no passwords; they keep
+    the service's SQL from altering the schema or rewriting the audit log, not a local user
+    who could connect as the superuser.
     """
 
     url: str
+    owner_url: str
     _server: Any
 
     def release(self) -> None:
+        _follow_restart(self._server)
         self._server.cleanup()
 
 
-def start_embedded(data_dir: Path) -> EmbeddedPostgres:
-    """Start (or join) the embedded PostgreSQL in ``data_dir/pg``."""
+def _follow_restart(server: Any) -> None:
+    """Point pgserver at the server running now in its data directory.
+
+    pgserver stops only the postmaster it saw at start (by pid); after ``pg_ctl restart`` (an
+    operator's, or a test's) that pid is gone and the new server would outlive the service.
+    """
+    from pgserver.utils import PostmasterInfo  # noqa: PLC0415 - embedded only
+
+    try:
+        current = PostmasterInfo.read_from_pgdata(server.pgdata)
+    except (OSError, ValueError, AssertionError):
+        # postmaster.pid is being rewritten: keep what pgserver knows.
+        return
+    if current is not None and current.is_running():
+        server._postmaster_info = current  # noqa: SLF001 - pgserver has no public setter
+
+
+# Run as the superuser at every embedded start; quick once done. The owner gets the schema
+# and whatever an earlier release made as the superuser (which owned everything then).
+_EMBEDDED_ROLES = """
+DO $$
+DECLARE
+    item record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'registry_service') THEN
+        CREATE ROLE registry_service NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'registry_owner') THEN
+        CREATE ROLE registry_owner LOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'registry_app') THEN
+        CREATE ROLE registry_app LOGIN;
+    END IF;
+    IF NOT pg_has_role('registry_app', 'registry_service', 'MEMBER') THEN
+        GRANT registry_service TO registry_app;
+    END IF;
+    ALTER SCHEMA public OWNER TO registry_owner;
+    FOR item IN
+        SELECT oid::regclass AS name FROM pg_class
+        WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
+          AND relowner <> 'registry_owner'::regrole
+    LOOP
+        EXECUTE format('ALTER TABLE %s OWNER TO registry_owner', item.name);
+    END LOOP;
+    FOR item IN
+        SELECT oid::regprocedure AS name FROM pg_proc
+        WHERE pronamespace = 'public'::regnamespace AND proowner <> 'registry_owner'::regrole
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO registry_owner', item.name);
+    END LOOP;
+END
+$$
+"""
+
+
+def _as_role(url: str, role: str) -> str:
+    """``url`` (the embedded server's, passwordless) connecting as ``role`` instead."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+
+
+async def start_embedded(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or join) the embedded PostgreSQL in ``data_dir/pg``, its roles made."""
+    server = await asyncio.to_thread(_start_server, data_dir / "pg")
+    superuser = str(server.get_uri())
+    try:
+        conn = await asyncpg.connect(superuser)
+        try:
+            async with conn.transaction():
+                # Roles belong to the whole server: processes starting together take turns.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _ROLES_LOCK_ID)
+                await conn.execute(_EMBEDDED_ROLES)
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError) as exc:
+        await asyncio.to_thread(server.cleanup)
+        msg = f"the embedded PostgreSQL's roles could not be set up: {exc}"
+        raise DatabaseError(msg) from exc
+    except BaseException:
+        await asyncio.to_thread(server.cleanup)
+        raise
+    return EmbeddedPostgres(
+        url=_as_role(superuser, EMBEDDED_SERVICE),
+        owner_url=_as_role(superuser, EMBEDDED_OWNER),
+        _server=server,
+    )
+
+
+def _start_server(pgdata: Path) -> Any:
     with warnings.catch_warnings():
         # pgserver keeps its lock file in the user's runtime directory; without
         # XDG_RUNTIME_DIR (root shells, containers, CI) platformdirs warns at import and falls
@@ -152,7 +346,6 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
         from pgserver.postgres_server import get_server  # noqa: PLC0415 - heavy, embedded only
 
-    pgdata = data_dir / "pg"
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = get_server(pgdata, cleanup_mode="stop")
@@ -163,7 +356,7 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     except OSError as exc:
         msg = f"the embedded PostgreSQL cannot use {pgdata}: {exc}"
         raise DatabaseError(msg) from exc
-    return EmbeddedPostgres(url=str(server.get_uri()), _server=server)
+    return server
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -186,6 +379,22 @@ def _json_decode(value: str) -> Any:
     return msgspec.json.decode(value)
 
 
+def _milliseconds(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
+
+
+def session_bounds(
+    *, statement_timeout: float | None, lock_timeout: float | None
+) -> dict[str, str]:
+    """Server settings every pooled session starts with (RESET restores them, too)."""
+    bounds: dict[str, str] = {}
+    if statement_timeout is not None:
+        bounds["statement_timeout"] = _milliseconds(statement_timeout)
+    if lock_timeout is not None:
+        bounds["lock_timeout"] = _milliseconds(lock_timeout)
+    return bounds
+
+
 async def create_pool(
     url: str,
     *,
@@ -193,9 +402,18 @@ async def create_pool(
     max_size: int = 10,
     connect_attempts: int = 1,
     retry_delay: float = 1.0,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> asyncpg.Pool:
-    """Open a pool, retrying while the server is still coming up."""
+    """Open a pool, retrying while the server is still coming up.
+
+    ``statement_timeout`` and ``lock_timeout`` (seconds) bound every statement on the server,
+    so a request holding a connection waits no longer than they allow; None: unbounded (the
+    operator's commands, whose imports and verifications may take minutes).
+    """
     last: Exception | None = None
+    # The client's own bound, for a server that stops answering altogether.
+    command_timeout = max(30.0, (statement_timeout or 0.0) + 5.0)
     for attempt in range(1, connect_attempts + 1):
         try:
             return await asyncpg.create_pool(
@@ -206,7 +424,10 @@ async def create_pool(
                 # The reset query (RESET ALL, UNLISTEN, advisory unlock) runs on every release;
                 # we set no session state outside migrations, so skip it on the hot path.
                 reset=None,
-                command_timeout=30,
+                command_timeout=command_timeout,
+                server_settings=session_bounds(
+                    statement_timeout=statement_timeout, lock_timeout=lock_timeout
+                ),
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             last = exc
@@ -222,17 +443,88 @@ async def create_pool(
     raise DatabaseError(msg) from last
 
 
+class WaitBudget:
+    """Seconds one request may still spend waiting for pooled connections, all its acquires
+    together (a gate decision acquires four times)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+_budget: contextvars.ContextVar[WaitBudget | None] = contextvars.ContextVar(
+    "registry_db_wait_budget", default=None
+)
+# With the budget spent, an acquire still takes a connection that is free at once.
+_LEAST_WAIT = 0.05
+
+
+@contextlib.contextmanager
+def wait_budget(seconds: float) -> Iterator[WaitBudget]:
+    """Within this block (and the tasks it starts), acquires share ``seconds`` of waiting, so
+    a request whose connections do not come answers about ``seconds`` after it first waited."""
+    budget = WaitBudget(seconds)
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+
+
 @contextlib.asynccontextmanager
 async def acquire(pool: asyncpg.Pool, *, wait: float) -> AsyncIterator[asyncpg.Connection]:
-    """One pooled connection, or DatabaseError when none frees up within ``wait`` seconds."""
+    """One pooled connection, or DatabaseError when none frees up within ``wait`` seconds
+    (or what is left of the request's ``wait_budget``).
+
+    A database fault (``database_fault``) escaping the block leaves as DatabaseError, so
+    every caller meets one exception for "the database is not there now".
+    """
+    budget = _budget.get()
+    if budget is not None:
+        wait = min(wait, max(budget.seconds, _LEAST_WAIT))
+    started = time.monotonic()
     try:
         proxy = await pool.acquire(timeout=wait)
     except TimeoutError as exc:
         msg = "no database connection became free in time"
         raise DatabaseError(msg) from exc
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # The pool replaces a closed connection here, so connecting anew failed.
+        await _expire(pool)
+        msg = f"cannot connect to the database ({type(exc).__name__})"
+        raise DatabaseError(msg) from exc
+    finally:
+        if budget is not None:
+            budget.seconds -= time.monotonic() - started
     try:
         # The pool hands out proxies that forward every Connection method; domain code is
         # typed against Connection, so the cast lives here once.
         yield cast("asyncpg.Connection", proxy)
+    except Exception as exc:
+        fault = database_fault(exc)
+        if fault is None or fault is exc:
+            raise
+        if connection_lost(exc):
+            await _expire(pool)
+        raise fault from exc
     finally:
+        await _release(pool, proxy)
+
+
+async def _expire(pool: asyncpg.Pool) -> None:
+    # After a restart every pooled connection is dead, even the idle ones asyncpg has not
+    # noticed yet: each is replaced on its next acquire instead of failing a request first.
+    with contextlib.suppress(asyncpg.InterfaceError):
+        await pool.expire_connections()
+
+
+async def _release(pool: asyncpg.Pool, proxy: Any) -> None:
+    try:
         await pool.release(proxy)
+    except Exception as exc:
+        if database_fault(exc) is None:
+            raise
+        # The connection died on its way back; the pool has dropped it. The work done on it
+        # stands or fell already, so the caller's outcome is not changed.
+        log.warning("database connection lost on release: %s", type(exc).__name__)

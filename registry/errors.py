@@ -54,6 +54,12 @@ TITLE_BY_KIND: dict[str, str] = {
 }
 
 
+# Seconds a client should wait before retrying a 503 (every 503 says so in Retry-After): a
+# PostgreSQL restart or failover takes a second or two, a busy pool frees up within a
+# statement's bound.
+UNAVAILABLE_RETRY_AFTER = 2
+
+
 class RegistryError(Exception):
     """Base of the shell's errors. Subclasses set ``code`` and ``kind``."""
 

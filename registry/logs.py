@@ -29,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid:
             entry["request_id"] = rid
-        for key in ("method", "path", "status", "duration_ms", "client_id"):
+        for key in ("method", "path", "status", "duration_ms", "client_id", "client_address"):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from registry.proxies import TrustedProxies
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -29,6 +31,10 @@ _MAX_STATUS_LIST = 134_217_728
 _MIN_SESSION_SECONDS = 60
 # verifier.clock.MAX_LEEWAY_SECONDS, not imported so that loading settings stays light.
 _MAX_TOKEN_LEEWAY = 60
+# Longest database bounds, in seconds: beyond them a request is as good as hung.
+_MAX_DB_WAIT = 600
+# PostgreSQL counts its timeouts in milliseconds; below 10 ms nothing would ever finish.
+_MIN_DB_BOUND = 0.01
 
 
 class SettingsError(Exception):
@@ -40,11 +46,21 @@ class SettingsError(Exception):
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     # Storage
     database_url: str | None = None
-    """PostgreSQL URL. Unset: run an embedded PostgreSQL in ``data_dir``."""
+    """PostgreSQL URL, as the service's role. Unset: run an embedded PostgreSQL in
+    ``data_dir``, with an owner role and a service role of its own."""
+    database_owner_url: str | None = None
+    """PostgreSQL URL of the same database as the tables' owner, for migrations (``registry
+    migrate`` and the service's start). Unset: ``database_url`` migrates too."""
     data_dir: Path = Path(".registry")
     db_pool_min: int = 2
     db_pool_max: int = 10
     db_acquire_timeout: float = 5.0
+    """Seconds a request waits for a pooled connection (then 503 database_unavailable)."""
+    db_statement_timeout: float = 10.0
+    """Seconds one statement of the service may run on the server (PostgreSQL's
+    statement_timeout, set per connection; then 503). Migrations set their own."""
+    db_lock_timeout: float = 3.0
+    """Seconds one statement may wait for a lock (PostgreSQL's lock_timeout; then 503)."""
     db_connect_attempts: int = 10
     """Connection attempts at start, one second apart, before giving up."""
 
@@ -59,6 +75,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_json_depth: int = 32
     rate_limit_per_minute: int = 1200
     """Per API client (or per address for public endpoints), per service process."""
+    trusted_proxies: str = ""
+    """Comma-separated IP addresses or CIDR networks of reverse proxies whose
+    ``Forwarded`` / ``X-Forwarded-For`` name the caller (``registry.proxies``); empty: none."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
@@ -185,11 +204,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return _host_list(self.image_fetch_allowed_hosts)
 
     @property
+    def trusted_proxy_networks(self) -> TrustedProxies:
+        return TrustedProxies.parse(self.trusted_proxies)
+
+    @property
     def embedded_database(self) -> bool:
         return self.database_url is None
 
     def __post_init__(self) -> None:
         _validate(self)
+        _validate_trusted_proxies(self)
 
     def redacted(self) -> dict[str, Any]:
         """Settings safe to log: secrets replaced, URL passwords hidden."""
@@ -197,11 +221,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for secret in ("master_key", "bootstrap_admin_key"):
             if out.get(secret):
                 out[secret] = "***"
-        if self.database_url:
-            parts = urlsplit(self.database_url)
+        for name in ("database_url", "database_owner_url"):
+            url = getattr(self, name)
+            parts = urlsplit(url or "")
             if parts.password:
                 netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-                out["database_url"] = parts._replace(netloc=netloc).geturl()
+                out[name] = parts._replace(netloc=netloc).geturl()
         return out
 
 
@@ -209,15 +234,28 @@ def _host_list(value: str) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in value.split(",") if h.strip())
 
 
-def _validate(s: Settings) -> None:
-    if s.database_url is not None:
-        parts = urlsplit(s.database_url)
+def _validate_database_urls(s: Settings) -> None:
+    for name, url in (
+        ("DATABASE_URL", s.database_url),
+        ("DATABASE_OWNER_URL", s.database_owner_url),
+    ):
+        if url is None:
+            continue
+        parts = urlsplit(url)
         if parts.scheme not in {"postgresql", "postgres"}:
-            msg = "REGISTRY_DATABASE_URL must be a postgresql:// URL"
+            msg = f"REGISTRY_{name} must be a postgresql:// URL"
             raise SettingsError(msg)
         if not (parts.hostname or "host=" in parts.query):
-            msg = "REGISTRY_DATABASE_URL names no host (postgresql://user@host:5432/dbname)"
+            msg = f"REGISTRY_{name} names no host (postgresql://user@host:5432/dbname)"
             raise SettingsError(msg)
+    if s.database_owner_url is not None and s.database_url is None:
+        # The embedded server makes its own roles; an owner URL there points elsewhere.
+        msg = "REGISTRY_DATABASE_OWNER_URL needs REGISTRY_DATABASE_URL (the service's role)"
+        raise SettingsError(msg)
+
+
+def _validate(s: Settings) -> None:
+    _validate_database_urls(s)
     if s.issuer is not None:
         parts = urlsplit(s.issuer)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -231,6 +269,18 @@ def _validate(s: Settings) -> None:
             1 <= s.db_pool_min <= s.db_pool_max,
         ),
         ("REGISTRY_DB_CONNECT_ATTEMPTS must be >= 1", s.db_connect_attempts >= 1),
+        (
+            "REGISTRY_DB_ACQUIRE_TIMEOUT must be in (0, 600] seconds",
+            0 < s.db_acquire_timeout <= _MAX_DB_WAIT,
+        ),
+        (
+            "REGISTRY_DB_STATEMENT_TIMEOUT must be in [0.01, 600] seconds",
+            _MIN_DB_BOUND <= s.db_statement_timeout <= _MAX_DB_WAIT,
+        ),
+        (
+            "REGISTRY_DB_LOCK_TIMEOUT must be 0.01 seconds to REGISTRY_DB_STATEMENT_TIMEOUT",
+            _MIN_DB_BOUND <= s.db_lock_timeout <= s.db_statement_timeout,
+        ),
         (
             "REGISTRY_TOKEN_DEFAULT_TTL must be 1..REGISTRY_TOKEN_MAX_TTL",
             0 < s.token_default_ttl <= s.token_max_ttl,
@@ -308,6 +358,14 @@ def _validate(s: Settings) -> None:
         if path is not None and not Path(path).is_file():
             msg = f"{PREFIX}{name.upper()} names {path}, which is not a readable file"
             raise SettingsError(msg)
+
+
+def _validate_trusted_proxies(s: Settings) -> None:
+    try:
+        TrustedProxies.parse(s.trusted_proxies)
+    except ValueError as exc:
+        msg = f"REGISTRY_TRUSTED_PROXIES: {exc}"
+        raise SettingsError(msg) from None
 
 
 def _decode_path(type_: type, value: Any) -> Any:

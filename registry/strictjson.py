@@ -8,6 +8,7 @@ non-standard constants, nesting beyond a limit, unknown members and loose types.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, TypeVar
 
@@ -80,6 +81,13 @@ class InvalidValueError(JsonError):
 
 T = TypeVar("T")
 
+# Every JSON integer we accept fits in 64 bits (signed), as PostgreSQL's bigint and every
+# count, size and limit do; a longer one is refused before anything converts it.
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+_INT_DIGITS = len(str(_INT_MAX))
+_ECHO_CHARS = 24
+
 # msgspec words a wrong JSON type as "Expected `str`, got `int`"; other failures are values.
 _TYPE_MISMATCH = re.compile(r"Expected `[^`]+`, got `")
 
@@ -95,7 +103,13 @@ def parse_strict_json(data: bytes, type_: type[T], *, max_depth: int = 32) -> T:
     except UnicodeDecodeError:
         raise MalformedJsonError("JSON must be UTF-8") from None
     try:
-        tree = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        tree = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
     except RecursionError:
         raise TooDeepError(f"JSON nests deeper than {max_depth} levels") from None
     except json.JSONDecodeError as exc:
@@ -122,6 +136,26 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise MalformedJsonError(f"JSON does not allow {name}")
+
+
+def _bounded_int(literal: str) -> int:
+    # Counting digits first: Python refuses to convert more than 4300 of them (ValueError).
+    if len(literal.lstrip("-")) <= _INT_DIGITS:
+        value = int(literal)
+        if _INT_MIN <= value <= _INT_MAX:
+            return value
+    raise InvalidValueError(f"integer {_echo(literal)} is out of range (at most 64 bits)")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise InvalidValueError(f"number {_echo(literal)} is out of range (a 64-bit float)")
+    return value
+
+
+def _echo(literal: str) -> str:
+    return literal if len(literal) <= _ECHO_CHARS else literal[:_ECHO_CHARS] + "..."
 
 
 def _exceeds_depth(tree: Any, limit: int) -> bool:

@@ -1,15 +1,20 @@
 """Shared fixtures: a real PostgreSQL for every test that needs one.
 
 With ``REGISTRY_TEST_DATABASE_URL`` (or ``REGISTRY_DATABASE_URL``) set, tests create their
-databases on that server (the role needs CREATEDB); otherwise one embedded PostgreSQL
-(pgserver) is started for the session in a temporary directory. The schema is migrated once
-into a template database, and every test gets a fresh copy of it, so tests are isolated
-without mocking and without rollback tricks that would hide commit behaviour.
+databases on that server (the role needs CREATEDB and CREATEROLE); otherwise one embedded
+PostgreSQL (pgserver) is started for the session in a temporary directory. The schema is
+migrated once into a template database, and every test gets a fresh copy of it, so tests are
+isolated without mocking and without rollback tricks that would hide commit behaviour.
+
+Tests reach their database as the server's admin (``database_url``, ``pool``: to set up or
+tamper with rows directly); the service they start runs as a login role with only the
+privileges migration 0010 grants (``service_database_url``), as in production.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import tempfile
@@ -23,7 +28,14 @@ from litestar.testing import AsyncTestClient
 
 from registry import db
 from registry.app import create_app
-from tests.support import ADMIN_KEY, bearer, make_settings
+from tests.support import (
+    ADMIN_KEY,
+    SERVICE_ROLE,
+    bearer,
+    make_settings,
+    service_password,
+    service_url,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -88,9 +100,43 @@ def template_database(pg_server_url: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
+@pytest.fixture(scope="session")
+def service_role(pg_server_url: str, template_database: str) -> str:
+    """The login role the service runs as, a member of registry_service (made by migration
+    0010 with the template; every copy of the template has its grants). Roles belong to the
+    server, not to a database: this one is made once a session, and kept."""
+
+    async def create() -> None:
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            if not await admin.fetchval(
+                "SELECT true FROM pg_roles WHERE rolname = $1", SERVICE_ROLE
+            ):
+                # Another test session against the same server may make it meanwhile.
+                with contextlib.suppress(
+                    asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError
+                ):
+                    await admin.execute(f"CREATE ROLE {SERVICE_ROLE} LOGIN")
+            # A hex digest: safe in a literal (utility statements take no parameters).
+            await admin.execute(
+                f"ALTER ROLE {SERVICE_ROLE} PASSWORD '{service_password(pg_server_url)}'"
+            )
+            if not await admin.fetchval(
+                "SELECT pg_has_role($1, $2, 'MEMBER')", SERVICE_ROLE, db.SERVICE_GROUP
+            ):
+                await admin.execute(f"GRANT {db.SERVICE_GROUP} TO {SERVICE_ROLE}")
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    return SERVICE_ROLE
+
+
 @pytest.fixture
-async def database_url(pg_server_url: str, template_database: str) -> AsyncIterator[str]:
-    """A fresh, fully migrated database for this test alone."""
+async def database_url(
+    pg_server_url: str, template_database: str, service_role: str
+) -> AsyncIterator[str]:
+    """A fresh, fully migrated database for this test alone, as the server's admin."""
     name = f"registry_t{os.getpid()}_{next(_counter)}"
     admin = await asyncpg.connect(pg_server_url)
     try:
@@ -113,9 +159,15 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def settings(database_url, tmp_path) -> Settings:
+def service_database_url(database_url: str) -> str:
+    """This test's database as the service's role (no ownership, only 0010's grants)."""
+    return service_url(database_url)
+
+
+@pytest.fixture
+def settings(service_database_url, tmp_path) -> Settings:
     """Service settings on this test's database, with real generated keys."""
-    return make_settings(database_url, tmp_path)
+    return make_settings(service_database_url, tmp_path)
 
 
 @pytest.fixture

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image
 
@@ -14,6 +16,25 @@ from registry.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "rk_" + "A" * 43
+# The login role the service runs as in tests, a member of migration 0010's registry_service
+# (tests/conftest.py makes it once per session).
+SERVICE_ROLE = "registry_test_app"
+
+
+def service_password(database_url: str) -> str:
+    """The tests' service role's password on this server, derived from the admin's URL with
+    the database left out: every test session against the server agrees on it, and nobody
+    without the admin's URL knows it."""
+    server = urlsplit(database_url)._replace(path="").geturl()
+    return hashlib.sha256(b"registry test service role\0" + server.encode()).hexdigest()
+
+
+def service_url(database_url: str) -> str:
+    """``database_url`` (as the server's admin) as the tests' service role instead."""
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    login = f"{SERVICE_ROLE}:{service_password(database_url)}"
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
 
 
 def make_settings(database_url: str, data_dir: Any, **overrides: Any) -> Settings:

@@ -12,6 +12,9 @@ from registry.auth import Role
 from registry.errors import NotFound
 from registry.http.security import BEARER, allow, services_of
 
+# Event numbers are PostgreSQL bigints; a larger ``after`` is refused, not sent to the server.
+MAX_SEQ = 2**63 - 1
+
 
 class AuditController(Controller):
     path = "/v1/audit"
@@ -64,7 +67,9 @@ class AuditController(Controller):
     async def events(
         self,
         request: Request[Any, Any, Any],
-        after: int = Parameter(default=0, ge=0, description="Return events after this seq"),
+        after: int = Parameter(
+            default=0, ge=0, le=MAX_SEQ, description="Return events after this seq"
+        ),
         limit: int = Parameter(default=100, ge=1, le=1000),
         subject_type: str | None = Parameter(default=None, max_length=100),
         subject_id: str | None = Parameter(default=None, max_length=200),

@@ -8,8 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from registry import errors
-from registry.db import DatabaseError
+from registry import db, errors
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +16,11 @@ PROBLEM_JSON = "application/problem+json"
 # RFC 6750 section 3: every 401 names the scheme; ``error`` only when a token was sent.
 BEARER_CHALLENGE = 'Bearer realm="registry"'
 INVALID_TOKEN_CHALLENGE = BEARER_CHALLENGE + ', error="invalid_token"'
+
+
+def _retry_later() -> dict[str, str]:
+    return {"Retry-After": str(errors.UNAVAILABLE_RETRY_AFTER)}
+
 
 # Litestar raises its own HTTP exceptions for routing and framework-level limits.
 _FRAMEWORK_CODES: dict[int, tuple[str, str]] = {
@@ -43,10 +47,13 @@ def _respond(problem: errors.Problem, headers: dict[str, str] | None = None) -> 
 def domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     problem = errors.to_problem(exc, instance=request.url.path)
     if problem.status >= 500:  # noqa: PLR2004
-        log.error("internal error (%s) on %s", type(exc).__name__, request.url.path)
+        what = "unavailable" if problem.status == 503 else "internal error"  # noqa: PLR2004
+        log.error("%s (%s) on %s", what, type(exc).__name__, request.url.path)
     headers = None
     if isinstance(exc, errors.RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif problem.status == 503:  # noqa: PLR2004
+        headers = _retry_later()
     elif problem.status == 401:  # noqa: PLR2004
         refused = isinstance(exc, errors.InvalidToken)
         headers = {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE if refused else BEARER_CHALLENGE}
@@ -54,14 +61,16 @@ def domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[An
 
 
 def database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.error("database unavailable on %s: %s", request.url.path, type(exc).__name__)
+    # The driver's exception names the fault (CannotConnectNowError, QueryCanceledError...).
+    cause = exc.__cause__ if isinstance(exc, db.DatabaseError) and exc.__cause__ else exc
+    log.error("database unavailable on %s: %s", request.url.path, type(cause).__name__)
     problem = errors.make_problem(
         kind="unavailable",
         code="database_unavailable",
         detail="the database is not reachable; try again",
         instance=request.url.path,
     )
-    return _respond(problem, {"Retry-After": "5"})
+    return _respond(problem, _retry_later())
 
 
 def http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -89,6 +98,9 @@ def http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
 
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if db.database_fault(exc) is not None:
+        # Raised outside ``db.acquire`` (the key ring uses the pool itself): still a 503.
+        return database_error(request, exc)
     # The type name only: messages from libraries can carry data we must not echo or log.
     log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
     return _respond(
@@ -104,7 +116,7 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
 def handlers(domain_error_types: tuple[type[Exception], ...]) -> dict[Any, Any]:
     """The app's exception handler map: our domain errors, framework errors, the rest."""
     table: dict[Any, Any] = dict.fromkeys(domain_error_types, domain_error)
-    table[DatabaseError] = database_error
+    table[db.DatabaseError] = database_error
     table[HTTPException] = http_error
     table[Exception] = unexpected_error
     return table

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from registry import auth
+from registry.http.observability import CLIENT_ADDRESS
+from registry.proxies import UNKNOWN
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -42,8 +44,13 @@ def allow(*roles: auth.Role) -> Any:
 
 async def public(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for unauthenticated endpoints that do real work: limited per address."""
-    address = connection.client.host if connection.client else "unknown"
-    services_of(connection).limiter.take(f"addr:{address}")
+    services_of(connection).limiter.take(f"addr:{caller_address(connection)}")
+
+
+def caller_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The caller's address, as the request-id middleware resolved it (``registry.proxies``)."""
+    address = connection.scope.get("state", {}).get(CLIENT_ADDRESS)
+    return address if isinstance(address, str) else UNKNOWN
 
 
 def current_client(connection: ASGIConnection[Any, Any, Any, Any]) -> auth.Client:

@@ -7,8 +7,10 @@ from typing import Any
 from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from registry import db
+from registry import db, errors
 from registry.http.security import services_of
+
+_RETRY_LATER = {"Retry-After": str(errors.UNAVAILABLE_RETRY_AFTER)}
 
 
 class SystemController(Controller):
@@ -28,10 +30,12 @@ class SystemController(Controller):
             return Response(
                 {"status": "unavailable", "database": type(exc).__name__},
                 status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                headers=_RETRY_LATER,
             )
         if pending:
             return Response(
                 {"status": "migrations_pending", "pending": pending},
                 status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                headers=_RETRY_LATER,
             )
         return Response({"status": "ready"}, status_code=HTTP_200_OK)

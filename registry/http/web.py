@@ -26,7 +26,7 @@ from litestar.template.config import TemplateConfig
 
 from registry import audit, auth, errors, review, web
 from registry.auth import Role
-from registry.db import DatabaseError
+from registry.db import DatabaseError, database_fault
 from registry.http.provenance import read_parts
 from registry.http.reviews import MAX_NOTE
 from registry.http.security import public, services_of
@@ -466,9 +466,8 @@ def _page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     if isinstance(exc, HTTPException):
         status = exc.status_code
         message = exc.detail if status < 500 else "Something went wrong on our side."  # noqa: PLR2004
-    elif isinstance(exc, DatabaseError):
+    elif database_fault(exc) is not None:
         status, message = 503, "The database is not reachable; try again in a moment."
-        headers["Retry-After"] = "5"
     elif isinstance(exc, CsrfRejected):
         status, title, message = 403, "Form refused", _CSRF_MESSAGE
     elif hasattr(exc, "code"):
@@ -480,6 +479,8 @@ def _page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
             message = f"Too many requests from you; try again in {exc.retry_after} seconds."
     else:
         status, message = 500, "Something went wrong on our side."
+    if status == 503:  # noqa: PLR2004
+        headers["Retry-After"] = str(errors.UNAVAILABLE_RETRY_AFTER)
     if status >= 500:  # noqa: PLR2004
         log.error("page error (%s) on %s", type(exc).__name__, request.url.path, exc_info=exc)
     if request.url.path == "/verify" and request.method == "POST":

@@ -464,7 +464,9 @@ def _certificate(public, subject, issuer_key, issuer, *, ca):
     )
 
 
-async def test_x5c_signers_chain_to_configured_anchors(database_url, tmp_path):
+async def test_x5c_signers_chain_to_configured_anchors(
+    database_url, service_database_url, tmp_path
+):
     root_key = ec.generate_private_key(ec.SECP256R1())
     root = _certificate(root_key.public_key(), "Consent Root", root_key, "Consent Root", ca=True)
     anchors = tmp_path / "anchors.pem"
@@ -480,7 +482,7 @@ async def test_x5c_signers_chain_to_configured_anchors(database_url, tmp_path):
     )
     x5c_untrusted = [base64.b64encode(untrusted.public_bytes(serialization.Encoding.DER)).decode()]
 
-    settings = make_settings(database_url, tmp_path, consent_signer_anchors=anchors)
+    settings = make_settings(service_database_url, tmp_path, consent_signer_anchors=anchors)
     async with AsyncTestClient(app=create_app(settings)) as http:
         admin = bearer(ADMIN_KEY)
         await http.post(

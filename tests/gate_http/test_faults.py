@@ -265,6 +265,7 @@ async def test_database_error_mid_decision_returns_no_decision(
     response = await gate(output(22), sources=[source.asset()], scores=scores)
 
     body = assert_problem(response, 503, "decision_not_recorded")
+    assert response.headers["retry-after"]
     assert "safety_status" not in body
     assert "allowed" not in response.text
     # All of it rolled back: no decision, consent rows, ticket or audit event.

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 import keys
+from tests.support import service_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,9 +36,11 @@ def run(
 
 
 def external(database_url: str) -> dict[str, str]:
-    """Settings for commands on this test's database; one master key for all of them."""
+    """Settings for commands on this test's database, as an operator sets them up: the service
+    as its own role, migrations as the admin (``database_url``); one master key for all."""
     return {
-        "REGISTRY_DATABASE_URL": database_url,
+        "REGISTRY_DATABASE_URL": service_url(database_url),
+        "REGISTRY_DATABASE_OWNER_URL": database_url,
         "REGISTRY_MASTER_KEY": keys.MasterKey.generate().to_text(),
     }
 

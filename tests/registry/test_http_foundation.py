@@ -236,13 +236,13 @@ async def test_audit_events_admin_only(client, admin, make_client):
     )
 
 
-async def test_rate_limit_returns_429_with_retry_after(database_url, tmp_path):
+async def test_rate_limit_returns_429_with_retry_after(service_database_url, tmp_path):
     from litestar.testing import AsyncTestClient
 
     from registry.app import create_app
     from tests.support import make_settings
 
-    settings = make_settings(database_url, tmp_path, rate_limit_per_minute=6)
+    settings = make_settings(service_database_url, tmp_path, rate_limit_per_minute=6)
     async with AsyncTestClient(app=create_app(settings)) as limited:
         statuses = []
         for _ in range(15):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,7 +14,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import asyncpg
+
 import keys
+from registry import db
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +31,27 @@ def _free_port() -> int:
 def _get(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback test URL
         return response.status, response.read()
+
+
+async def _roles(pgdata: Path) -> tuple[set[str], set[str]]:
+    """Who the service's connections are, and who owns its tables, asked as the superuser."""
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    assert info is not None
+    conn = await asyncpg.connect(info.get_uri())
+    try:
+        users = await conn.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        owners = await conn.fetch(
+            "SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class"
+            " WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
+        )
+    finally:
+        await conn.close()
+    return {r["usename"] for r in users}, {r["owner"] for r in owners}
 
 
 def test_serve_on_embedded_postgres_then_sigterm_stops_everything():
@@ -58,6 +83,8 @@ def test_serve_on_embedded_postgres_then_sigterm_stops_everything():
         assert {k["kid"] for k in jwks["keys"]} == {keys.thumbprint(k) for k in jwks["keys"]}
         postmaster = data_dir / "pg" / "postmaster.pid"
         assert postmaster.exists()
+        # Migrated as the owner role the first start made; serving as the service role.
+        assert asyncio.run(_roles(data_dir / "pg")) == ({db.EMBEDDED_SERVICE}, {db.EMBEDDED_OWNER})
         # Development master key: generated into the data dir, readable by the owner only.
         assert (data_dir / "master.key").stat().st_mode & 0o077 == 0
         proc.send_signal(signal.SIGTERM)

@@ -18,9 +18,9 @@ world = consent_fixtures.world
 
 
 @pytest.fixture
-def settings(database_url, tmp_path):
+def settings(service_database_url, tmp_path):
     return make_settings(
-        database_url,
+        service_database_url,
         tmp_path,
         webhook_hosts="127.0.0.1",
         takedown_poll_interval=0.05,

@@ -58,9 +58,9 @@ class Receiver:
 
 
 @pytest.fixture
-def settings(database_url, tmp_path):
+def settings(service_database_url, tmp_path):
     return make_settings(
-        database_url,
+        service_database_url,
         tmp_path,
         webhook_hosts="127.0.0.1",
         takedown_poll_interval=0.05,

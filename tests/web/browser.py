@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 import keys
-from tests.support import ADMIN_KEY
+from tests.support import ADMIN_KEY, service_url
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -109,7 +109,9 @@ def start_service(server_url: str, template: str, data_dir: Path) -> tuple[Servi
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     env.update(
         {
-            "REGISTRY_DATABASE_URL": database_url,
+            # As an operator runs it: the service as its own role, migrations as the owner.
+            "REGISTRY_DATABASE_URL": service_url(database_url),
+            "REGISTRY_DATABASE_OWNER_URL": database_url,
             "REGISTRY_DATA_DIR": str(data_dir),
             "REGISTRY_PORT": str(port),
             "REGISTRY_MASTER_KEY": master_key,

@@ -71,7 +71,7 @@ def app_with(settings, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def service(pg_server_url, template_database, tmp_path_factory):
+def service(pg_server_url, template_database, service_role, tmp_path_factory):
     """The real service (`registry serve`) on 127.0.0.1 with its own database."""
     from tests.web.browser import browser_missing, start_service
 
