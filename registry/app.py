@@ -37,6 +37,7 @@ from registry.http.audit import AuditController
 from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
 from registry.http.database import wait_budget_middleware
+from registry.http.deps import DEPENDENCIES
 from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
 from registry.http.moderation import ModerationController
@@ -539,6 +540,8 @@ def create_app(settings: Settings) -> Litestar:
             static_files(),
         ],
         template_config=template_config(),
+        # Handlers declare services, caller and payload as parameters (registry.http.deps).
+        dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         middleware=[
             # The caller's address behind REGISTRY_TRUSTED_PROXIES (registry.proxies).

@@ -16,7 +16,7 @@ import subprocess
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,10 +24,14 @@ import asyncpg
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from importlib.resources.abc import Traversable
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The top-level migrations/ folder, which pyproject.toml ships as this package: a directory in a
+# checkout and in an installed wheel alike, read only through the importlib.resources API.
+MIGRATIONS_DIR: Traversable = resources.files("registry.migrations")
 # Arbitrary constant shared by every process that may migrate this database.
 _MIGRATION_LOCK_ID = 0x5245_4749_4D49_4752  # "REGIMIGR"
 # Another, for processes that start the embedded server together and set up its roles.
@@ -112,15 +116,16 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def load_migrations(directory: Traversable = MIGRATIONS_DIR) -> list[Migration]:
     migrations = []
-    for path in sorted(directory.glob("*.sql")):
-        match = _MIGRATION_NAME.match(path.name)
+    files = (f for f in directory.iterdir() if f.name.endswith(".sql") and f.is_file())
+    for file in sorted(files, key=lambda f: f.name):
+        match = _MIGRATION_NAME.match(file.name)
         if match is None:
-            msg = f"migration file {path.name!r} is not named NNNN_snake_case.sql"
+            msg = f"migration file {file.name!r} is not named NNNN_snake_case.sql"
             raise DatabaseError(msg)
         migrations.append(
-            Migration(version=match[1], name=match[2], sql=path.read_text(encoding="utf-8"))
+            Migration(version=match[1], name=match[2], sql=file.read_text(encoding="utf-8"))
         )
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
@@ -129,7 +134,7 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def migrate(conn: asyncpg.Connection, directory: Traversable = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations in order; return the versions applied.
 
     An advisory lock makes concurrent starters wait for one another, each migration runs in

@@ -8,16 +8,17 @@ statement is stored with the appeal, never in the audit log.
 from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003 - msgspec and Litestar read annotations at runtime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath
 
 from registry import audit, review
-from registry.auth import Role
-from registry.http.body import read_json
-from registry.http.security import BEARER, allow, current_client, services_of
+from registry.auth import Client, Role
+from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
+from registry.http.security import BEARER, allow
 
 MAX_STATEMENT = 4000
 DecisionId = FromPath[str]
@@ -56,29 +57,26 @@ class AppealsController(Controller):
         security=BEARER,
         opt={"body": FileAppeal},
     )
-    async def file(self, request: Request[Any, Any, Any]) -> AppealCreated:
-        services = services_of(request)
-        client = current_client(request)
-        body = await read_json(
-            request,
-            FileAppeal,
-            max_bytes=services.settings.max_json_bytes,
-            max_depth=services.settings.max_json_depth,
-        )
+    async def file(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[FileAppeal],
+    ) -> AppealCreated:
         async with services.transaction() as conn:
             filed = await review.file_appeal(
                 conn,
-                client_id=client.client_id,
-                tenant=client.tenant,
-                decision_id=body.decision_id,
-                statement=body.statement,
+                client_id=caller.client_id,
+                tenant=caller.tenant,
+                decision_id=payload.decision_id,
+                statement=payload.statement,
                 policy=services.gate.policy,
             )
             appeal = filed.appeal
             await audit.append(
                 conn,
-                actor=client.client_id,
-                tenant=client.tenant,
+                actor=caller.client_id,
+                tenant=caller.tenant,
                 action="appeal.filed",
                 subject_type="appeal",
                 subject_id=appeal.id,
@@ -111,15 +109,16 @@ class AppealsController(Controller):
         security=BEARER,
     )
     async def decision(
-        self, request: Request[Any, Any, Any], decision_id: DecisionId
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        decision_id: DecisionId,
     ) -> review.DecisionRecord:
-        services = services_of(request)
-        client = current_client(request)
-        if client.has(Role.ADMIN):
+        if caller.has(Role.ADMIN):
             tenant: str | None = None
-        elif client.has(Role.REVIEWER):
-            tenant = review.review_scope(client.tenant)
+        elif caller.has(Role.REVIEWER):
+            tenant = review.review_scope(caller.tenant)
         else:
-            tenant = client.tenant
+            tenant = caller.tenant
         async with services.connection() as conn:
             return await review.decision_record(conn, decision_id, tenant=tenant)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 
 from registry import audit
 from registry.auth import Role
 from registry.errors import NotFound
-from registry.http.security import BEARER, allow, services_of
+from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
+from registry.http.security import BEARER, allow
 
 # Event numbers are PostgreSQL bigints; a larger ``after`` is refused, not sent to the server.
 MAX_SEQ = 2**63 - 1
@@ -30,8 +31,7 @@ class AuditController(Controller):
         ),
         cache=False,
     )
-    async def checkpoint(self, request: Request[Any, Any, Any]) -> audit.Checkpoint:
-        services = services_of(request)
+    async def checkpoint(self, services: AppServices) -> audit.Checkpoint:
         async with services.connection() as conn:
             latest = await audit.latest_checkpoint(conn)
         if latest is None:
@@ -46,8 +46,7 @@ class AuditController(Controller):
         security=BEARER,
         status_code=200,
     )
-    async def sign_checkpoint(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        services = services_of(request)
+    async def sign_checkpoint(self, services: AppServices) -> Response[Any]:
         async with services.transaction() as conn:
             made = await audit.make_checkpoint(
                 conn, services.keyring, issuer=services.settings.public_issuer
@@ -66,7 +65,7 @@ class AuditController(Controller):
     )
     async def events(
         self,
-        request: Request[Any, Any, Any],
+        services: AppServices,
         after: int = Parameter(
             default=0, ge=0, le=MAX_SEQ, description="Return events after this seq"
         ),
@@ -74,7 +73,6 @@ class AuditController(Controller):
         subject_type: str | None = Parameter(default=None, max_length=100),
         subject_id: str | None = Parameter(default=None, max_length=200),
     ) -> dict[str, Any]:
-        services = services_of(request)
         async with services.connection() as conn:
             events = await audit.list_events(
                 conn, after=after, limit=limit, subject_type=subject_type, subject_id=subject_id

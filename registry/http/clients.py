@@ -12,12 +12,13 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath
 
 from registry import api_keys, operations
-from registry.auth import Role
-from registry.http.body import read_json
-from registry.http.security import BEARER, allow, current_client, services_of
+from registry.auth import Client, Role
+from registry.http.deps import AppServices, read_payload
+from registry.http.security import BEARER, allow
 
 ClientId = FromPath[str]
 KeyId = FromPath[str]
@@ -75,24 +76,21 @@ class ClientsController(Controller):
         summary="Create an API client and return its key (shown once)",
         opt={"body": CreateClient},
     )
-    async def create(self, request: Request[Any, Any, Any]) -> CreatedClient:
-        services = services_of(request)
-        admin = current_client(request)
-        body = await read_json(
-            request,
-            CreateClient,
-            max_bytes=services.settings.max_json_bytes,
-            max_depth=services.settings.max_json_depth,
-        )
+    async def create(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[CreateClient],
+    ) -> CreatedClient:
         async with services.transaction() as conn:
             new = await operations.create_client(
                 conn,
-                actor=admin.client_id,
-                actor_tenant=admin.tenant,
-                name=body.name,
-                roles=body.roles,
-                tenant=body.tenant,
-                expires_at=body.expires_at,
+                actor=caller.client_id,
+                actor_tenant=caller.tenant,
+                name=payload.name,
+                roles=payload.roles,
+                tenant=payload.tenant,
+                expires_at=payload.expires_at,
             )
         return CreatedClient(
             client_id=new.client.client_id,
@@ -103,15 +101,13 @@ class ClientsController(Controller):
         )
 
     @get("/", summary="Every API client with its keys (ids and dates, never secrets)")
-    async def index(self, request: Request[Any, Any, Any]) -> ClientList:
-        async with services_of(request).connection() as conn:
+    async def index(self, services: AppServices) -> ClientList:
+        async with services.connection() as conn:
             return ClientList(clients=await api_keys.list_clients(conn))
 
     @get("/{client_id:str}", summary="One API client with its keys (never secrets)")
-    async def show(
-        self, request: Request[Any, Any, Any], client_id: ClientId
-    ) -> api_keys.ClientView:
-        async with services_of(request).connection() as conn:
+    async def show(self, services: AppServices, client_id: ClientId) -> api_keys.ClientView:
+        async with services.connection() as conn:
             return await api_keys.get_client(conn, client_id)
 
     @post(
@@ -126,13 +122,14 @@ class ClientsController(Controller):
         status_code=200,
     )
     async def revoke(
-        self, request: Request[Any, Any, Any], client_id: ClientId
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        client_id: ClientId,
     ) -> api_keys.ClientView:
-        services = services_of(request)
-        admin = current_client(request)
         async with services.transaction() as conn:
             return await api_keys.revoke_client(
-                conn, client_id, actor=admin.client_id, actor_tenant=admin.tenant
+                conn, client_id, actor=caller.client_id, actor_tenant=caller.tenant
             )
 
     @post(
@@ -145,24 +142,23 @@ class ClientsController(Controller):
         ),
         opt={"body": CreateKey},
     )
-    async def add_key(self, request: Request[Any, Any, Any], client_id: ClientId) -> CreatedKey:
-        services = services_of(request)
-        admin = current_client(request)
+    async def add_key(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
+        client_id: ClientId,
+    ) -> CreatedKey:
         body = CreateKey()
         if await request.body():
-            body = await read_json(
-                request,
-                CreateKey,
-                max_bytes=services.settings.max_json_bytes,
-                max_depth=services.settings.max_json_depth,
-            )
+            body = await read_payload(request, services)
         async with services.transaction() as conn:
             key = await api_keys.issue_key(
                 conn,
                 client_id,
                 expires_at=body.expires_at,
-                actor=admin.client_id,
-                actor_tenant=admin.tenant,
+                actor=caller.client_id,
+                actor_tenant=caller.tenant,
             )
         return CreatedKey(
             key_id=key.key_id,
@@ -182,11 +178,13 @@ class ClientsController(Controller):
         status_code=200,
     )
     async def revoke_key(
-        self, request: Request[Any, Any, Any], client_id: ClientId, key_id: KeyId
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        client_id: ClientId,
+        key_id: KeyId,
     ) -> api_keys.KeyView:
-        services = services_of(request)
-        admin = current_client(request)
         async with services.transaction() as conn:
             return await api_keys.revoke_key(
-                conn, client_id, key_id, actor=admin.client_id, actor_tenant=admin.tenant
+                conn, client_id, key_id, actor=caller.client_id, actor_tenant=caller.tenant
             )

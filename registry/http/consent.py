@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime  # noqa: TC003 - msgspec and Litestar read annotations at runtime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath, QueryParameter
 
 from registry import audit
-from registry.auth import Role
+from registry.auth import Client, Role
 from registry.consent.forms import MAX_FORM_ASSETS
 from registry.consent.service import (
     ConsentView,
@@ -30,12 +31,10 @@ from registry.consent.service import (
 from registry.consent.tokens import Reason  # noqa: TC001 - msgspec reads it at runtime
 from registry.consent.uses import Vocabulary, vocabulary
 from registry.errors import Malformed, UnsupportedMediaType
-from registry.http.body import read_json
-from registry.http.security import BEARER, allow, current_client, public, services_of
+from registry.http.deps import AppServices, read_payload
+from registry.http.security import BEARER, allow, public
+from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
 from verifier.statuslist import STATUS_LIST_TYP
-
-if TYPE_CHECKING:
-    from registry.services import Services
 
 STATUS_LIST_MEDIA_TYPE = f"application/{STATUS_LIST_TYP}"
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -184,21 +183,13 @@ def _withdrawn(result: Withdrawn) -> ConsentWithdrawn:
     )
 
 
-async def _json(request: Request[Any, Any, Any], type_: type[Any], services: Services) -> Any:
-    return await read_json(
-        request,
-        type_,
-        max_bytes=services.settings.max_json_bytes,
-        max_depth=services.settings.max_json_depth,
-    )
-
-
-async def _read_submission(request: Request[Any, Any, Any]) -> tuple[str, list[Upload]]:
+async def _read_submission(
+    request: Request[Any, Any, Any], services: Services
+) -> tuple[str, list[Upload]]:
     """The form and any uploaded photos, from a JSON or a multipart/form-data body."""
-    services = services_of(request)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "multipart/form-data":
-        body: SubmitConsent = await _json(request, SubmitConsent, services)
+        body: SubmitConsent = await read_payload(request, services)
         return body.form, []
     try:
         data = await request.form()
@@ -263,21 +254,23 @@ class ConsentController(Controller):
         security=BEARER,
         opt={"body": CreateTemplate},
     )
-    async def create_template(self, request: Request[Any, Any, Any]) -> TemplateView:
-        services = services_of(request)
-        client = current_client(request)
-        body: CreateTemplate = await _json(request, CreateTemplate, services)
+    async def create_template(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[CreateTemplate],
+    ) -> TemplateView:
         async with services.transaction() as conn:
             result = await services.consent.register_template(
                 conn,
-                actor=client,
-                template_id=body.id,
-                title=body.title,
-                text=body.text,
-                uses=body.uses,
+                actor=caller,
+                template_id=payload.id,
+                title=payload.title,
+                text=payload.text,
+                uses=payload.uses,
             )
             await audit.append_records(
-                conn, result.events, actor=client.client_id, tenant=client.tenant
+                conn, result.events, actor=caller.client_id, tenant=caller.tenant
             )
         return result.template
 
@@ -286,10 +279,7 @@ class ConsentController(Controller):
         summary="A consent template: its text, SHA-256 and the uses it offers",
         guards=[public],
     )
-    async def get_template(
-        self, request: Request[Any, Any, Any], template_id: FromPath[str]
-    ) -> TemplateView:
-        services = services_of(request)
+    async def get_template(self, services: AppServices, template_id: FromPath[str]) -> TemplateView:
         async with services.connection() as conn:
             return await services.consent.get_template(conn, template_id)
 
@@ -302,16 +292,22 @@ class ConsentController(Controller):
         security=BEARER,
         opt={"body": EnrollSigner},
     )
-    async def enroll_signer(self, request: Request[Any, Any, Any]) -> SignerCreated:
-        services = services_of(request)
-        client = current_client(request)
-        body: EnrollSigner = await _json(request, EnrollSigner, services)
+    async def enroll_signer(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[EnrollSigner],
+    ) -> SignerCreated:
         async with services.transaction() as conn:
             result = await services.consent.enroll_signer(
-                conn, actor=client, jwk=body.jwk, subject_ref=body.subject_ref, role=body.role
+                conn,
+                actor=caller,
+                jwk=payload.jwk,
+                subject_ref=payload.subject_ref,
+                role=payload.role,
             )
             await audit.append_records(
-                conn, result.events, actor=client.client_id, tenant=client.tenant
+                conn, result.events, actor=caller.client_id, tenant=caller.tenant
             )
         return SignerCreated(signer_id=result.signer_id, kid=result.kid, role=result.role)
 
@@ -331,18 +327,21 @@ class ConsentController(Controller):
         security=BEARER,
         opt={"body": SubmitConsent, "multipart": _MULTIPART_SCHEMA},
     )
-    async def submit(self, request: Request[Any, Any, Any]) -> ConsentCreated:
-        services = services_of(request)
-        client = current_client(request)
+    async def submit(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
+    ) -> ConsentCreated:
         key = _idempotency_key(request)
-        form, uploads = await _read_submission(request)
+        form, uploads = await _read_submission(request, services)
         prepared = await prepare_uploads(uploads, services.consent.settings.image_limits)
         async with services.transaction() as conn:
             result = await services.consent.submit(
-                conn, actor=client, form=form, uploads=prepared, idempotency_key=key
+                conn, actor=caller, form=form, uploads=prepared, idempotency_key=key
             )
             await audit.append_records(
-                conn, result.events, actor=client.client_id, tenant=client.tenant
+                conn, result.events, actor=caller.client_id, tenant=caller.tenant
             )
         return ConsentCreated(
             consent_id=result.consent_id,
@@ -358,13 +357,13 @@ class ConsentController(Controller):
         security=BEARER,
     )
     async def get_consent(
-        self, request: Request[Any, Any, Any], consent_id: ConsentId
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        consent_id: ConsentId,
     ) -> ConsentView:
-        services = services_of(request)
         async with services.connection() as conn:
-            return await services.consent.get_consent(
-                conn, actor=current_client(request), consent_id=consent_id
-            )
+            return await services.consent.get_consent(conn, actor=caller, consent_id=consent_id)
 
     @get(
         "/v1/consents",
@@ -373,12 +372,14 @@ class ConsentController(Controller):
         security=BEARER,
     )
     async def find_consents(
-        self, request: Request[Any, Any, Any], subject_ref: SubjectRef
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        subject_ref: SubjectRef,
     ) -> ConsentList:
-        services = services_of(request)
         async with services.connection() as conn:
             found = await services.consent.find_consents(
-                conn, actor=current_client(request), subject_ref=subject_ref
+                conn, actor=caller, subject_ref=subject_ref
             )
         return ConsentList(consents=found)
 
@@ -390,17 +391,18 @@ class ConsentController(Controller):
         opt={"body": CreateGrant},
     )
     async def grant(
-        self, request: Request[Any, Any, Any], consent_id: ConsentId
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[CreateGrant],
+        consent_id: ConsentId,
     ) -> Response[GrantCreated]:
-        services = services_of(request)
-        client = current_client(request)
-        body: CreateGrant = await _json(request, CreateGrant, services)
         async with services.transaction() as conn:
             result = await services.consent.grant(
-                conn, actor=client, consent_id=consent_id, client_id=body.client_id
+                conn, actor=caller, consent_id=consent_id, client_id=payload.client_id
             )
             await audit.append_records(
-                conn, result.events, actor=client.client_id, tenant=client.tenant
+                conn, result.events, actor=caller.client_id, tenant=caller.tenant
             )
         return Response(
             GrantCreated(consent_id=result.consent_id, client_id=result.client_id),
@@ -421,21 +423,22 @@ class ConsentController(Controller):
         opt={"body": Withdraw},
     )
     async def withdraw(
-        self, request: Request[Any, Any, Any], consent_id: ConsentId
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[Withdraw],
+        consent_id: ConsentId,
     ) -> ConsentWithdrawn:
-        services = services_of(request)
-        client = current_client(request)
-        body: Withdraw = await _json(request, Withdraw, services)
         async with services.transaction() as conn:
             result = await services.consent.withdraw(
                 conn,
-                actor=client,
+                actor=caller,
                 consent_id=consent_id,
-                withdrawal=body.withdrawal,
-                reason=body.reason,
+                withdrawal=payload.withdrawal,
+                reason=payload.reason,
             )
             await audit.append_records(
-                conn, result.events, actor=client.client_id, tenant=client.tenant
+                conn, result.events, actor=caller.client_id, tenant=caller.tenant
             )
         return _withdrawn(result)
 
@@ -446,13 +449,16 @@ class ConsentController(Controller):
         security=BEARER,
         status_code=200,
     )
-    async def erase(self, request: Request[Any, Any, Any], consent_id: ConsentId) -> ConsentErased:
-        services = services_of(request)
-        client = current_client(request)
+    async def erase(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        consent_id: ConsentId,
+    ) -> ConsentErased:
         async with services.transaction() as conn:
-            result = await services.consent.erase(conn, actor=client, consent_id=consent_id)
+            result = await services.consent.erase(conn, actor=caller, consent_id=consent_id)
             await audit.append_records(
-                conn, result.events, actor=client.client_id, tenant=client.tenant
+                conn, result.events, actor=caller.client_id, tenant=caller.tenant
             )
         return ConsentErased(
             consent_id=result.consent_id,
@@ -471,21 +477,23 @@ class ConsentController(Controller):
         security=BEARER,
         opt={"body": RequestToken},
     )
-    async def issue_token(self, request: Request[Any, Any, Any]) -> TokenIssued:
-        services = services_of(request)
-        client = current_client(request)
-        body: RequestToken = await _json(request, RequestToken, services)
+    async def issue_token(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[RequestToken],
+    ) -> TokenIssued:
         async with services.transaction() as conn:
             result = await services.consent.issue_token(
                 conn,
-                actor=client,
-                consent_id=body.consent_id,
-                uses=body.uses,
-                asset_ids=body.asset_ids,
-                ttl_seconds=body.ttl_seconds,
+                actor=caller,
+                consent_id=payload.consent_id,
+                uses=payload.uses,
+                asset_ids=payload.asset_ids,
+                ttl_seconds=payload.ttl_seconds,
             )
             await audit.append_records(
-                conn, result.events, actor=client.client_id, tenant=client.tenant
+                conn, result.events, actor=caller.client_id, tenant=caller.tenant
             )
         return TokenIssued(token=result.token, expires_at=result.expires_at, jti=result.jti)
 
@@ -502,17 +510,20 @@ class ConsentController(Controller):
         status_code=200,
         opt={"body": VerifyToken},
     )
-    async def verify_token(self, request: Request[Any, Any, Any]) -> TokenChecked:
-        services = services_of(request)
-        body: VerifyToken = await _json(request, VerifyToken, services)
+    async def verify_token(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[VerifyToken],
+    ) -> TokenChecked:
         async with services.connection() as conn:
             result = await services.consent.verify(
                 conn,
-                actor=current_client(request),
-                token=body.token,
-                use=body.use,
-                asset_sha256=body.asset_sha256,
-                audience=body.audience,
+                actor=caller,
+                token=payload.token,
+                use=payload.use,
+                asset_sha256=payload.asset_sha256,
+                audience=payload.audience,
             )
         return TokenChecked(valid=result.valid, reasons=list(result.reasons), claims=result.claims)
 
@@ -522,10 +533,7 @@ class ConsentController(Controller):
         guards=[public],
         media_type=STATUS_LIST_MEDIA_TYPE,
     )
-    async def status_list(
-        self, request: Request[Any, Any, Any], list_id: FromPath[str]
-    ) -> Response[str]:
-        services = services_of(request)
+    async def status_list(self, services: AppServices, list_id: FromPath[str]) -> Response[str]:
         async with services.connection() as conn:
             token = await services.consent.status_list_token(conn, list_id)
         max_age = services.consent.status_lists.max_age_seconds

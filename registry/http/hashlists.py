@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath
 
 from moderation import EntryInput, iter_csv, iter_jsonl
 from moderation.hashlists import ListAction  # noqa: TC001 - msgspec reads it at runtime
 from registry import audit, operations
-from registry.auth import Role
+from registry.auth import Client, Role
 from registry.gate import (
     HashListUploadInvalid,
     HashListView,
@@ -27,8 +28,8 @@ from registry.gate import (
     import_entries,
     list_lists,
 )
-from registry.http.body import read_json
-from registry.http.security import BEARER, allow, current_client, services_of
+from registry.http.deps import AppServices, read_payload
+from registry.http.security import BEARER, allow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     import asyncpg
 
     from registry.auth import Client
-    from registry.services import Services
 
 _Hash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{16}$")]
 _Field = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -103,15 +103,6 @@ async def _append(
     )
 
 
-async def _json(request: Request[Any, Any, Any], type_: type[Any], services: Services) -> Any:
-    return await read_json(
-        request,
-        type_,
-        max_bytes=services.settings.max_json_bytes,
-        max_depth=services.settings.max_json_depth,
-    )
-
-
 async def _uploaded_entries(request: Request[Any, Any, Any]) -> Iterator[EntryInput]:
     form = await request.form()
     parts = list(form.multi_items())
@@ -155,22 +146,24 @@ class HashListsController(Controller):
         status_code=201,
         opt={"body": CreateList},
     )
-    async def create(self, request: Request[Any, Any, Any]) -> HashListView:
-        services = services_of(request)
-        client = current_client(request)
-        body: CreateList = await _json(request, CreateList, services)
+    async def create(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[CreateList],
+    ) -> HashListView:
         async with services.transaction() as conn:
             return await operations.create_hash_list(
                 conn,
-                actor=client.client_id,
-                actor_tenant=client.tenant,
-                name=body.name,
-                action=body.action,
+                actor=caller.client_id,
+                actor_tenant=caller.tenant,
+                name=payload.name,
+                action=payload.action,
             )
 
     @get("/", summary="Every hash list with its action, state and enabled entry count")
-    async def index(self, request: Request[Any, Any, Any]) -> HashListsView:
-        async with services_of(request).connection() as conn:
+    async def index(self, services: AppServices) -> HashListsView:
+        async with services.connection() as conn:
             return HashListsView(lists=await list_lists(conn))
 
     @post(
@@ -185,15 +178,19 @@ class HashListsController(Controller):
         status_code=200,
         opt={"body": AddEntries, "multipart": _UPLOAD_PARTS},
     )
-    async def add_entries(self, request: Request[Any, Any, Any], name: ListName) -> ImportResult:
-        services = services_of(request)
-        client = current_client(request)
+    async def add_entries(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
+        name: ListName,
+    ) -> ImportResult:
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         entries: Iterator[EntryInput]
         if media == "multipart/form-data":
             entries = await _uploaded_entries(request)
         else:
-            body: AddEntries = await _json(request, AddEntries, services)
+            body: AddEntries = await read_payload(request, services)
             entries = iter(
                 EntryInput(hash=int(e.hash, 16), label=e.label, source=e.source)
                 for e in body.entries
@@ -202,7 +199,7 @@ class HashListsController(Controller):
             result = await import_entries(conn, list_name=name, entries=entries)
             await _append(
                 conn,
-                client,
+                caller,
                 "hash_list.entries_added",
                 name,
                 {"received": result.received, "added": result.added, "updated": result.updated},
@@ -215,11 +212,14 @@ class HashListsController(Controller):
         status_code=200,
         opt={"body": DisableEntries},
     )
-    async def disable(self, request: Request[Any, Any, Any], name: ListName) -> Disabled:
-        services = services_of(request)
-        client = current_client(request)
-        body: DisableEntries = await _json(request, DisableEntries, services)
+    async def disable(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[DisableEntries],
+        name: ListName,
+    ) -> Disabled:
         async with services.transaction() as conn:
-            count = await disable_entries(conn, list_name=name, hashes=body.hashes)
-            await _append(conn, client, "hash_list.entries_disabled", name, {"disabled": count})
+            count = await disable_entries(conn, list_name=name, hashes=payload.hashes)
+            await _append(conn, caller, "hash_list.entries_disabled", name, {"disabled": count})
         return Disabled(list=name, disabled=count)

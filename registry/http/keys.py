@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import CacheControlHeader
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 
 from registry import operations
-from registry.auth import Role
+from registry.auth import Client, Role
 from registry.errors import NotFound
-from registry.http.security import BEARER, allow, current_client, services_of
+from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
+from registry.http.security import BEARER, allow
 
 PEM_CHAIN = "application/pem-certificate-chain"
 
@@ -36,8 +38,7 @@ class KeysController(Controller):
         cache_control=CacheControlHeader(max_age=JWKS_MAX_AGE, public=True),
         media_type="application/jwk-set+json",
     )
-    async def jwks(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        services = services_of(request)
+    async def jwks(self, services: AppServices) -> dict[str, Any]:
         await services.keyring.refresh()
         return services.keyring.jwks()
 
@@ -47,8 +48,8 @@ class KeysController(Controller):
         cache_control=CacheControlHeader(max_age=JWKS_MAX_AGE, public=True),
         media_type=PEM_CHAIN,
     )
-    async def c2pa_chain(self, request: Request[Any, Any, Any]) -> str:
-        return services_of(request).c2pa.chain_pem
+    async def c2pa_chain(self, services: AppServices) -> str:
+        return services.c2pa.chain_pem
 
     @get(
         "/v1/keys/c2pa/anchor",
@@ -56,8 +57,8 @@ class KeysController(Controller):
         cache_control=CacheControlHeader(max_age=JWKS_MAX_AGE, public=True),
         media_type=PEM_CHAIN,
     )
-    async def c2pa_anchor(self, request: Request[Any, Any, Any]) -> str:
-        anchor = services_of(request).c2pa.anchor_pem
+    async def c2pa_anchor(self, services: AppServices) -> str:
+        anchor = services.c2pa.anchor_pem
         if anchor is None:
             msg = "the operator's C2PA anchor is on a public trust list and was not configured"
             raise NotFound(msg)
@@ -75,12 +76,12 @@ class KeysController(Controller):
         security=BEARER,
         status_code=200,
     )
-    async def rotate(self, request: Request[Any, Any, Any]) -> Response[RotationResult]:
-        services = services_of(request)
-        client = current_client(request)
+    async def rotate(
+        self, services: AppServices, caller: NamedDependency[Client]
+    ) -> Response[RotationResult]:
         async with services.transaction() as conn:
             rotation = await operations.rotate_keys(
-                conn, services.keyring, actor=client.client_id, actor_tenant=client.tenant
+                conn, services.keyring, actor=caller.client_id, actor_tenant=caller.tenant
             )
         await services.keyring.refresh(force=True)
         return Response(

@@ -13,21 +13,22 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 
-from registry.auth import Role
+from registry.auth import Client, Role
 from registry.gate import (
     CheckRequest,
     GateResponse,
     PromptCheckRequest,
     RequestPartInvalid,
 )
-from registry.http.body import read_json
-from registry.http.security import BEARER, allow, current_client, public, services_of
+from registry.http.deps import AppServices, read_payload
+from registry.http.security import BEARER, allow, public
+from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.strictjson import parse_strict_json
 
 if TYPE_CHECKING:
     from registry.gate import GateOutcome
-    from registry.services import Services
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 _PARTS = frozenset({"request", "image"})
@@ -74,12 +75,7 @@ async def _read_check(
     settings = services.settings
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "multipart/form-data":
-        body = await read_json(
-            request,
-            CheckRequest,
-            max_bytes=settings.max_json_bytes,
-            max_depth=settings.max_json_depth,
-        )
+        body: CheckRequest = await read_payload(request, services)
         return body, None
     form = await request.form()
     parts = list(form.multi_items())
@@ -133,12 +129,14 @@ class ModerationController(Controller):
         status_code=200,
         opt={"body": CheckRequest, "multipart": _CHECK_PARTS},
     )
-    async def check(self, request: Request[Any, Any, Any]) -> Response[GateResponse]:
-        services = services_of(request)
+    async def check(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
+    ) -> Response[GateResponse]:
         body, image = await _read_check(request, services)
-        outcome = await services.gate.check(
-            actor=current_client(request), request=body, image=image
-        )
+        outcome = await services.gate.check(actor=caller, request=body, image=image)
         return _answer(outcome)
 
     @post(
@@ -156,15 +154,13 @@ class ModerationController(Controller):
         status_code=200,
         opt={"body": PromptCheckRequest},
     )
-    async def prompt_check(self, request: Request[Any, Any, Any]) -> Response[GateResponse]:
-        services = services_of(request)
-        body = await read_json(
-            request,
-            PromptCheckRequest,
-            max_bytes=services.settings.max_json_bytes,
-            max_depth=services.settings.max_json_depth,
-        )
-        outcome = await services.gate.prompt_check(actor=current_client(request), request=body)
+    async def prompt_check(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[PromptCheckRequest],
+    ) -> Response[GateResponse]:
+        outcome = await services.gate.prompt_check(actor=caller, request=payload)
         return _answer(outcome)
 
     @get(
@@ -172,6 +168,6 @@ class ModerationController(Controller):
         summary="The active publish-gate policy: its text, version (SHA-256) and label",
         guards=[public],
     )
-    async def policy(self, request: Request[Any, Any, Any]) -> PolicyView:
-        policy = services_of(request).gate.policy
+    async def policy(self, services: AppServices) -> PolicyView:
+        policy = services.gate.policy
         return PolicyView(label=policy.label, version=policy.version, text=policy.text)

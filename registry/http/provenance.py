@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from registry import audit
-from registry.auth import Role
+from registry.auth import Client, Role
 from registry.errors import TooLarge, UnsupportedMediaType
-from registry.http.security import BEARER, allow, current_client, public, services_of
+from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
+from registry.http.security import BEARER, allow, public
 from registry.provenance import (
     Lookup,
     PartInvalid,
@@ -26,13 +28,13 @@ from registry.provenance import (
     Upload,
     Verification,
 )
+from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.strictjson import parse_strict_json
 from verifier import ImageTooLarge
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
-    from registry.services import Services
 
 ASSERTION_HEADER = "Provenance-Assertion"
 OUTPUT_ID_HEADER = "Provenance-Output-Id"
@@ -211,8 +213,7 @@ class ProvenanceController(Controller):
         status_code=200,
         opt={"multipart": _VERIFY_PARTS},
     )
-    async def verify(self, request: Request[Any, Any, Any]) -> Verification:
-        services = services_of(request)
+    async def verify(self, request: Request[Any, Any, Any], services: AppServices) -> Verification:
         parts = await read_parts(request, _image_caps(services), ("file",))
         async with services.connection() as conn:
             return await services.provenance.verify(conn, _upload(parts["file"]))
@@ -229,8 +230,7 @@ class ProvenanceController(Controller):
         status_code=200,
         opt={"multipart": _VERIFY_PARTS},
     )
-    async def lookup(self, request: Request[Any, Any, Any]) -> Lookup:
-        services = services_of(request)
+    async def lookup(self, request: Request[Any, Any, Any], services: AppServices) -> Lookup:
         parts = await read_parts(request, _image_caps(services), ("file",))
         async with services.connection() as conn:
             return await services.provenance.lookup(conn, _upload(parts["file"]))
@@ -260,9 +260,12 @@ class ProvenanceController(Controller):
         media_type="image/*",
         opt={"multipart": _SIGN_PARTS},
     )
-    async def sign(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        services = services_of(request)
-        client = current_client(request)
+    async def sign(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
+    ) -> Response[bytes]:
         caps = {**_image_caps(services), "metadata": services.settings.max_json_bytes}
         parts = await read_parts(request, caps, ("file", "metadata"))
         metadata = parse_strict_json(
@@ -272,11 +275,11 @@ class ProvenanceController(Controller):
         )
         provenance = services.provenance
         async with services.connection() as conn:
-            plan = await provenance.plan_signing(conn, actor=client, metadata=metadata)
+            plan = await provenance.plan_signing(conn, actor=caller, metadata=metadata)
         signed = await provenance.sign(_upload(parts["file"]), plan)
         async with services.transaction() as conn:
-            event = await provenance.record(conn, actor=client, plan=plan, signed=signed)
-            await audit.append_records(conn, [event], actor=client.client_id, tenant=client.tenant)
+            event = await provenance.record(conn, actor=caller, plan=plan, signed=signed)
+            await audit.append_records(conn, [event], actor=caller.client_id, tenant=caller.tenant)
         return Response(
             signed.data,
             media_type=signed.media_type,

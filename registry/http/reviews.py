@@ -11,14 +11,15 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from registry import review
-from registry.auth import Role
-from registry.http.body import read_json
-from registry.http.security import BEARER, allow, current_client, services_of
+from registry.auth import Client, Role
+from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
+from registry.http.security import BEARER, allow
 
 MAX_NOTE = 2000
 TicketId = FromPath[str]
@@ -51,15 +52,15 @@ class ReviewsController(Controller):
     @get("/", summary="Review and appeal tickets in queue order (reviewer)")
     async def list_tickets(
         self,
-        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
         status: Annotated[
             review.TicketStatus | None,
             QueryParameter(description="open (including expired claims), claimed or closed"),
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> TicketList:
-        services = services_of(request)
-        scope = review.review_scope(current_client(request).tenant)
+        scope = review.review_scope(caller.tenant)
         async with services.connection() as conn:
             tickets = await review.list_tickets(conn, scope=scope, status=status, limit=limit)
         return TicketList(tickets=tickets)
@@ -76,12 +77,10 @@ class ReviewsController(Controller):
         status_code=200,
         responses={204: ResponseSpec(data_container=None, description="No ticket to claim")},
     )
-    async def claim(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        services = services_of(request)
-        reviewer = current_client(request)
+    async def claim(self, services: AppServices, caller: NamedDependency[Client]) -> Response[Any]:
         lease = timedelta(seconds=services.settings.review_lease_seconds)
         async with services.transaction() as conn:
-            claimed = await review.claim(conn, reviewer=reviewer, lease=lease, via="api")
+            claimed = await review.claim(conn, reviewer=caller, lease=lease, via="api")
         if claimed is None:
             return Response(content=None, status_code=204)
         ticket = claimed.ticket
@@ -96,9 +95,13 @@ class ReviewsController(Controller):
             "matches), the policy version, the consents' status now, history and appeal."
         ),
     )
-    async def case(self, request: Request[Any, Any, Any], ticket_id: TicketId) -> review.ReviewCase:
-        services = services_of(request)
-        scope = review.review_scope(current_client(request).tenant)
+    async def case(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        ticket_id: TicketId,
+    ) -> review.ReviewCase:
+        scope = review.review_scope(caller.tenant)
         async with services.connection() as conn:
             return await review.review_case(conn, ticket_id, scope=scope)
 
@@ -109,23 +112,19 @@ class ReviewsController(Controller):
         opt={"body": DecideTicket},
     )
     async def decide(
-        self, request: Request[Any, Any, Any], ticket_id: TicketId
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[DecideTicket],
+        ticket_id: TicketId,
     ) -> TicketDecidedView:
-        services = services_of(request)
-        reviewer = current_client(request)
-        body = await read_json(
-            request,
-            DecideTicket,
-            max_bytes=services.settings.max_json_bytes,
-            max_depth=services.settings.max_json_depth,
-        )
         async with services.transaction() as conn:
             decided = await review.decide(
                 conn,
-                reviewer=reviewer,
+                reviewer=caller,
                 ticket_id=ticket_id,
-                outcome=body.outcome,
-                note=body.note,
+                outcome=payload.outcome,
+                note=payload.note,
                 via="api",
             )
         ticket = decided.ticket
@@ -152,8 +151,7 @@ class StatsController(Controller):
         guards=[allow(Role.ADMIN)],
         security=BEARER,
     )
-    async def stats(self, request: Request[Any, Any, Any]) -> review.Stats:
-        services = services_of(request)
+    async def stats(self, services: AppServices) -> review.Stats:
         async with services.connection() as conn:
             stats = await review.compute_stats(conn)
         review.publish_stats(stats)

@@ -5,19 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from registry import auth
+from registry.http.deps import app_services
 from registry.http.observability import CLIENT_ADDRESS
 from registry.proxies import UNKNOWN
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
-
-    from registry.services import Services
-
-
-def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
-    services: Services = connection.app.state.services
-    return services
 
 
 def allow(*roles: auth.Role) -> Any:
@@ -29,7 +23,7 @@ def allow(*roles: auth.Role) -> Any:
     """
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        services = services_of(connection)
+        services = app_services(connection)
         async with services.connection() as conn:
             found = await auth.authenticate_key(conn, connection.headers.get("authorization"))
         services.key_usage.note(found.key_id, found.last_used_at)
@@ -44,18 +38,13 @@ def allow(*roles: auth.Role) -> Any:
 
 async def public(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for unauthenticated endpoints that do real work: limited per address."""
-    services_of(connection).limiter.take(f"addr:{caller_address(connection)}")
+    app_services(connection).limiter.take(f"addr:{caller_address(connection)}")
 
 
 def caller_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The caller's address, as the request-id middleware resolved it (``registry.proxies``)."""
     address = connection.scope.get("state", {}).get(CLIENT_ADDRESS)
     return address if isinstance(address, str) else UNKNOWN
-
-
-def current_client(connection: ASGIConnection[Any, Any, Any, Any]) -> auth.Client:
-    client: auth.Client = connection.state.client
-    return client
 
 
 BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from registry import db, errors
-from registry.http.security import services_of
+from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 
 _RETRY_LATER = {"Retry-After": str(errors.UNAVAILABLE_RETRY_AFTER)}
 
@@ -21,8 +21,7 @@ class SystemController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", summary="Database reachable and migrations current", cache=False)
-    async def readyz(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-        services = services_of(request)
+    async def readyz(self, services: AppServices) -> Response[dict[str, Any]]:
         try:
             async with services.connection() as conn:
                 pending = await db.pending_migrations(conn)

@@ -6,17 +6,18 @@ composition root runs in the background of every service process.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import QueryParameter
 
 from registry import audit, review
-from registry.auth import Role
-from registry.http.body import read_json
-from registry.http.security import BEARER, allow, current_client, services_of
+from registry.auth import Client, Role
+from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
+from registry.http.security import BEARER, allow
 
 
 class RegisterWebhook(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -45,12 +46,11 @@ class TakedownController(Controller):
     )
     async def affected(
         self,
-        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
         consent_id: Annotated[str, QueryParameter(min_length=1, max_length=128)],
     ) -> review.AffectedView:
-        services = services_of(request)
-        client = current_client(request)
-        tenant = None if client.has(Role.ADMIN) else client.tenant
+        tenant = None if caller.has(Role.ADMIN) else caller.tenant
         async with services.connection() as conn:
             return await review.affected(conn, consent_id, tenant=tenant)
 
@@ -67,27 +67,24 @@ class TakedownController(Controller):
         security=BEARER,
         opt={"body": RegisterWebhook},
     )
-    async def register(self, request: Request[Any, Any, Any]) -> review.Webhook:
-        services = services_of(request)
-        admin = current_client(request)
-        body = await read_json(
-            request,
-            RegisterWebhook,
-            max_bytes=services.settings.max_json_bytes,
-            max_depth=services.settings.max_json_depth,
-        )
+    async def register(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[RegisterWebhook],
+    ) -> review.Webhook:
         async with services.transaction() as conn:
             hook = await review.register_webhook(
                 conn,
-                client_id=body.client_id,
-                url=body.url,
+                client_id=payload.client_id,
+                url=payload.url,
                 check_url=services.webhooks.check,
-                actor=admin.client_id,
+                actor=caller.client_id,
             )
             await audit.append(
                 conn,
-                actor=admin.client_id,
-                tenant=admin.tenant,
+                actor=caller.client_id,
+                tenant=caller.tenant,
                 action="webhook.registered",
                 subject_type="api_client",
                 subject_id=hook.client_id,
@@ -104,12 +101,11 @@ class TakedownController(Controller):
     )
     async def deliveries(
         self,
-        request: Request[Any, Any, Any],
+        services: AppServices,
         client_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
         consent_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> DeliveryList:
-        services = services_of(request)
         async with services.connection() as conn:
             found = await review.list_deliveries(
                 conn, client_id=client_id, consent_id=consent_id, limit=limit

@@ -27,16 +27,17 @@ from litestar.template.config import TemplateConfig
 from registry import audit, auth, errors, review, web
 from registry.auth import Role
 from registry.db import DatabaseError, database_fault
+from registry.http.deps import AppServices, app_services
 from registry.http.provenance import read_parts
 from registry.http.reviews import MAX_NOTE
-from registry.http.security import public, services_of
+from registry.http.security import public
 from registry.provenance import Upload
+from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.web import CsrfRejected, LoginRequired, sessions
 
 if TYPE_CHECKING:
     from litestar.datastructures import FormMultiDict
 
-    from registry.services import Services
     from registry.web.sessions import SessionSettings, WebSession
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,9 @@ def static_files() -> Router:
     )
 
 
-def _https(request: Request[Any, Any, Any]) -> bool:
+def _https(request: Request[Any, Any, Any], services: Services) -> bool:
     """Secure cookies when this request, or the service's public URL, is https."""
-    public_url = services_of(request).settings.public_issuer
+    public_url = services.settings.public_issuer
     return request.url.scheme == "https" or public_url.startswith("https://")
 
 
@@ -118,20 +119,23 @@ def _field(form: FormMultiDict, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-async def _optional_session(request: Request[Any, Any, Any]) -> WebSession | None:
-    services = services_of(request)
+async def _optional_session(
+    request: Request[Any, Any, Any], services: Services
+) -> WebSession | None:
     async with services.connection() as conn:
         return await sessions.resume(
             conn, request.cookies.get(SESSION_COOKIE), _session_settings(services)
         )
 
 
-async def _console_session(request: Request[Any, Any, Any], *roles: Role) -> WebSession:
+async def _console_session(
+    request: Request[Any, Any, Any], services: Services, *roles: Role
+) -> WebSession:
     """The signed-in console user, holding one of ``roles``; rate-limited like API clients."""
-    session = await _optional_session(request)
+    session = await _optional_session(request, services)
     if session is None:
         raise LoginRequired("sign in to use the console")
-    services_of(request).limiter.take(f"client:{session.client.client_id}")
+    services.limiter.take(f"client:{session.client.client_id}")
     if roles:
         session.client.require(*roles)
     return session
@@ -157,12 +161,11 @@ class PublicPages(Controller):
         return Redirect("/verify")
 
     @get("/verify", cache=False)
-    async def verify_form(self, request: Request[Any, Any, Any]) -> Template:
-        return _page("verify.html", view=None, error=None, **_verify_context(request))
+    async def verify_form(self, services: AppServices) -> Template:
+        return _page("verify.html", view=None, error=None, **_verify_context(services))
 
     @post("/verify", guards=[public], status_code=200)
-    async def verify(self, request: Request[Any, Any, Any]) -> Template:
-        services = services_of(request)
+    async def verify(self, request: Request[Any, Any, Any], services: AppServices) -> Template:
         parts = await read_parts(request, {"file": services.settings.max_image_bytes}, ("file",))
         part = parts["file"]
         upload = Upload(data=bytes(part.data), content_type=part.content_type, filename=None)
@@ -176,12 +179,12 @@ class PublicPages(Controller):
             "verify.html",
             view=web.verify_view(verification, lookup),
             error=None,
-            **_verify_context(request),
+            **_verify_context(services),
         )
 
 
-def _verify_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    settings = services_of(request).settings
+def _verify_context(services: Services) -> dict[str, Any]:
+    settings = services.settings
     return {
         "max_mb": settings.max_image_bytes // 1_048_576,
         "max_distance": settings.provenance_lookup_max_distance,
@@ -194,15 +197,16 @@ class ConsolePages(Controller):
     include_in_schema = False
 
     @get("/login", cache=False)
-    async def login_form(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        session = await _optional_session(request)
+    async def login_form(
+        self, request: Request[Any, Any, Any], services: AppServices
+    ) -> Response[Any]:
+        session = await _optional_session(request, services)
         if session is not None:
             return Redirect(_home(session))
-        return _login_page(request, error=None, status=200)
+        return _login_page(request, services, error=None, status=200)
 
     @post("/login", guards=[public], status_code=303)
-    async def login(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        services = services_of(request)
+    async def login(self, request: Request[Any, Any, Any], services: AppServices) -> Response[Any]:
         form = await request.form()
         if not sessions.csrf_matches(
             request.cookies.get(LOGIN_COOKIE, ""), _field(form, "csrf_token")
@@ -212,10 +216,11 @@ class ConsolePages(Controller):
             async with services.connection() as conn:
                 client = await auth.authenticate(conn, f"Bearer {_field(form, 'api_key')}")
         except errors.Unauthenticated:
-            return _login_page(request, error="That API key is not valid.", status=401)
+            return _login_page(request, services, error="That API key is not valid.", status=401)
         if not client.has(Role.REVIEWER, Role.ADMIN):
             return _login_page(
                 request,
+                services,
                 error="This API key has neither the reviewer nor the admin role, "
                 "so it cannot use the console.",
                 status=403,
@@ -240,16 +245,15 @@ class ConsolePages(Controller):
             max_age=services.settings.console_session_ttl,
             httponly=True,
             samesite="strict",
-            secure=_https(request),
+            secure=_https(request, services),
         )
         cleared = Cookie(key=LOGIN_COOKIE, value="", path=LOGIN, max_age=0, httponly=True)
         return Redirect(_home(started.session), status_code=303, cookies=[cookie, cleared])
 
     @post("/logout", status_code=303)
-    async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        session = await _console_session(request)
+    async def logout(self, request: Request[Any, Any, Any], services: AppServices) -> Response[Any]:
+        session = await _console_session(request, services)
         await _posted(request, session)
-        services = services_of(request)
         async with services.transaction() as conn:
             if await sessions.end(conn, request.cookies.get(SESSION_COOKIE)):
                 await audit.append(
@@ -264,11 +268,15 @@ class ConsolePages(Controller):
         return Redirect(LOGIN, status_code=303, cookies=[cleared])
 
     @get("/", cache=False)
-    async def queue(self, request: Request[Any, Any, Any], done: Notice = None) -> Response[Any]:
-        session = await _console_session(request, Role.REVIEWER, Role.ADMIN)
+    async def queue(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        done: Notice = None,
+    ) -> Response[Any]:
+        session = await _console_session(request, services, Role.REVIEWER, Role.ADMIN)
         if not session.client.has(Role.REVIEWER):
             return Redirect(f"{CONSOLE}/admin")
-        services = services_of(request)
         scope = review.review_scope(session.client.tenant)
         async with services.connection() as conn:
             waiting = await review.list_tickets(conn, scope=scope, status="open", limit=_QUEUE)
@@ -287,10 +295,9 @@ class ConsolePages(Controller):
         )
 
     @post("/claim", status_code=303)
-    async def claim(self, request: Request[Any, Any, Any]) -> Redirect:
-        session = await _console_session(request, Role.REVIEWER)
+    async def claim(self, request: Request[Any, Any, Any], services: AppServices) -> Redirect:
+        session = await _console_session(request, services, Role.REVIEWER)
         await _posted(request, session)
-        services = services_of(request)
         reviewer = session.client
         async with services.transaction() as conn:
             claimed = await review.claim(
@@ -305,16 +312,23 @@ class ConsolePages(Controller):
         return Redirect(f"{CONSOLE}/tickets/{ticket.id}", status_code=303)
 
     @get("/tickets/{ticket_id:str}", cache=False)
-    async def ticket(self, request: Request[Any, Any, Any], ticket_id: TicketId) -> Template:
-        session = await _console_session(request, Role.REVIEWER)
-        return await _ticket_page(request, session, ticket_id, error=None, status=200)
+    async def ticket(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        ticket_id: TicketId,
+    ) -> Template:
+        session = await _console_session(request, services, Role.REVIEWER)
+        return await _ticket_page(services, session, ticket_id, error=None, status=200)
 
     @get("/tickets/{ticket_id:str}/image", cache=False)
     async def image(
-        self, request: Request[Any, Any, Any], ticket_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        ticket_id: FromPath[str],
     ) -> Response[bytes]:
-        session = await _console_session(request, Role.REVIEWER)
-        services = services_of(request)
+        session = await _console_session(request, services, Role.REVIEWER)
         reviewer = session.client
         async with services.transaction() as conn:
             ticket = await review.get_ticket(
@@ -344,25 +358,27 @@ class ConsolePages(Controller):
 
     @post("/tickets/{ticket_id:str}/decision", status_code=303)
     async def decide(
-        self, request: Request[Any, Any, Any], ticket_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        ticket_id: FromPath[str],
     ) -> Response[Any]:
-        session = await _console_session(request, Role.REVIEWER)
+        session = await _console_session(request, services, Role.REVIEWER)
         form = await _posted(request, session)
         outcome = _field(form, "outcome")
         note = _field(form, "note")
         if outcome not in {"allowed", "blocked"}:
             return await _ticket_page(
-                request, session, ticket_id, error="Choose allowed or blocked.", status=422
+                services, session, ticket_id, error="Choose allowed or blocked.", status=422
             )
         if not 1 <= len(note) <= MAX_NOTE:
             return await _ticket_page(
-                request,
+                services,
                 session,
                 ticket_id,
                 error=f"Write a note for the record (1 to {MAX_NOTE} characters).",
                 status=422,
             )
-        services = services_of(request)
         reviewer = session.client
         async with services.transaction() as conn:
             await review.decide(
@@ -376,9 +392,8 @@ class ConsolePages(Controller):
         return Redirect(f"{CONSOLE}?done={outcome}", status_code=303)
 
     @get("/admin", cache=False)
-    async def admin(self, request: Request[Any, Any, Any]) -> Template:
-        session = await _console_session(request, Role.ADMIN)
-        services = services_of(request)
+    async def admin(self, request: Request[Any, Any, Any], services: AppServices) -> Template:
+        session = await _console_session(request, services, Role.ADMIN)
         async with services.connection() as conn:
             checkpoint = await audit.latest_checkpoint(conn)
             stats = await review.compute_stats(conn)
@@ -397,14 +412,13 @@ class ConsolePages(Controller):
 
 
 async def _ticket_page(
-    request: Request[Any, Any, Any],
+    services: Services,
     session: WebSession,
     ticket_id: str,
     *,
     error: str | None,
     status: int,
 ) -> Template:
-    services = services_of(request)
     async with services.connection() as conn:
         case = await review.review_case(
             conn, ticket_id, scope=review.review_scope(session.client.tenant)
@@ -428,7 +442,9 @@ async def _ticket_page(
     )
 
 
-def _login_page(request: Request[Any, Any, Any], *, error: str | None, status: int) -> Template:
+def _login_page(
+    request: Request[Any, Any, Any], services: Services, *, error: str | None, status: int
+) -> Template:
     token = secrets.token_urlsafe(32)
     cookie = Cookie(
         key=LOGIN_COOKIE,
@@ -437,9 +453,9 @@ def _login_page(request: Request[Any, Any, Any], *, error: str | None, status: i
         max_age=_LOGIN_COOKIE_SECONDS,
         httponly=True,
         samesite="strict",
-        secure=_https(request),
+        secure=_https(request, services),
     )
-    settings = services_of(request).settings
+    settings = services.settings
     return _page(
         "console/login.html",
         login_csrf=token,
@@ -486,7 +502,12 @@ def _page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     if request.url.path == "/verify" and request.method == "POST":
         return Template(
             "verify.html",
-            context={"session": None, "view": None, "error": message, **_verify_context(request)},
+            context={
+                "session": None,
+                "view": None,
+                "error": message,
+                **_verify_context(app_services(request)),
+            },
             status_code=status,
             headers=headers,
         )
