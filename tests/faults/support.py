@@ -29,13 +29,13 @@ from pgserver._commands import POSTGRES_BIN_PATH
 
 import keys
 from tests.consent_http import helpers
-from tests.consent_http.conftest import Party, World
 from tests.gate_http.conftest import check_request, consented_source, output, post_check
-from tests.support import ADMIN_KEY, bearer
+from tests.support import ADMIN_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
+    from tests.consent_http.conftest import World
     from tests.gate_http.conftest import Source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,40 +206,6 @@ def audit_verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
-    )
-
-
-async def make_world(http: httpx.AsyncClient) -> World:
-    """The consent tests' world (template, uploader, generator, publisher) on a live service."""
-    admin = bearer(ADMIN_KEY)
-    response = await http.post(
-        "/v1/consent-templates",
-        json={
-            "id": helpers.TEMPLATE_ID,
-            "title": "Likeness for reference-based generation",
-            "text": helpers.TEMPLATE_TEXT,
-            "uses": helpers.TEMPLATE_USES,
-        },
-        headers=admin,
-    )
-    assert response.status_code == 201, response.text
-    parties = []
-    for role, tenant in (("uploader", "acme"), ("generator", "genco"), ("publisher", "pubco")):
-        created = await http.post(
-            "/v1/admin/clients",
-            json={"name": f"{role} client", "roles": [role], "tenant": tenant},
-            headers=admin,
-        )
-        assert created.status_code == 201, created.text
-        body = created.json()
-        parties.append(Party(body["client_id"], bearer(body["api_key"])))
-    return World(
-        http=http,
-        admin=admin,
-        uploader=parties[0],
-        generator=parties[1],
-        publisher=parties[2],
-        signer=helpers.Signer(),
     )
 
 

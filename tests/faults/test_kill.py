@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 
 from tests.faults import support
+from tests.support import ADMIN_KEY, bearer
+from tests.web.support import make_world
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,7 +33,7 @@ async def test_kill_9_during_gate_decisions_loses_no_acknowledged_decision(
     try:
         service.wait_ready()
         async with httpx.AsyncClient(base_url=service.base_url, timeout=15) as http:
-            world = await support.make_world(http)
+            world = await make_world(http, bearer(ADMIN_KEY))
             load = await support.Load.prepare(world)
 
             async def decide() -> None:

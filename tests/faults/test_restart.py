@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from tests.faults import support
+from tests.support import ADMIN_KEY, bearer
+from tests.web.support import make_world
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,7 +74,7 @@ async def test_postgres_restarts_under_load(
     )
     with support.running(env, tmp_path / "serve.log") as service:
         async with httpx.AsyncClient(base_url=service.base_url, timeout=15) as http:
-            world = await support.make_world(http)
+            world = await make_world(http, bearer(ADMIN_KEY))
             load = await support.Load.prepare(world)
             restarted: list[tuple[float, float]] = []
 

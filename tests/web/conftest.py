@@ -13,7 +13,7 @@ from tests.web.support import csrf_of, make_world
 
 @pytest.fixture
 async def world(client, admin):
-    return await make_world(client, admin)
+    return await make_world(client, admin, template_may_exist=True)
 
 
 async def count(database_url: str, sql: str, *args: Any) -> int:

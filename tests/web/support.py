@@ -17,8 +17,14 @@ from tests.support import block_image
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-async def make_world(http: Any, admin: dict[str, str]) -> World:
-    """A template, an uploader, a generator and a publisher, created through the admin API."""
+async def make_world(
+    http: Any, admin: dict[str, str], *, template_may_exist: bool = False
+) -> World:
+    """A template, an uploader, a generator and a publisher, created through the admin API.
+
+    Works over any HTTP client: the in-process test client, or a live ``registry serve``.
+    ``template_may_exist`` for a service that already holds the template (409 then).
+    """
     response = await http.post(
         "/v1/consent-templates",
         json={
@@ -29,7 +35,7 @@ async def make_world(http: Any, admin: dict[str, str]) -> World:
         },
         headers=admin,
     )
-    assert response.status_code in {201, 409}, response.text
+    assert response.status_code in ({201, 409} if template_may_exist else {201}), response.text
     parties = []
     for role, tenant in (("uploader", "acme"), ("generator", "genco"), ("publisher", "pubco")):
         created = await http.post(

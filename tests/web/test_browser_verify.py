@@ -24,7 +24,7 @@ async def check_in_browser(page, service, path, name: str) -> str:
 async def test_signed_tampered_and_plain_images_read_as_three_verdicts(
     page, service, api, tmp_path
 ):
-    world = await make_world(api, bearer(ADMIN_KEY))
+    world = await make_world(api, bearer(ADMIN_KEY), template_may_exist=True)
     signed, _ = await signed_with_consent(world, 11, generation_id="browser-gen")
     files = {
         "signed": signed,
