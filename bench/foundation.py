@@ -25,7 +25,7 @@ from bench.harness import (
     timed,
     wait_for_port,
 )
-from registry import db
+from registry.core import db
 
 N_HTTP = 3000
 CONCURRENCY = 16

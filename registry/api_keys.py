@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from registry import audit, auth
-from registry.errors import Conflict, InvalidRequest, NotFound
+from registry.core import audit, auth
+from registry.core.errors import Conflict, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -26,10 +26,14 @@ from moderation import (
     default_policy,
     load_policy,
 )
-from registry import api_keys, audit, auth, db, operations, signing_identity
+from registry import api_keys, operations
 from registry.consent.errors import ConsentError
 from registry.consent.service import ConsentService, ConsentSettings, WithdrawalListers
-from registry.errors import InvalidRequest, RegistryError
+from registry.core import audit, auth, db, signing_identity
+from registry.core.errors import InvalidRequest, RegistryError
+from registry.core.outbound import ImageFetcher, parse_allow_list
+from registry.core.ratelimit import RateLimiter
+from registry.core.settings import Settings, SettingsError
 from registry.gate import GateService, GateSettings, HashLists, StoredDecisions
 from registry.http import openapi, problems
 from registry.http.appeals import AppealsController
@@ -47,14 +51,12 @@ from registry.http.reviews import ReviewsController, StatsController
 from registry.http.system import SystemController
 from registry.http.takedown import TakedownController
 from registry.http.web import pages_router, static_files, template_config
-from registry.outbound import ImageFetcher, parse_allow_list
 from registry.provenance import (
     BoundedWork,
     ProvenanceService,
     ProvenanceSettings,
     affected_outputs,
 )
-from registry.ratelimit import RateLimiter
 from registry.review import (
     Backoff,
     ReviewError,
@@ -65,7 +67,6 @@ from registry.review import (
     publish_stats,
 )
 from registry.services import Services
-from registry.settings import Settings, SettingsError
 from registry.web import ReviewImageStore
 from verifier.errors import TrustSettingsInvalid, VerifierError
 from verifier.imaging import ImageLimits
@@ -544,7 +545,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         middleware=[
-            # The caller's address behind REGISTRY_TRUSTED_PROXIES (registry.proxies).
+            # The caller's address behind REGISTRY_TRUSTED_PROXIES (registry.core.proxies).
             DefineMiddleware(
                 request_id_middleware, trusted_proxies=settings.trusted_proxy_networks
             ),
@@ -567,14 +568,14 @@ def create_app(settings: Settings) -> Litestar:
             render_plugins=[openapi.OfflineSwaggerUI(), openapi.ServedDocument()],
         ),
         debug=False,
-        # Our handlers (registry.logs) own the root logger; Litestar's default would replace it.
+        # Our handlers (registry.core.logs) own the root logger; Litestar's would replace it.
         logging_config=None,
     )
 
 
 def app_from_env() -> Litestar:
     """Factory for ASGI servers (``uvicorn --factory registry.app:app_from_env``)."""
-    from registry import logs, settings  # noqa: PLC0415 - only when run as a server
+    from registry.core import logs, settings  # noqa: PLC0415 - only when run as a server
 
     loaded = settings.load()
     logs.configure(loaded.log_level, json_lines=loaded.log_json)

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from registry import settings as settings_module
+from registry.core import settings as settings_module
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from registry.api_keys import ClientView, KeyView
-    from registry.errors import RegistryError
+    from registry.core.errors import RegistryError
+    from registry.core.settings import Settings
     from registry.services import Services
-    from registry.settings import Settings
 
 
 _IMPORT_FORMATS = """\
@@ -100,14 +100,14 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         http="httptools",
         log_config=None,
         timeout_graceful_shutdown=20,
-        # Forwarded headers are read by registry.proxies alone (REGISTRY_TRUSTED_PROXIES).
+        # Forwarded headers are read by registry.core.proxies alone (REGISTRY_TRUSTED_PROXIES).
         proxy_headers=False,
     )
     return 0
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
-    from registry import db  # noqa: PLC0415
+    from registry.core import db  # noqa: PLC0415
 
     async def run() -> int:
         from registry.app import resolve_database  # noqa: PLC0415
@@ -396,7 +396,7 @@ def cmd_clients_remove_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_new_api_key(_: Settings | None, args: argparse.Namespace) -> int:
-    from registry import auth  # noqa: PLC0415
+    from registry.core import auth  # noqa: PLC0415
 
     value = auth.generate_api_key()
     if args.json:
@@ -407,7 +407,7 @@ def cmd_new_api_key(_: Settings | None, args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from registry import audit  # noqa: PLC0415
+    from registry.core import audit  # noqa: PLC0415
 
     async def work(services: Services) -> int:
         async with services.connection() as conn:
@@ -431,7 +431,7 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_audit_checkpoint(settings: Settings, _: argparse.Namespace) -> int:
-    from registry import audit  # noqa: PLC0415
+    from registry.core import audit  # noqa: PLC0415
 
     async def work(services: Services) -> int:
         async with services.transaction() as conn:
@@ -447,8 +447,8 @@ def cmd_audit_checkpoint(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_openapi(_: Settings | None, args: argparse.Namespace) -> int:
     from registry.app import create_app  # noqa: PLC0415
+    from registry.core.settings import Settings  # noqa: PLC0415
     from registry.http import openapi  # noqa: PLC0415
-    from registry.settings import Settings  # noqa: PLC0415
 
     # The schema depends on routes only, never on deployment settings.
     text = openapi.render(create_app(Settings()))
@@ -488,7 +488,7 @@ def cmd_policy_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_hashes_import(settings: Settings, args: argparse.Namespace) -> int:
     from moderation import HashListError  # noqa: PLC0415
-    from registry import audit  # noqa: PLC0415
+    from registry.core import audit  # noqa: PLC0415
     from registry.gate.commands import Progress, import_file  # noqa: PLC0415
 
     path = Path(args.file)
@@ -759,9 +759,9 @@ def _hashes_parser(hashes: argparse.ArgumentParser, as_json: argparse.ArgumentPa
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import keys  # noqa: PLC0415
-    from registry import db, logs  # noqa: PLC0415
-    from registry.errors import RegistryError  # noqa: PLC0415
-    from registry.settings import SettingsError  # noqa: PLC0415
+    from registry.core import db, logs  # noqa: PLC0415
+    from registry.core.errors import RegistryError  # noqa: PLC0415
+    from registry.core.settings import SettingsError  # noqa: PLC0415
 
     try:
         settings = None

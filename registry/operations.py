@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry import api_keys, audit, auth
+from registry import api_keys
+from registry.core import audit, auth
 from registry.gate import HashListView, create_list
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from registry import db
 from registry.api_keys import KeyUsage
+from registry.core import db
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -18,11 +18,11 @@ if TYPE_CHECKING:
     from keys import KeyRing
     from keys.c2pa_identity import C2paIdentity
     from registry.consent.service import ConsentService
+    from registry.core.ratelimit import RateLimiter
+    from registry.core.settings import Settings
     from registry.gate import GateService
     from registry.provenance import ProvenanceService
-    from registry.ratelimit import RateLimiter
     from registry.review import WebhookSender
-    from registry.settings import Settings
     from registry.web import ReviewImageStore
 
 

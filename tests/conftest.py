@@ -26,8 +26,8 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from registry import db
 from registry.app import create_app
+from registry.core import db
 from tests.support import (
     ADMIN_KEY,
     SERVICE_ROLE,
@@ -40,7 +40,7 @@ from tests.support import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-    from registry.settings import Settings
+    from registry.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from PIL import Image
 
 import keys
-from registry.settings import Settings
+from registry.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "rk_" + "A" * 43

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from registry import db
+from registry.core import db
 
 
 async def test_migrations_are_recorded_and_idempotent(database_url):

@@ -73,7 +73,7 @@ from registry.consent.uses import (
 from registry.consent.uses import VERSION as USES_VERSION
 from registry.consent.withdrawal import WITHDRAWAL_TYP, Withdrawal, verify_withdrawal
 from registry.consent.x509 import verify_x5c
-from registry.strictjson import (
+from registry.core.strictjson import (
     DuplicateKeyError,
     InvalidTypeError,
     InvalidValueError,

@@ -21,7 +21,7 @@ __all__ = ["ConsentSettings"]
 
 @dataclass(frozen=True, kw_only=True)
 class ConsentSettings:
-    """The consent registry's settings (a slice of ``registry.settings.Settings``)."""
+    """The consent registry's settings (a slice of ``registry.core.settings.Settings``)."""
 
     issuer: str
     token_default_ttl: int

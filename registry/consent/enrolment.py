@@ -16,7 +16,6 @@ import msgspec
 
 from keys.errors import KeysError
 from keys.jwk import load_public_jwk, public_jwk, thumbprint
-from registry.audit import AuditRecord
 from registry.consent import repository
 from registry.consent.crypto import text_sha256
 from registry.consent.errors import (
@@ -31,14 +30,15 @@ from registry.consent.forms import EnrolledSigner, SignerRole, TemplateRef
 from registry.consent.records import check_ref
 from registry.consent.uses import require_known_uses
 from registry.consent.views import SignerEnrolled, TemplateRegistered, TemplateView
+from registry.core.audit import AuditRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     import asyncpg
 
-    from registry.auth import Client
     from registry.consent.records import DataKeys
+    from registry.core.auth import Client
 
 __all__ = [
     "Enrolled",

@@ -10,16 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from registry.audit import AuditRecord
 from registry.consent import repository
 from registry.consent.revocation import owned_for_update, withdraw_record
 from registry.consent.views import Erased, Withdrawn
+from registry.core.audit import AuditRecord
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from registry.auth import Client
     from registry.consent.revocation import WithdrawalListers
+    from registry.core.auth import Client
 
 __all__ = ["erase"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, TypeAlias
 
-from registry.errors import RegistryError
+from registry.core.errors import RegistryError
 
 Kind: TypeAlias = Literal["invalid", "forbidden", "not_found", "conflict"]
 

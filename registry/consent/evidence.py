@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from moderation import ConsentCheck
-from registry import db
+from registry.core import db
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     import asyncpg
 
-    from registry.auth import Client
     from registry.consent.service import ConsentService
+    from registry.core.auth import Client
 
 __all__ = ["RegistryConsentEvidence"]
 

@@ -48,7 +48,7 @@ from registry.consent.errors import (
 )
 from registry.consent.uses import require_known_uses
 from registry.consent.x509 import verify_x5c
-from registry.strictjson import JsonError, parse_strict_json
+from registry.core.strictjson import JsonError, parse_strict_json
 
 T = TypeVar("T")
 

@@ -17,8 +17,6 @@ import msgspec
 from keys.errors import KeysError
 from keys.jwk import is_valid_kid
 from keys.jws import parse_compact
-from registry.audit import AuditRecord
-from registry.auth import Role, get_client
 from registry.consent import repository, status
 from registry.consent.errors import (
     AssetIdsInvalidError,
@@ -41,6 +39,8 @@ from registry.consent.tokens import (
 )
 from registry.consent.uses import require_known_uses, require_permitted_uses
 from registry.consent.views import AssetView, Granted, IssuedToken
+from registry.core.audit import AuditRecord
+from registry.core.auth import Role, get_client
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     import asyncpg
 
     from keys import KeyRing
-    from registry.auth import Client
     from registry.consent.config import ConsentSettings
     from registry.consent.records import DataKeys
+    from registry.core.auth import Client
 
 __all__ = ["grant", "issue_token", "verify"]
 

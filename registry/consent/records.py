@@ -30,8 +30,8 @@ from registry.consent.views import (
 if TYPE_CHECKING:
     import asyncpg
 
-    from registry.auth import Client
     from registry.consent.crypto import DataKey, FieldCipher, SubjectIndex
+    from registry.core.auth import Client
 
 __all__ = [
     "MAX_LISTED",

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from keys.errors import KeysError
 from keys.jwk import load_public_jwk
-from registry.audit import AuditRecord
-from registry.auth import Role
 from registry.consent import repository, status
 from registry.consent.crypto import text_sha256
 from registry.consent.errors import (
@@ -29,13 +27,15 @@ from registry.consent.errors import (
 from registry.consent.records import open_record
 from registry.consent.views import Affected, Withdrawn
 from registry.consent.withdrawal import verify_withdrawal
+from registry.core.audit import AuditRecord
+from registry.core.auth import Role
 
 if TYPE_CHECKING:
     import asyncpg
 
     from keys.jwk import PublicKey
-    from registry.auth import Client
     from registry.consent.records import DataKeys
+    from registry.core.auth import Client
 
 __all__ = [
     "ProducedUnder",

@@ -56,9 +56,9 @@ if TYPE_CHECKING:
     import asyncpg
 
     from keys import KeyRing, MasterKey
-    from registry.auth import Client
     from registry.consent.forms import SignerRole
     from registry.consent.tokens import TokenVerification
+    from registry.core.auth import Client
 
 __all__ = [
     "MAX_LISTED",

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from registry.audit import AuditRecord
 from registry.consent import repository
 from registry.consent.crypto import text_sha256
 from registry.consent.enrolment import enrolled_signer, template_ref
@@ -31,6 +30,7 @@ from registry.consent.receipts import RECEIPT_TYP, ReceiptAsset, receipt_claims
 from registry.consent.records import AssetData, Personal, open_record, status_of
 from registry.consent.uses import VERSION as USES_VERSION
 from registry.consent.views import Submitted, SubmittedAsset
+from registry.core.audit import AuditRecord
 from verifier import imaging
 
 if TYPE_CHECKING:
@@ -39,10 +39,10 @@ if TYPE_CHECKING:
     import asyncpg
 
     from keys import KeyRing
-    from registry.auth import Client
     from registry.consent.config import ConsentSettings
     from registry.consent.crypto import DataKey, SubjectIndex
     from registry.consent.records import DataKeys
+    from registry.core.auth import Client
 
 __all__ = ["PreparedAsset", "Upload", "prepare_uploads", "submit"]
 

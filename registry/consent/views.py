@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
-from registry.audit import AuditRecord  # noqa: TC001 - msgspec reads the annotations
+from registry.core.audit import AuditRecord  # noqa: TC001 - msgspec reads the annotations
 
 __all__ = [
     "Affected",

@@ -23,7 +23,7 @@ import msgspec
 
 from moderation import EntryInput, HashIndex, HashValueInvalid, iter_csv, parse_hash
 from moderation.hashlists import ListAction  # noqa: TC001 - msgspec reads it at runtime
-from registry import db
+from registry.core import db
 from registry.gate.errors import HashListExists, HashListNotFound
 from registry.gate.repository import hash_to_db
 

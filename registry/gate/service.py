@@ -55,9 +55,10 @@ from moderation import (
     run_classifiers,
     source_matches,
 )
-from registry import audit, db
 from registry.consent.evidence import RegistryConsentEvidence
 from registry.consent.uses import require_known_uses
+from registry.core import audit, db
+from registry.core.outbound import UrlNotAllowed
 from registry.gate import repository
 from registry.gate.errors import (
     DecisionNotRecorded,
@@ -74,7 +75,6 @@ from registry.gate.requests import (
     request_record,
     request_sha256,
 )
-from registry.outbound import UrlNotAllowed
 from registry.provenance import ImageWorkBusy
 from verifier import (
     DecisionRef,
@@ -94,10 +94,10 @@ if TYPE_CHECKING:
 
     from moderation import Classifier, Policy
     from moderation.evidence import Stage
-    from registry.auth import Client
     from registry.consent.service import ConsentService
+    from registry.core.auth import Client
+    from registry.core.outbound import ImageFetcher
     from registry.gate.hashlists import HashLists
-    from registry.outbound import ImageFetcher
     from registry.provenance import BoundedWork
 
 __all__ = ["GateOutcome", "GateService", "GateSettings", "StoredDecisions"]

@@ -15,8 +15,9 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath
 
-from registry import audit, review
-from registry.auth import Client, Role
+from registry import review
+from registry.core import audit
+from registry.core.auth import Client, Role
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
 

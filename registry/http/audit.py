@@ -7,9 +7,9 @@ from typing import Any
 from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 
-from registry import audit
-from registry.auth import Role
-from registry.errors import NotFound
+from registry.core import audit
+from registry.core.auth import Role
+from registry.core.errors import NotFound
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
 

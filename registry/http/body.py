@@ -1,4 +1,4 @@
-"""Request-body reading: size and content type here, then strict JSON (registry.strictjson).
+"""Request-body reading: size and content type here, then strict JSON (registry.core.strictjson).
 
 Litestar's own ``data`` decoding coerces types and keeps the last of duplicate keys, which is
 too lenient for signed consent documents and admin input; every JSON handler reads through here.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from registry.errors import TooLarge, UnsupportedMediaType
-from registry.strictjson import parse_strict_json
+from registry.core.errors import TooLarge, UnsupportedMediaType
+from registry.core.strictjson import parse_strict_json
 
 if TYPE_CHECKING:
     from litestar import Request

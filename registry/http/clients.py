@@ -16,7 +16,7 @@ from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotati
 from litestar.params import FromPath
 
 from registry import api_keys, operations
-from registry.auth import Client, Role
+from registry.core.auth import Client, Role
 from registry.http.deps import AppServices, read_payload
 from registry.http.security import BEARER, allow
 

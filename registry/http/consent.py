@@ -17,8 +17,6 @@ from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath, QueryParameter
 
-from registry import audit
-from registry.auth import Client, Role
 from registry.consent.forms import MAX_FORM_ASSETS
 from registry.consent.service import (
     ConsentView,
@@ -30,7 +28,9 @@ from registry.consent.service import (
 )
 from registry.consent.tokens import Reason  # noqa: TC001 - msgspec reads it at runtime
 from registry.consent.uses import Vocabulary, vocabulary
-from registry.errors import Malformed, UnsupportedMediaType
+from registry.core import audit
+from registry.core.auth import Client, Role
+from registry.core.errors import Malformed, UnsupportedMediaType
 from registry.http.deps import AppServices, read_payload
 from registry.http.security import BEARER, allow, public
 from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime

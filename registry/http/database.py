@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
 
-from registry import db
+from registry.core import db
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send

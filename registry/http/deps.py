@@ -24,7 +24,7 @@ from litestar.datastructures import State  # noqa: TC002 - see above
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
 
-from registry.auth import Client  # noqa: TC001 - see above
+from registry.core.auth import Client  # noqa: TC001 - see above
 from registry.http.body import read_json
 from registry.services import Services
 

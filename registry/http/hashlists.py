@@ -18,8 +18,9 @@ from litestar.params import FromPath
 
 from moderation import EntryInput, iter_csv, iter_jsonl
 from moderation.hashlists import ListAction  # noqa: TC001 - msgspec reads it at runtime
-from registry import audit, operations
-from registry.auth import Client, Role
+from registry import operations
+from registry.core import audit
+from registry.core.auth import Client, Role
 from registry.gate import (
     HashListUploadInvalid,
     HashListView,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from registry.auth import Client
+    from registry.core.auth import Client
 
 _Hash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{16}$")]
 _Field = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]

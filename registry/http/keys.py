@@ -10,8 +10,8 @@ from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 
 from registry import operations
-from registry.auth import Client, Role
-from registry.errors import NotFound
+from registry.core.auth import Client, Role
+from registry.core.errors import NotFound
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
 

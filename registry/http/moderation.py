@@ -15,7 +15,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 
-from registry.auth import Client, Role
+from registry.core.auth import Client, Role
+from registry.core.strictjson import parse_strict_json
 from registry.gate import (
     CheckRequest,
     GateResponse,
@@ -25,7 +26,6 @@ from registry.gate import (
 from registry.http.deps import AppServices, read_payload
 from registry.http.security import BEARER, allow, public
 from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
-from registry.strictjson import parse_strict_json
 
 if TYPE_CHECKING:
     from registry.gate import GateOutcome

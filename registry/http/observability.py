@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from litestar.enums import ScopeType
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from registry.logs import request_id
-from registry.proxies import NO_PROXIES, TrustedProxies, client_address
+from registry.core.logs import request_id
+from registry.core.proxies import NO_PROXIES, TrustedProxies, client_address
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,7 +33,7 @@ class MetricsController(PrometheusController):
 def request_id_middleware(app: ASGIApp, *, trusted_proxies: TrustedProxies = NO_PROXIES) -> ASGIApp:
     """Give each request an id, resolve its caller's address once, and log it when done.
 
-    The address (``registry.proxies``, behind ``trusted_proxies``) goes into the scope's
+    The address (``registry.core.proxies``, behind ``trusted_proxies``) goes into the scope's
     state for the per-address rate limit (``registry.http.security``) and into the log line.
     """
 

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from registry import db, errors
+from registry.core import db, errors
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotati
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from registry import audit
-from registry.auth import Client, Role
-from registry.errors import TooLarge, UnsupportedMediaType
+from registry.core import audit
+from registry.core.auth import Client, Role
+from registry.core.errors import TooLarge, UnsupportedMediaType
+from registry.core.strictjson import parse_strict_json
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow, public
 from registry.provenance import (
@@ -29,7 +30,6 @@ from registry.provenance import (
     Verification,
 )
 from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
-from registry.strictjson import parse_strict_json
 from verifier import ImageTooLarge
 
 if TYPE_CHECKING:

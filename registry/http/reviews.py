@@ -17,7 +17,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from registry import review
-from registry.auth import Client, Role
+from registry.core.auth import Client, Role
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
 

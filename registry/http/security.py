@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from registry import auth
+from registry.core import auth
+from registry.core.proxies import UNKNOWN
 from registry.http.deps import app_services
 from registry.http.observability import CLIENT_ADDRESS
-from registry.proxies import UNKNOWN
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -42,7 +42,7 @@ async def public(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHan
 
 
 def caller_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The caller's address, as the request-id middleware resolved it (``registry.proxies``)."""
+    """The caller's address, as the request-id middleware resolves it (registry.core.proxies)."""
     address = connection.scope.get("state", {}).get(CLIENT_ADDRESS)
     return address if isinstance(address, str) else UNKNOWN
 

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Controller, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from registry import db, errors
+from registry.core import db, errors
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 
 _RETRY_LATER = {"Retry-After": str(errors.UNAVAILABLE_RETRY_AFTER)}

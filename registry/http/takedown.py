@@ -14,8 +14,9 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import QueryParameter
 
-from registry import audit, review
-from registry.auth import Client, Role
+from registry import review
+from registry.core import audit
+from registry.core.auth import Client, Role
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
 

@@ -24,9 +24,10 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from registry import audit, auth, errors, review, web
-from registry.auth import Role
-from registry.db import DatabaseError, database_fault
+from registry import review, web
+from registry.core import audit, auth, errors
+from registry.core.auth import Role
+from registry.core.db import DatabaseError, database_fault
 from registry.http.deps import AppServices, app_services
 from registry.http.provenance import read_parts
 from registry.http.reviews import MAX_NOTE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from registry.errors import Kind, RegistryError
+from registry.core.errors import Kind, RegistryError
 
 __all__ = [
     "ConsentTokenExpired",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import msgspec
 
-from registry.audit import AuditRecord
+from registry.core.audit import AuditRecord
 from registry.provenance import repository
 from registry.provenance.errors import (
     ConsentTokenExpired,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from keys import KeyRing
     from keys.c2pa_identity import C2paIdentity
-    from registry.auth import Client
+    from registry.core.auth import Client
     from registry.provenance.work import BoundedWork
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from registry import audit
+from registry.core import audit
 from registry.review.queue import claim_next, decide_ticket, review_scope
 
 if TYPE_CHECKING:
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from registry.auth import Client
+    from registry.core.auth import Client
     from registry.review.queue import Claimed, Outcome, TicketDecided
 
 Via = Literal["api", "console"]

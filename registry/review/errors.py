@@ -1,6 +1,6 @@
 """Errors of the review domain (queue, appeals, takedown), each with a stable ``code``.
 
-``kind`` says how the shell answers (``registry.errors`` maps kinds to HTTP statuses once).
+``kind`` says how the shell answers (``registry.core.errors`` maps kinds to HTTP statuses once).
 Messages name what was wrong with the request; they never echo notes or statements.
 """
 

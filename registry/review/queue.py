@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import msgspec
 
-from registry.auth import SYSTEM_TENANT
+from registry.core.auth import SYSTEM_TENANT
 from registry.review.appeals import settle_appeal
 from registry.review.errors import TicketClosed, TicketNotFound, TicketNotHeld
 from registry.review.history import DecisionStatus, HistoryEntry, decision_row, record_change

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import msgspec
 
-from registry import audit
-from registry.auth import Role, get_client
+from registry.core import audit
+from registry.core.auth import Role, get_client
 from registry.review.errors import ConsentIdInvalid, WebhookClientInvalid
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from registry.audit import JwsSigner
+    from registry.core.audit import JwsSigner
 
 __all__ = [
     "TAKEDOWN_TYP",

@@ -1,6 +1,6 @@
 """Posting takedown notices to publishers' webhooks, only where the operator allowed.
 
-The same outbound rules as image fetches (``registry.outbound``, DESIGN §6): the URL's host
+The same outbound rules as image fetches (``registry.core.outbound``, DESIGN §6): the URL's host
 must be on REGISTRY_WEBHOOK_HOSTS (names, IPs or CIDR networks); every address the name
 resolves to must be public or itself allow-listed; the connection goes to the address that
 was checked (``Host`` and TLS SNI carry the name); redirects are not followed (a redirect is
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from registry.outbound import AddressRefused, AllowList, HostUnresolved, pinned
+from registry.core.outbound import AddressRefused, AllowList, HostUnresolved, pinned
 from registry.review.errors import WebhookHostNotAllowed, WebhookUrlInvalid
 from registry.review.takedown import SendResult
 

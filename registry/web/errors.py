@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.errors import Forbidden, Unauthenticated
+from registry.core.errors import Forbidden, Unauthenticated
 
 __all__ = ["CsrfRejected", "LoginRequired"]
 

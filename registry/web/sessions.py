@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from registry.auth import Client, Role
+from registry.core.auth import Client, Role
 
 if TYPE_CHECKING:
     import asyncpg

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry import audit
+from registry.core import audit
 from tests.consent_http import helpers
 
 

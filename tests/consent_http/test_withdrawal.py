@@ -12,8 +12,8 @@ from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
 from litestar.testing import AsyncTestClient
 
-from registry import audit
 from registry.app import create_app
+from registry.core import audit
 from tests.consent_http import helpers
 from tests.support import assert_problem
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import psutil
 
-from registry import db
+from registry.core import db
 from tests.faults import support
 
 # pgserver runs PostgreSQL as a user of its own when we are root.

@@ -6,7 +6,7 @@ import pytest
 
 from moderation import default_policy
 from registry.app import build_services
-from registry.settings import SettingsError
+from registry.core.settings import SettingsError
 from tests.gate_http.conftest import consented_source, counts, output, rows
 from tests.gate_http.test_hashlists import _cli
 from tests.support import assert_problem, make_settings

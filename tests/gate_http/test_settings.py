@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.app import build_services
-from registry.settings import SettingsError
+from registry.core.settings import SettingsError
 from tests.support import make_settings
 
 

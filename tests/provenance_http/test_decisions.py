@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from registry import auth
 from registry.app import build_services, provenance_service
+from registry.core import auth
+from registry.core.settings import SettingsError
 from registry.provenance import ConsentTokenRejected, SignMetadata, Upload
-from registry.settings import SettingsError
 from tests.consent_http import helpers
 from tests.provenance_http.conftest import TEST_ANCHORS, counts, file_part, picture
 from tests.support import assert_problem, make_settings

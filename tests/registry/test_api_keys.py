@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from registry import auth, db
 from registry.app import create_app
+from registry.core import auth, db
 from tests.support import ADMIN_KEY, assert_problem, bearer
 
 CLIENTS = "/v1/admin/clients"

@@ -5,7 +5,7 @@ from typing import Any
 import msgspec
 
 import keys
-from registry import audit
+from registry.core import audit
 
 
 class Signer:

@@ -10,8 +10,8 @@ import time
 import asyncpg
 import pytest
 
-from registry import db
-from registry.settings import SettingsError, load
+from registry.core import db
+from registry.core.settings import SettingsError, load
 from tests.support import assert_problem
 
 FAULTS = [

@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 
 import keys
-from registry import audit, db
 from registry.app import build_services
-from registry.settings import Settings, SettingsError
+from registry.core import audit, db
+from registry.core.settings import Settings, SettingsError
 from tests.registry.cli_support import run
 from tests.support import SERVICE_ROLE, make_settings, service_url
 

@@ -10,13 +10,13 @@ from tests.registry.cli_support import REPO
 # In a process of its own: configure() takes over the root logger, which pytest's is.
 SCRIPT = """
 import logging, sys
-from registry import logs
+from registry.core import logs
 logs.configure(sys.argv[1], json_lines=False)
 pgserver = logging.getLogger("pgserver")
 pgserver.info("Running commandline: initdb")
 pgserver.warning("Failed to stop server, killing it instead.")
 pgserver.error("Failed to start server.")
-logging.getLogger("registry.db").info("applied migration 0001_foundation")
+logging.getLogger("registry.core.db").info("applied migration 0001_foundation")
 """
 
 
@@ -37,7 +37,7 @@ def test_pgserver_info_is_hidden_at_info_and_its_problems_are_not():
     assert _log("INFO") == [
         "WARNING pgserver Failed to stop server, killing it instead.",
         "ERROR pgserver Failed to start server.",
-        "INFO registry.db applied migration 0001_foundation",
+        "INFO registry.core.db applied migration 0001_foundation",
     ]
 
 

@@ -1,11 +1,17 @@
-"""The caller's address behind trusted proxies: the pure rule (registry.proxies)."""
+"""The caller's address behind trusted proxies: the pure rule (registry.core.proxies)."""
 
 from __future__ import annotations
 
 import pytest
 
-from registry.proxies import MAX_HEADER_CHARS, MAX_HOPS, NO_PROXIES, TrustedProxies, client_address
-from registry.settings import Settings, SettingsError
+from registry.core.proxies import (
+    MAX_HEADER_CHARS,
+    MAX_HOPS,
+    NO_PROXIES,
+    TrustedProxies,
+    client_address,
+)
+from registry.core.settings import Settings, SettingsError
 
 PROXIES = TrustedProxies.parse("10.0.0.0/8, 192.0.2.1, 2001:db8:ffff::/48")
 PROXY = "10.0.0.1"
@@ -181,7 +187,7 @@ def test_a_bad_trusted_proxies_setting_names_itself(value):
 
 
 def test_the_setting_loads_from_the_environment():
-    from registry import settings
+    from registry.core import settings
 
     loaded = settings.load({"REGISTRY_TRUSTED_PROXIES": "10.0.0.0/8, fd00::/8"})
     assert [str(n) for n in loaded.trusted_proxy_networks.networks] == ["10.0.0.0/8", "fd00::/8"]

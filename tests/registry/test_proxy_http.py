@@ -133,7 +133,7 @@ async def test_the_same_forwarded_caller_shares_its_bucket_across_headers(settin
 
 
 def test_the_json_log_line_carries_the_address():
-    from registry.logs import JsonFormatter
+    from registry.core.logs import JsonFormatter
 
     record = logging.LogRecord("registry.access", logging.INFO, __file__, 1, "request", (), None)
     record.client_address = "2001:db8::7"

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 
 import keys
-from registry import db
+from registry.core import db
 
 REPO = Path(__file__).resolve().parents[2]
 

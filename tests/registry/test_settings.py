@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.settings import Settings, SettingsError, load
+from registry.core.settings import Settings, SettingsError, load
 
 
 def test_defaults_and_derived_issuer():

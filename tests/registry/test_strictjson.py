@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from registry.strictjson import JsonError, parse_strict_json
+from registry.core.strictjson import JsonError, parse_strict_json
 
 
 class Inner(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

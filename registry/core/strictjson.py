@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from registry.errors import RegistryError
+from registry.core.errors import RegistryError
 
 __all__ = [
     "DuplicateKeyError",

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from registry.proxies import TrustedProxies
+from registry.core.proxies import TrustedProxies
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -77,7 +77,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Per API client (or per address for public endpoints), per service process."""
     trusted_proxies: str = ""
     """Comma-separated IP addresses or CIDR networks of reverse proxies whose
-    ``Forwarded`` / ``X-Forwarded-For`` name the caller (``registry.proxies``); empty: none."""
+    ``Forwarded`` / ``X-Forwarded-For`` name the caller (``registry.core.proxies``); empty: none."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 

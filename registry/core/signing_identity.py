@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from keys import MasterKey
-    from registry.settings import Settings
+    from registry.core.settings import Settings
 
 log = logging.getLogger(__name__)
 _AAD = b"c2pa-identity"

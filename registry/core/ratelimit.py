@@ -6,7 +6,7 @@ import math
 import time
 from collections import OrderedDict
 
-from registry.errors import RateLimited
+from registry.core.errors import RateLimited
 
 
 class RateLimiter:

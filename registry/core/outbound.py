@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 import httpx
 import msgspec
 
-from registry.errors import Kind, RegistryError
+from registry.core.errors import Kind, RegistryError
 
 if TYPE_CHECKING:
     from collections.abc import Collection

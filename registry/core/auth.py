@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from registry.errors import Forbidden, InvalidRequest, InvalidToken, Unauthenticated
+from registry.core.errors import Forbidden, InvalidRequest, InvalidToken, Unauthenticated
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
