@@ -5,9 +5,11 @@ The gate does not know how consent is stored or how tokens are verified: it asks
 generator?". ``registry.consent`` implements the protocol and ``registry.app`` wires it in;
 moderation never imports the registry (it sits a floor below).
 
-The answer's ``reasons`` are the consent domain's codes. ``CONSENT_REASONS`` is the one
-table that turns them into gate reason codes; a code missing from it (a newer registry, a
-typo) becomes ``consent_token_invalid``, so an unknown answer never lets an image through.
+The answer's ``reasons`` are the consent domain's codes, ``verifier.tokens.Reason`` (the
+token's one vocabulary). ``CONSENT_REASONS`` is the one table that turns them into gate
+reason codes, with an entry for every ``Reason``; a code missing from it anyway (a newer
+registry, a typo) becomes ``consent_token_invalid``, so an unknown answer never lets an
+image through.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 import msgspec
+
+from verifier.tokens import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
@@ -34,20 +38,20 @@ __all__ = [
 
 SourceError: TypeAlias = Literal["timeout", "unavailable"]
 
-CONSENT_REASONS: Mapping[str, str] = MappingProxyType(
+CONSENT_REASONS: Mapping[Reason, str] = MappingProxyType(
     {
-        "malformed": "consent_token_invalid",
-        "signature": "consent_token_invalid",
-        "issuer": "consent_token_invalid",
-        "not_yet_valid": "consent_token_invalid",
-        "expired": "consent_token_expired",
-        "revoked": "consent_token_revoked",
+        Reason.MALFORMED: "consent_token_invalid",
+        Reason.SIGNATURE: "consent_token_invalid",
+        Reason.ISSUER: "consent_token_invalid",
+        Reason.NOT_YET_VALID: "consent_token_invalid",
+        Reason.EXPIRED: "consent_token_expired",
+        Reason.REVOKED: "consent_token_revoked",
         # Suspended is revocation that may be lifted later; until then it is not consent.
-        "suspended": "consent_token_revoked",
-        "status_unknown": "consent_status_unknown",
-        "audience": "consent_wrong_audience",
-        "asset_mismatch": "consent_asset_mismatch",
-        "use_not_permitted": "consent_use_not_permitted",
+        Reason.SUSPENDED: "consent_token_revoked",
+        Reason.STATUS_UNKNOWN: "consent_status_unknown",
+        Reason.AUDIENCE: "consent_wrong_audience",
+        Reason.ASSET_MISMATCH: "consent_asset_mismatch",
+        Reason.USE_NOT_PERMITTED: "consent_use_not_permitted",
     }
 )
 _UNKNOWN_CONSENT_REASON = "consent_token_invalid"
@@ -56,16 +60,16 @@ _UNKNOWN_CONSENT_REASON = "consent_token_invalid"
 class ConsentCheck(msgspec.Struct, frozen=True, kw_only=True):
     """The consent domain's answer about one token.
 
-    ``reasons`` are consent-domain codes (``malformed``, ``signature``, ``issuer``,
-    ``expired``, ``not_yet_valid``, ``revoked``, ``suspended``, ``status_unknown``,
-    ``audience``, ``asset_mismatch``, ``use_not_permitted``); ``uses`` are the uses the
-    token grants (empty when it could not be read). ``asset_sha256`` and ``asset_phash`` are
-    the SHA-256 and perceptual hash the registry holds for the asked ``asset_id``, when it
-    holds that asset (the pHash only when the photo itself was uploaded with the consent).
+    ``reasons`` are the consent domain's codes (``verifier.tokens.Reason``; stored evidence
+    holds their values, so a code may be added but never renamed or removed); ``uses`` are
+    the uses the token grants (empty when it could not be read). ``asset_sha256`` and
+    ``asset_phash`` are the SHA-256 and perceptual hash the registry holds for the asked
+    ``asset_id``, when it holds that asset (the pHash only when the photo itself was
+    uploaded with the consent).
     """
 
     valid: bool
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
     consent_id: str | None = None
     jti: str | None = None
     uses: tuple[str, ...] = ()

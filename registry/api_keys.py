@@ -1,6 +1,6 @@
 """The API key lifecycle: list clients and their keys, revoke a client, add and revoke keys.
 
-Every change runs in the caller's transaction and appends its audit event there (as
+Every change runs in the caller's unit of work and records its audit event there (as
 ``registry.operations`` does for client creation), so the change and its record commit
 together, whether it came over HTTP or from the command line. Asking for what is already so
 (revoking a revoked client or key) answers the current state and records nothing.
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from registry.core import audit, auth
+from registry.core import auth
+from registry.core.auth import KeyView
 from registry.core.errors import Conflict, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
@@ -32,6 +33,30 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     import asyncpg
+
+    from registry.core.uow import UnitOfWork
+
+__all__ = [
+    "MAX_KEY_LIFETIME",
+    "USAGE_FLUSH_SECONDS",
+    "USAGE_RESOLUTION",
+    "ClientNotFound",
+    "ClientRevoked",
+    "ClientView",
+    "ExpiryInvalid",
+    "KeyNotFound",
+    "KeyUsage",
+    "KeyView",
+    "LastAdmin",
+    "check_expiry",
+    "get_client",
+    "issue_key",
+    "key_payload",
+    "list_clients",
+    "revoke_client",
+    "revoke_key",
+    "write_usage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +71,6 @@ USAGE_FLUSH_SECONDS = 10.0
 # reaches the database (older or hand-made client ids fit the looser pattern).
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _KEY_ID = re.compile(r"^key_[0-9a-f]{16}$")
-# Serialises changes that could remove the last admin credential; any constant shared by
-# every process ("REGIKEYS").
-_ADMIN_CREDENTIALS_LOCK = 0x5245_4749_4B45_5953
 
 
 class ClientNotFound(NotFound):
@@ -75,17 +97,6 @@ class ExpiryInvalid(InvalidRequest):
     code = "expires_at_invalid"
 
 
-class KeyView(msgspec.Struct, kw_only=True, frozen=True):
-    """A key without its secret (the secret is shown once, when the key is made)."""
-
-    key_id: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-    """Updated at most once a minute, a few seconds after use."""
-
-
 class ClientView(msgspec.Struct, kw_only=True, frozen=True):
     client_id: str
     name: str
@@ -96,45 +107,6 @@ class ClientView(msgspec.Struct, kw_only=True, frozen=True):
     """When the client was revoked; none of its keys authenticates after it."""
     keys: list[KeyView]
     """Oldest first, revoked and expired ones included."""
-
-
-# Spelled out in full rather than assembled, so every statement reads as it runs.
-_CLIENTS = (
-    "SELECT client_id, name, tenant, roles, created_at, disabled_at FROM api_clients"
-    " ORDER BY created_at, client_id"
-)
-_ALL_KEYS = (
-    "SELECT client_id, key_id, created_at, expires_at, revoked_at, last_used_at FROM api_keys"
-    " ORDER BY created_at, key_id"
-)
-_CLIENT = (
-    "SELECT client_id, name, tenant, roles, created_at, disabled_at FROM api_clients"
-    " WHERE client_id = $1"
-)
-_KEYS_OF = (
-    "SELECT key_id, created_at, expires_at, revoked_at, last_used_at FROM api_keys"
-    " WHERE client_id = $1 ORDER BY created_at, key_id"
-)
-_KEY_FOR_UPDATE = (
-    "SELECT key_id, created_at, expires_at, revoked_at, last_used_at,"
-    " coalesce(expires_at <= now(), false) AS expired"
-    " FROM api_keys WHERE key_id = $1 AND client_id = $2 FOR UPDATE"
-)
-_REVOKE_CLIENT = (
-    "UPDATE api_clients SET disabled_at = now(), key_hash = NULL WHERE client_id = $1"
-    " RETURNING client_id, name, tenant, roles, created_at, disabled_at"
-)
-_REVOKE_KEY = (
-    "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1"
-    " RETURNING key_id, created_at, expires_at, revoked_at, last_used_at"
-)
-# Another enabled admin client has a live key (other than the one about to go).
-_ANOTHER_ADMIN = (
-    "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN api_clients c USING (client_id)"
-    " WHERE 'admin' = ANY (c.roles) AND c.disabled_at IS NULL AND k.revoked_at IS NULL"
-    " AND (k.expires_at IS NULL OR k.expires_at > now())"
-    " AND c.client_id IS DISTINCT FROM $1 AND k.key_id IS DISTINCT FROM $2)"
-)
 
 
 def check_expiry(expires_at: datetime | None, *, now: datetime | None = None) -> datetime | None:
@@ -154,35 +126,23 @@ def check_expiry(expires_at: datetime | None, *, now: datetime | None = None) ->
     return expires_at
 
 
-def _key(row: asyncpg.Record) -> KeyView:
-    return KeyView(
-        key_id=row["key_id"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
-
-
-def _view(row: asyncpg.Record, keys: list[KeyView]) -> ClientView:
+def _view(row: auth.ClientRow, keys: list[KeyView]) -> ClientView:
     return ClientView(
-        client_id=row["client_id"],
-        name=row["name"],
-        tenant=row["tenant"],
-        roles=sorted(row["roles"]),
-        created_at=row["created_at"],
-        disabled_at=row["disabled_at"],
+        client_id=row.client_id,
+        name=row.name,
+        tenant=row.tenant,
+        roles=row.roles,
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
         keys=keys,
     )
 
 
 async def list_clients(conn: asyncpg.Connection) -> list[ClientView]:
     """Every client with its keys, oldest first."""
-    clients = await conn.fetch(_CLIENTS)
-    keys: dict[str, list[KeyView]] = {}
-    for row in await conn.fetch(_ALL_KEYS):
-        keys.setdefault(row["client_id"], []).append(_key(row))
-    return [_view(row, keys.get(row["client_id"], [])) for row in clients]
+    clients = await auth.client_rows(conn)
+    keys = await auth.keys_by_client(conn)
+    return [_view(row, keys.get(row.client_id, [])) for row in clients]
 
 
 async def get_client(conn: asyncpg.Connection, client_id: str) -> ClientView:
@@ -191,26 +151,25 @@ async def get_client(conn: asyncpg.Connection, client_id: str) -> ClientView:
     return await _with_keys(conn, row)
 
 
-async def _client_row(conn: asyncpg.Connection, client_id: str, *, lock: bool) -> asyncpg.Record:
+async def _client_row(conn: asyncpg.Connection, client_id: str, *, lock: bool) -> auth.ClientRow:
     row = None
     if _CLIENT_ID.match(client_id):
-        row = await conn.fetchrow(_CLIENT + (" FOR UPDATE" if lock else ""), client_id)
+        row = await auth.client_row(conn, client_id, lock=lock)
     if row is None:
         msg = "there is no API client with this id"
         raise ClientNotFound(msg)
     return row
 
 
-async def _with_keys(conn: asyncpg.Connection, row: asyncpg.Record) -> ClientView:
-    keys = await conn.fetch(_KEYS_OF, row["client_id"])
-    return _view(row, [_key(k) for k in keys])
+async def _with_keys(conn: asyncpg.Connection, row: auth.ClientRow) -> ClientView:
+    return _view(row, await auth.keys_of(conn, row.client_id))
 
 
 async def _keep_an_admin(
     conn: asyncpg.Connection, *, client_id: str | None = None, key_id: str | None = None
 ) -> None:
     """Refuse to lose the client (or key) unless another admin can still sign in."""
-    if not await conn.fetchval(_ANOTHER_ADMIN, client_id, key_id):
+    if not await auth.another_admin(conn, client_id=client_id, key_id=key_id):
         msg = (
             "this is the last enabled admin client with a live key; create or keep another "
             "admin first, so the service does not lock itself out"
@@ -218,52 +177,39 @@ async def _keep_an_admin(
         raise LastAdmin(msg)
 
 
-async def revoke_client(
-    conn: asyncpg.Connection, client_id: str, *, actor: str, actor_tenant: str | None
-) -> ClientView:
+async def revoke_client(uow: UnitOfWork, client_id: str) -> ClientView:
     """Revoke a client: none of its keys authenticates from the commit on. Idempotent."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMIN_CREDENTIALS_LOCK)
+    conn = uow.conn
+    await auth.lock_admin_credentials(conn)
     row = await _client_row(conn, client_id, lock=True)
-    if row["disabled_at"] is not None:
+    if row.disabled_at is not None:
         return await _with_keys(conn, row)
-    if auth.Role.ADMIN in row["roles"]:
+    if auth.Role.ADMIN in row.roles:
         await _keep_an_admin(conn, client_id=client_id)
     # The pre-0009 column is cleared too: no row keeps the hash of a key that stopped working.
-    revoked = await conn.fetchrow(_REVOKE_CLIENT, client_id)
+    revoked = await auth.disable_client(conn, client_id)
     assert revoked is not None  # noqa: S101 - locked above
-    await audit.append(
-        conn,
-        actor=actor,
-        tenant=actor_tenant,
-        action="client.revoked",
+    uow.record(
+        "client.revoked",
         subject_type="api_client",
         subject_id=client_id,
-        payload={"tenant": revoked["tenant"]},
+        payload={"tenant": revoked.tenant},
     )
     return await _with_keys(conn, revoked)
 
 
-async def issue_key(
-    conn: asyncpg.Connection,
-    client_id: str,
-    *,
-    expires_at: datetime | None,
-    actor: str,
-    actor_tenant: str | None,
-) -> auth.NewKey:
+async def issue_key(uow: UnitOfWork, client_id: str, *, expires_at: datetime | None) -> auth.NewKey:
     """Add a key to an enabled client; its secret is in the answer and nowhere else."""
+    conn = uow.conn
     expires_at = check_expiry(expires_at)
     # Locked so that a revocation running at the same time cannot miss the new key's client.
     row = await _client_row(conn, client_id, lock=True)
-    if row["disabled_at"] is not None:
+    if row.disabled_at is not None:
         msg = "this client is revoked; create a new client instead"
         raise ClientRevoked(msg)
     key = await auth.insert_key(conn, client_id, expires_at=expires_at)
-    await audit.append(
-        conn,
-        actor=actor,
-        tenant=actor_tenant,
-        action="client.key_created",
+    uow.record(
+        "client.key_created",
         subject_type="api_client",
         subject_id=client_id,
         payload=key_payload(key.key_id, key.expires_at),
@@ -271,50 +217,38 @@ async def issue_key(
     return key
 
 
-async def revoke_key(
-    conn: asyncpg.Connection,
-    client_id: str,
-    key_id: str,
-    *,
-    actor: str,
-    actor_tenant: str | None,
-) -> KeyView:
+async def revoke_key(uow: UnitOfWork, client_id: str, key_id: str) -> KeyView:
     """Revoke one key of a client; it stops authenticating from the commit on. Idempotent.
 
     A client may be left without a live key (add one, or revoke the client), except the last
     admin's.
     """
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMIN_CREDENTIALS_LOCK)
+    conn = uow.conn
+    await auth.lock_admin_credentials(conn)
     client = await _client_row(conn, client_id, lock=True)
-    row = None
+    found = None
     if _KEY_ID.match(key_id):
-        row = await conn.fetchrow(_KEY_FOR_UPDATE, key_id, client_id)
-    if row is None:
+        found = await auth.lock_key(conn, key_id, client_id)
+    if found is None:
         msg = "this client has no key with this id"
         raise KeyNotFound(msg)
-    if row["revoked_at"] is not None:
-        return _key(row)
+    key, expired = found
+    if key.revoked_at is not None:
+        return key
     # Only a key that still works counts as an admin credential.
-    if auth.Role.ADMIN in client["roles"] and client["disabled_at"] is None and not row["expired"]:
+    if auth.Role.ADMIN in client.roles and client.disabled_at is None and not expired:
         await _keep_an_admin(conn, key_id=key_id)
-    row = await conn.fetchrow(_REVOKE_KEY, key_id)
-    assert row is not None  # noqa: S101 - locked above
-    # The pre-0009 column may still hold this key for processes of the previous release.
-    await conn.execute(
-        "UPDATE api_clients c SET key_hash = NULL FROM api_keys k"
-        " WHERE k.key_id = $1 AND c.client_id = k.client_id AND c.key_hash = k.key_hash",
-        key_id,
-    )
-    await audit.append(
-        conn,
-        actor=actor,
-        tenant=actor_tenant,
-        action="client.key_revoked",
+    # The pre-0009 column may still hold this key for processes of the previous release:
+    # it is cleared too.
+    revoked = await auth.disable_key(conn, key_id)
+    assert revoked is not None  # noqa: S101 - locked above
+    uow.record(
+        "client.key_revoked",
         subject_type="api_client",
         subject_id=client_id,
         payload={"key_id": key_id},
     )
-    return _key(row)
+    return revoked
 
 
 def key_payload(key_id: str, expires_at: datetime | None) -> dict[str, Any]:
@@ -350,15 +284,7 @@ class KeyUsage:
             return
         batch, self._used = self._used, {}
         try:
-            await conn.execute(
-                "UPDATE api_keys k SET last_used_at = u.used_at"
-                " FROM unnest($1::text[], $2::timestamptz[]) AS u (key_id, used_at)"
-                " WHERE k.key_id = u.key_id"
-                " AND (k.last_used_at IS NULL OR k.last_used_at <= u.used_at - $3::interval)",
-                list(batch),
-                list(batch.values()),
-                USAGE_RESOLUTION,
-            )
+            await auth.note_key_use(conn, batch, resolution=USAGE_RESOLUTION)
         except BaseException:
             # Try again next time; a use noted meanwhile is newer and wins.
             for key_id, used_at in batch.items():

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from cryptography import x509
 from litestar import Litestar
 from litestar.middleware import DefineMiddleware
@@ -27,13 +28,12 @@ from moderation import (
     load_policy,
 )
 from registry import api_keys, operations
-from registry.consent.errors import ConsentError
 from registry.consent.service import ConsentService, ConsentSettings, WithdrawalListers
-from registry.core import audit, auth, db, signing_identity
+from registry.core import audit, auth, db, kpi_snapshot, logs, ratelimit, signing_identity
 from registry.core.errors import InvalidRequest, RegistryError
 from registry.core.outbound import ImageFetcher, parse_allow_list
-from registry.core.ratelimit import RateLimiter
 from registry.core.settings import Settings, SettingsError
+from registry.core.uow import unit_of_work
 from registry.gate import GateService, GateSettings, HashLists, StoredDecisions
 from registry.http import openapi, problems
 from registry.http.appeals import AppealsController
@@ -45,7 +45,7 @@ from registry.http.deps import DEPENDENCIES
 from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
 from registry.http.moderation import ModerationController
-from registry.http.observability import MetricsController, prometheus, request_id_middleware
+from registry.http.observability import MetricsController, request_id_middleware
 from registry.http.provenance import ProvenanceController
 from registry.http.reviews import ReviewsController, StatsController
 from registry.http.system import SystemController
@@ -59,7 +59,7 @@ from registry.provenance import (
 )
 from registry.review import (
     Backoff,
-    ReviewError,
+    Stats,
     TakedownWorker,
     WebhookSender,
     affected_decisions,
@@ -336,9 +336,9 @@ async def _checkpoint_loop(services: Services) -> None:
     while True:
         await asyncio.sleep(services.settings.checkpoint_interval)
         try:
-            async with services.transaction() as conn:
+            async with services.unit_of_work("system") as uow:
                 made = await audit.make_checkpoint(
-                    conn, services.keyring, issuer=services.settings.public_issuer
+                    uow.conn, services.keyring, issuer=services.settings.public_issuer
                 )
             if made:
                 log.info("signed audit checkpoint at tree size %d", made.tree_size)
@@ -357,7 +357,7 @@ def webhook_sender(settings: Settings) -> WebhookSender:
 def takedown_worker(services: Services) -> TakedownWorker:
     settings = services.settings
     return TakedownWorker(
-        transaction=services.transaction,
+        unit_of_work=services.unit_of_work,
         signer=services.keyring,
         issuer=settings.public_issuer,
         sender=services.webhooks,
@@ -372,30 +372,49 @@ def takedown_worker(services: Services) -> TakedownWorker:
     )
 
 
+# A process that found another one computing the KPI snapshot looks again this soon.
+_STATS_RETRY = 1.0
+
+
 async def _stats_loop(services: Services) -> None:
+    """Publish the moderation KPI gauges from the snapshot one process at a time computes
+    (``registry.core.kpi_snapshot``), so every process reports the same figures."""
+    interval = services.settings.stats_refresh_interval
     while True:
+        wait = interval
         try:
-            async with services.connection() as conn:
-                publish_stats(await compute_stats(conn))
+            # A unit of work with no event: the snapshot's write and its lock, one transaction.
+            async with services.unit_of_work("system") as uow:
+                snapshot = await kpi_snapshot.refresh(uow.conn, compute_stats, max_age=interval)
+            if snapshot is not None:
+                publish_stats(msgspec.convert(snapshot.stats, Stats))
+            if snapshot is None or not snapshot.fresh:
+                wait = min(interval, _STATS_RETRY)
         except Exception as exc:  # noqa: BLE001 - the gauges must outlive a failed refresh
             log.warning("moderation stats not refreshed: %s", type(exc).__name__)
-        await asyncio.sleep(services.settings.stats_refresh_interval)
+        await asyncio.sleep(wait)
 
 
-async def build_services(settings: Settings, *, bounded: bool = True) -> Services:
-    """Connect, migrate and load keys: everything the handlers need, or a clear failure.
+async def use_redis_limits(services: Services) -> None:
+    """With REGISTRY_REDIS_URL, check rate limits in Redis, with the PostgreSQL limiter as
+    its fallback; SettingsError when Redis does not answer now. The service's alone: the
+    operator's commands check no limits and so need no Redis."""
+    if services.settings.redis_url is None:
+        return
+    from registry.core.ratelimit_redis import RedisRateLimiter  # noqa: PLC0415 - when set
 
-    ``bounded``: every statement runs under REGISTRY_DB_STATEMENT_TIMEOUT and
-    REGISTRY_DB_LOCK_TIMEOUT, as the service's requests must; the operator's commands pass
-    False (a million-line import or a whole-chain verification takes longer).
-    """
-    policy = gate_policy(settings)
-    webhooks = webhook_sender(settings)
-    outbound = gate_outbound(settings)
-    # Last before the database: in development it writes a fresh key to the data directory.
-    master_key = resolve_master_key(settings)
-    database = await resolve_database(settings)
-    embedded = database.embedded
+    postgres = services.limiter
+    services.limiter = await RedisRateLimiter.connect(
+        services.settings.redis_url, _bucket(services.settings), postgres
+    )
+
+
+def _bucket(settings: Settings) -> ratelimit.Bucket:
+    return ratelimit.Bucket.per_minute(settings.rate_limit_per_minute)
+
+
+async def _migrated_pool(settings: Settings, database: Database, *, bounded: bool) -> asyncpg.Pool:
+    """The service's pool on a migrated database (the embedded server let go of on failure)."""
     try:
         if database.owner_url is not None:
             await db.migrate_as(
@@ -412,8 +431,8 @@ async def build_services(settings: Settings, *, bounded: bool = True) -> Service
             lock_timeout=settings.db_lock_timeout if bounded else None,
         )
     except BaseException:
-        if embedded is not None:
-            await asyncio.to_thread(embedded.release)
+        if database.embedded is not None:
+            await asyncio.to_thread(database.embedded.release)
         raise
     try:
         async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
@@ -425,18 +444,79 @@ async def build_services(settings: Settings, *, bounded: bool = True) -> Service
                     "could switch off the audit log's append-only triggers; run it as a role of "
                     "its own with REGISTRY_DATABASE_OWNER_URL for migrations (README: Database "
                     "roles)",
-                    await conn.fetchval("SELECT current_user"),
+                    await db.current_role(conn),
                 )
-        keyring = keys.KeyRing(
-            pool=pool,
-            master_key=master_key,
-            settings=keys.KeyRingSettings(
-                alg=settings.signing_alg,
-                max_token_ttl=timedelta(seconds=settings.token_max_ttl),
-                refresh_interval=settings.key_refresh_interval,
-                acquire_timeout=settings.db_acquire_timeout,
-            ),
-        )
+    except BaseException:
+        await pool.close()
+        if database.embedded is not None:
+            await asyncio.to_thread(database.embedded.release)
+        raise
+    return pool
+
+
+def _keyring(settings: Settings, pool: asyncpg.Pool, master_key: keys.MasterKey) -> keys.KeyRing:
+    return keys.KeyRing(
+        pool=pool,
+        master_key=master_key,
+        settings=keys.KeyRingSettings(
+            alg=settings.signing_alg,
+            max_token_ttl=timedelta(seconds=settings.token_max_ttl),
+            refresh_interval=settings.key_refresh_interval,
+            acquire_timeout=settings.db_acquire_timeout,
+        ),
+    )
+
+
+async def prepare_start(settings: Settings) -> None:
+    """What ``registry serve`` does once before it starts its workers, so that a bad setting,
+    an unreachable database or Redis, or a master key that opens no stored key ends the start
+    with one clear message: connect (starting the embedded server), migrate, load the signing
+    keys, the C2PA identity and the consent index key (creating each once, the first time),
+    make the bootstrap admin, reach Redis when REGISTRY_REDIS_URL is set. It builds no
+    service: the gate's hash index, the image workers and the classifiers are the workers'.
+    """
+    if settings.redis_url is not None:
+        from registry.core.ratelimit_redis import check_reachable  # noqa: PLC0415 - when set
+
+        # First: nothing is started or written when Redis does not answer.
+        await check_reachable(settings.redis_url)
+    master_key = resolve_master_key(settings)
+    database = await resolve_database(settings)
+    pool = await _migrated_pool(settings, database, bounded=False)
+    try:
+        keyring = _keyring(settings, pool, master_key)
+        await keyring.start()
+        async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
+            await signing_identity.load(conn, settings, master_key)
+            await ConsentService.load(
+                conn, settings=consent_settings(settings), keyring=keyring, master_key=master_key
+            )
+            if settings.bootstrap_admin_key:
+                async with unit_of_work(conn, actor="system", tenant=auth.SYSTEM_TENANT) as uow:
+                    await operations.ensure_bootstrap_admin(uow, settings.bootstrap_admin_key)
+    finally:
+        await pool.close()
+        if database.embedded is not None:
+            await asyncio.to_thread(database.embedded.release)
+
+
+async def build_services(settings: Settings, *, bounded: bool = True) -> Services:
+    """Connect, migrate and load keys: everything the handlers need, or a clear failure.
+
+    ``bounded``: every statement runs under REGISTRY_DB_STATEMENT_TIMEOUT and
+    REGISTRY_DB_LOCK_TIMEOUT, as the service's requests must; the operator's commands pass
+    False (a million-line import or a whole-chain verification takes longer).
+    """
+    policy = gate_policy(settings)
+    webhooks = webhook_sender(settings)
+    outbound = gate_outbound(settings)
+    # Last before the database: in development it writes a fresh key to the data directory.
+    master_key = resolve_master_key(settings)
+    database = await resolve_database(settings)
+    embedded = database.embedded
+    pool = await _migrated_pool(settings, database, bounded=bounded)
+    try:
+        keyring = _keyring(settings, pool, master_key)
         await keyring.start()
         async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
             c2pa = await signing_identity.load(conn, settings, master_key)
@@ -467,18 +547,21 @@ async def build_services(settings: Settings, *, bounded: bool = True) -> Service
             pool=pool,
             keyring=keyring,
             c2pa=c2pa,
-            limiter=RateLimiter(settings.rate_limit_per_minute),
+            limiter=ratelimit.PostgresRateLimiter(
+                pool, _bucket(settings), acquire_timeout=settings.db_acquire_timeout
+            ),
             consent=consent,
             provenance=provenance,
             gate=gate,
             webhooks=webhooks,
             review_images=review_images,
             embedded=embedded,
+            key_cache=auth.KeyCache(settings.api_key_cache_seconds),
         )
         await gate.hash_lists.refresh()
         if settings.bootstrap_admin_key:
-            async with services.transaction() as conn:
-                await operations.ensure_bootstrap_admin(conn, settings.bootstrap_admin_key)
+            async with services.unit_of_work("system", auth.SYSTEM_TENANT) as uow:
+                await operations.ensure_bootstrap_admin(uow, settings.bootstrap_admin_key)
     except BaseException:
         await pool.close()
         if embedded is not None:
@@ -493,7 +576,13 @@ def create_app(settings: Settings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services = await build_services(settings)
+        try:
+            await use_redis_limits(services)
+        except BaseException:
+            await services.close()
+            raise
         app.state.services = services
+        services.background.append(asyncio.create_task(ratelimit.prune_forever(services.limiter)))
         services.background.append(asyncio.create_task(_checkpoint_loop(services)))
         services.background.append(
             asyncio.create_task(services.gate.hash_lists.watch(settings.hash_lists_poll_interval))
@@ -513,14 +602,15 @@ def create_app(settings: Settings) -> Litestar:
             services.provenance.close()
             await services.webhooks.aclose()
             await services.close()
+            # Every access line queued so far is written before uvicorn ends the process.
+            await asyncio.to_thread(logs.drain)
 
+    # The registry's one root, and the roots of the floors below it (which cannot import it).
     domain_errors: tuple[type[Exception], ...] = (
         RegistryError,
         keys.KeysError,
-        ConsentError,
         VerifierError,
         ModerationError,
-        ReviewError,
     )
     return Litestar(
         route_handlers=[
@@ -545,11 +635,11 @@ def create_app(settings: Settings) -> Litestar:
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         middleware=[
-            # The caller's address behind REGISTRY_TRUSTED_PROXIES (registry.core.proxies).
+            # Request ids, access log and metrics; the caller's address behind
+            # REGISTRY_TRUSTED_PROXIES (registry.core.proxies).
             DefineMiddleware(
                 request_id_middleware, trusted_proxies=settings.trusted_proxy_networks
             ),
-            prometheus.middleware,
             # REGISTRY_DB_ACQUIRE_TIMEOUT bounds all of a request's waits for connections.
             DefineMiddleware(wait_budget_middleware, seconds=settings.db_acquire_timeout),
         ],
@@ -575,7 +665,7 @@ def create_app(settings: Settings) -> Litestar:
 
 def app_from_env() -> Litestar:
     """Factory for ASGI servers (``uvicorn --factory registry.app:app_from_env``)."""
-    from registry.core import logs, settings  # noqa: PLC0415 - only when run as a server
+    from registry.core import settings  # noqa: PLC0415 - only when run as a server
 
     loaded = settings.load()
     logs.configure(loaded.log_level, json_lines=loaded.log_json)

@@ -1,7 +1,7 @@
 """State changes reached from more than one entry point (HTTP, CLI, start-up).
 
-Each runs inside the caller's transaction and appends its audit event there, so the change and
-its record commit together whichever door it came through.
+Each runs in the caller's unit of work (``registry.core.uow``) and records its audit event
+there, so the change and its record commit together whichever door it came through.
 """
 
 from __future__ import annotations
@@ -9,24 +9,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from registry import api_keys
-from registry.core import audit, auth
+from registry.core import auth
 from registry.gate import HashListView, create_list
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
-    import asyncpg
-
     from keys import KeyRing, Rotation
     from moderation.hashlists import ListAction
+    from registry.core.uow import UnitOfWork
 
 
 async def create_client(
-    conn: asyncpg.Connection,
+    uow: UnitOfWork,
     *,
-    actor: str,
-    actor_tenant: str | None,
     name: str,
     roles: Iterable[str],
     tenant: str,
@@ -35,18 +32,15 @@ async def create_client(
 ) -> auth.NewClient:
     """Create a client with its first key (expiring at ``expires_at``, if given)."""
     new = await auth.create_client(
-        conn,
+        uow.conn,
         name=name,
         roles=roles,
         tenant=tenant,
         api_key=api_key,
         expires_at=api_keys.check_expiry(expires_at),
     )
-    await audit.append(
-        conn,
-        actor=actor,
-        tenant=actor_tenant,
-        action="client.created",
+    uow.record(
+        "client.created",
         subject_type="api_client",
         subject_id=new.client.client_id,
         payload={
@@ -58,15 +52,16 @@ async def create_client(
     return new
 
 
-async def ensure_bootstrap_admin(conn: asyncpg.Connection, api_key: str) -> auth.NewClient | None:
-    """Make sure an admin client with this key exists; return it when it was just created."""
+async def ensure_bootstrap_admin(uow: UnitOfWork, api_key: str) -> auth.NewClient | None:
+    """Make sure an admin client with this key exists; return it when it was just created.
+
+    Run it in a unit of work acting as "system" in ``auth.SYSTEM_TENANT``.
+    """
     auth.check_key_shape(api_key)
-    if await auth.key_exists(conn, api_key):
+    if await auth.key_exists(uow.conn, api_key):
         return None
     return await create_client(
-        conn,
-        actor="system",
-        actor_tenant=auth.SYSTEM_TENANT,
+        uow,
         name="bootstrap-admin",
         roles=[auth.Role.ADMIN],
         tenant=auth.SYSTEM_TENANT,
@@ -74,16 +69,11 @@ async def ensure_bootstrap_admin(conn: asyncpg.Connection, api_key: str) -> auth
     )
 
 
-async def rotate_keys(
-    conn: asyncpg.Connection, ring: KeyRing, *, actor: str, actor_tenant: str | None
-) -> Rotation:
+async def rotate_keys(uow: UnitOfWork, ring: KeyRing) -> Rotation:
     """Rotate the token-signing key; the caller refreshes the ring after commit."""
-    rotation = await ring.rotate(conn)
-    await audit.append(
-        conn,
-        actor=actor,
-        tenant=actor_tenant,
-        action="keys.rotated",
+    rotation = await ring.rotate(uow.conn)
+    uow.record(
+        "keys.rotated",
         subject_type="signing_key",
         subject_id=rotation.activated_kid,
         payload={
@@ -95,21 +85,11 @@ async def rotate_keys(
     return rotation
 
 
-async def create_hash_list(
-    conn: asyncpg.Connection,
-    *,
-    actor: str,
-    actor_tenant: str | None,
-    name: str,
-    action: ListAction,
-) -> HashListView:
+async def create_hash_list(uow: UnitOfWork, *, name: str, action: ListAction) -> HashListView:
     """Create a perceptual-hash list; ``hash_list_exists`` when the name is taken."""
-    view = await create_list(conn, name=name, action=action, created_by=actor)
-    await audit.append(
-        conn,
-        actor=actor,
-        tenant=actor_tenant,
-        action="hash_list.created",
+    view = await create_list(uow.conn, name=name, action=action, created_by=uow.actor)
+    uow.record(
+        "hash_list.created",
         subject_type="hash_list",
         subject_id=name,
         payload={"action": action},

@@ -81,6 +81,8 @@ SERVICE_PRIVILEGES = {
     "consent_data_keys": "SID",
     "review_images": "SID",
     "web_sessions": "SIUD",
+    "rate_limit_buckets": "SIUD",
+    "kpi_snapshot": "SIU",
 }
 _LETTER = {"SELECT": "S", "INSERT": "I", "UPDATE": "U", "DELETE": "D"}
 

@@ -30,10 +30,12 @@ __all__ = [
     "Hashes",
     "ImageLimits",
     "decode",
+    "grey",
     "hamming",
     "hash_variants",
     "media_type_for_format",
     "perceptual_hashes",
+    "phash",
     "sha256_hex",
     "sniff_media_type",
 ]
@@ -55,6 +57,10 @@ _ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png
 # decodes at 1/2, 1/4 or 1/8 scale instead of full size.
 _HASH_DRAFT_SIZE = (256, 256)
 _HASH_HEX_CHARS = 16
+# The sizes imagehash resizes to (pHash: 8 x 4; dHash: 9 x 8), and the variants' grey copy.
+_PHASH_SIZE = (32, 32)
+_DHASH_SIZE = (9, 8)
+_VARIANTS_SIZE = (64, 64)
 _FTYP_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heic"}
 _FTYP_BRANDS |= {b"avif": "image/avif", b"avis": "image/avif"}
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -190,20 +196,41 @@ def _open_header(data: bytes, pillow_format: str) -> Image.Image:
         raise ImageCorrupt(f"the {pillow_format} header does not parse") from None
 
 
-def _hashable(image: Image.Image) -> Image.Image:
-    # Pillow warns when a palette image with transparency goes straight to grey (imagehash
-    # converts to "L"); going through RGBA reads the same pixels without the warning.
-    return image.convert("RGBA") if image.mode == "P" else image
+def grey(image: Image.Image) -> Image.Image:
+    """``image`` in grey ("L"), as every hash here reads it: convert once, then pass the
+    result to ``phash``, ``perceptual_hashes`` and ``hash_variants`` alike.
+
+    The hashes are those imagehash computes from ``image`` itself, bit for bit: imagehash
+    converts to grey and resizes with LANCZOS, and so do these, once.
+    """
+    if image.mode == "L":
+        return image
+    if image.mode == "P":
+        # Pillow warns when a palette image with transparency goes straight to grey; going
+        # through RGBA reads the same pixels without the warning.
+        image = image.convert("RGBA")
+    return image.convert("L")
+
+
+def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    # imagehash's own step; on an image already this size it becomes a copy.
+    return grey(image).resize(size, Image.Resampling.LANCZOS)
+
+
+def phash(image: Image.Image) -> str:
+    """The 64-bit pHash (imagehash's) as 16 hex characters."""
+    return str(imagehash.phash(_resized(image, _PHASH_SIZE)))
 
 
 def perceptual_hashes(image: Image.Image) -> Hashes:
-    image = _hashable(image)
-    return Hashes(phash=str(imagehash.phash(image)), dhash=str(imagehash.dhash(image)))
+    """pHash and dHash; for pHash alone (what matching reads), call ``phash``."""
+    shared = grey(image)
+    return Hashes(phash=phash(shared), dhash=str(imagehash.dhash(_resized(shared, _DHASH_SIZE))))
 
 
 def hash_variants(image: Image.Image) -> HashVariants:
     # Hash a small grey copy: the transforms then cost nothing next to the decode.
-    small = _hashable(image).convert("L").resize((64, 64), Image.Resampling.LANCZOS)
+    small = _resized(image, _VARIANTS_SIZE)
     return HashVariants(
         flip_horizontal=str(imagehash.phash(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT))),
         rotate_90=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_90))),

@@ -8,6 +8,7 @@ consent tokens used (jti and status-list entry, no personal data) and the gate d
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
@@ -143,7 +144,9 @@ def _manifest(facts: GenerationFacts, media_type: str) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def _version() -> str:
+    # Read once per process: importlib.metadata scans the installed distributions each call.
     try:
         return importlib.metadata.version("consent-registry")
     except importlib.metadata.PackageNotFoundError:

@@ -58,8 +58,6 @@ TOKEN_ALGORITHMS: Final = ("EdDSA", "ES256")
 # Offline only: the supplied status list is older than its ttl (or past exp), so the token's
 # status is not known now. Online verification reads the live status and never says this.
 STATUS_STALE: Final = "status_stale"
-# Codes that say "could not be decided" rather than "not valid".
-INDETERMINATE_CODES: Final = frozenset({"status_unknown", STATUS_STALE})
 # Headers that change how the token must be read; a verifier that ignores them misreads it.
 _REJECTED_HEADERS = frozenset({"crit", "b64", "zip"})
 _MAX_KEYS = 100
@@ -79,6 +77,10 @@ class Reason(StrEnum):
     STATUS_UNKNOWN = "status_unknown"
     ASSET_MISMATCH = "asset_mismatch"
     USE_NOT_PERMITTED = "use_not_permitted"
+
+
+# Codes that say "could not be decided" rather than "not valid".
+INDETERMINATE_CODES: Final = frozenset({Reason.STATUS_UNKNOWN.value, STATUS_STALE})
 
 
 class TokenAssetClaim(msgspec.Struct, frozen=True):

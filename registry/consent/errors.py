@@ -14,11 +14,10 @@ from registry.core.errors import RegistryError
 Kind: TypeAlias = Literal["invalid", "forbidden", "not_found", "conflict"]
 
 
-class ConsentError(Exception):
-    """Base of every error raised by ``registry.consent``."""
+class ConsentError(RegistryError):
+    """Base of every error raised by ``registry.consent`` (under the shell's one root)."""
 
-    # Not a ClassVar: SignedPayloadError carries the strict-JSON code of each instance.
-    code: str = "consent_error"
+    code = "consent_error"
     kind: ClassVar[Kind] = "invalid"
 
     def __init__(self, message: str) -> None:

@@ -21,6 +21,7 @@ import msgspec
 
 from moderation import ConsentCheck
 from registry.core import db
+from verifier.tokens import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -85,16 +86,16 @@ class RegistryConsentEvidence:
                 asset_sha256=asset_sha256,
                 audience=generator_client_id,
             )
-        reasons = [str(reason) for reason in verified.reasons]
+        reasons = list(verified.reasons)
         claims = _claims(verified.claims)
         if claims is None:
-            return ConsentCheck(valid=False, reasons=tuple(reasons or ["malformed"]))
+            return ConsentCheck(valid=False, reasons=tuple(reasons or [Reason.MALFORMED]))
         asset = next((a for a in claims.assets if a.id == asset_id), None)
         recorded = asset.sha256 if asset is not None else None
-        if recorded is None and "asset_mismatch" not in reasons:
-            reasons.append("asset_mismatch")
+        if recorded is None and Reason.ASSET_MISMATCH not in reasons:
+            reasons.append(Reason.ASSET_MISMATCH)
         if any(use not in claims.uses for use in uses_needed):
-            reasons.append("use_not_permitted")
+            reasons.append(Reason.USE_NOT_PERMITTED)
         return ConsentCheck(
             valid=not reasons,
             reasons=tuple(dict.fromkeys(reasons)),

@@ -260,6 +260,20 @@ class ConsentService:
             audience=audience,
         )
 
+    async def token_statuses(
+        self, conn: asyncpg.Connection, jtis: Sequence[str]
+    ) -> Mapping[str, int]:
+        """The status now (0 valid, 1 revoked, 2 suspended) of each of these tokens we issued;
+        a jti we never issued is absent."""
+        return await repository.token_statuses(conn, jtis)
+
+    async def lock_token_statuses(
+        self, conn: asyncpg.Connection, jtis: Sequence[str]
+    ) -> Mapping[str, int]:
+        """Like ``token_statuses``, share-locking the tokens' rows until the transaction ends,
+        so no revocation commits before what the caller writes on the strength of them."""
+        return await repository.lock_token_statuses(conn, jtis)
+
     async def status_list_token(self, conn: asyncpg.Connection, list_id: str) -> str:
         if not status.valid_list_id(list_id):
             raise StatusListNotFoundError("no such status list")

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
+from registry.consent import repository
 from registry.consent.errors import StatusListNotFoundError
+from registry.consent.repository import OpenList
 from verifier.statuslist import INVALID, STATUS_LIST_TYP, StatusList, status_list_claims
 
 if TYPE_CHECKING:
@@ -57,11 +59,6 @@ class SignsJws(Protocol):
     def sign_jws(self, payload: Mapping[str, Any], *, typ: str) -> str: ...
 
 
-class OpenList(msgspec.Struct, kw_only=True, frozen=True):
-    list_id: str
-    size: int
-
-
 def list_uri(issuer: str, list_id: str) -> str:
     return f"{issuer}{PATH}{list_id}"
 
@@ -85,50 +82,27 @@ def random_index(size: int) -> int:
 
 async def open_list(conn: asyncpg.Connection, *, size: int, bits: int = 1) -> OpenList:
     """The list new tokens go to; a new one when none of this size is open."""
-    row = await conn.fetchrow(
-        "SELECT list_id, size FROM status_lists WHERE state = 'open' AND size = $1 AND bits = $2"
-        " ORDER BY created_at DESC LIMIT 1",
-        size,
-        bits,
-    )
-    if row is not None:
-        return OpenList(list_id=row["list_id"], size=row["size"])
+    found = await repository.find_open_list(conn, size=size, bits=bits)
+    if found is not None:
+        return found
     # Two processes may both create one at the same moment; two open lists are harmless.
     list_id = "sl_" + secrets.token_hex(8)
-    await conn.execute(
-        "INSERT INTO status_lists (list_id, bits, size) VALUES ($1, $2, $3)", list_id, bits, size
-    )
+    await repository.insert_status_list(conn, list_id, bits=bits, size=size)
     return OpenList(list_id=list_id, size=size)
 
 
 async def close_list(conn: asyncpg.Connection, list_id: str) -> None:
-    await conn.execute("UPDATE status_lists SET state = 'full' WHERE list_id = $1", list_id)
+    await repository.close_status_list(conn, list_id)
 
 
 async def status_at(conn: asyncpg.Connection, list_id: str, idx: int) -> int | None:
     """The status of the token at (list, idx); None when no token of ours holds that index."""
-    status: int | None = await conn.fetchval(
-        "SELECT status FROM issued_tokens WHERE status_list_id = $1 AND status_idx = $2",
-        list_id,
-        idx,
-    )
-    return status
+    return await repository.status_at(conn, list_id, idx)
 
 
 async def revoke_consent_tokens(conn: asyncpg.Connection, consent_id: str) -> list[str]:
     """Set every token of the consent to INVALID; the jtis revoked now."""
-    rows = await conn.fetch(
-        "UPDATE issued_tokens SET status = $2 WHERE consent_id = $1 AND status <> $2"
-        " RETURNING jti, status_list_id",
-        consent_id,
-        INVALID,
-    )
-    lists = sorted({r["status_list_id"] for r in rows})
-    if lists:
-        await conn.execute(
-            "UPDATE status_lists SET version = version + 1 WHERE list_id = ANY($1::text[])", lists
-        )
-    return sorted(r["jti"] for r in rows)
+    return await repository.revoke_consent_tokens(conn, consent_id, INVALID)
 
 
 class _Cached(msgspec.Struct, frozen=True):
@@ -160,22 +134,20 @@ class StatusListCache:
         self, conn: asyncpg.Connection, list_id: str, *, signer: SignsJws, kid: str
     ) -> str:
         """The current signed list; raises status_list_not_found for a list we never made."""
-        head = await conn.fetchrow(
-            "SELECT bits, size, version FROM status_lists WHERE list_id = $1", list_id
-        )
+        head = await repository.status_list_head(conn, list_id)
         if head is None:
             raise StatusListNotFoundError("no such status list")
-        cached = self._fresh(list_id, head["version"], kid)
+        cached = self._fresh(list_id, head.version, kid)
         if cached is not None:
             return cached
         async with self._lock:
             # Another request may have rebuilt it while this one waited.
-            cached = self._fresh(list_id, head["version"], kid)
+            cached = self._fresh(list_id, head.version, kid)
             if cached is not None:
                 return cached
-            token = await self._build(conn, list_id, head["bits"], head["size"], signer)
+            token = await self._build(conn, list_id, head.bits, head.size, signer)
             self._entries[list_id] = _Cached(
-                version=head["version"], kid=kid, built_at=time.monotonic(), token=token
+                version=head.version, kid=kid, built_at=time.monotonic(), token=token
             )
             self._entries.move_to_end(list_id)
             while len(self._entries) > _CACHE_ENTRIES:
@@ -196,14 +168,9 @@ class StatusListCache:
     async def _build(
         self, conn: asyncpg.Connection, list_id: str, bits: int, size: int, signer: SignsJws
     ) -> str:
-        rows = await conn.fetch(
-            "SELECT status_idx, status FROM issued_tokens WHERE status_list_id = $1"
-            " AND status <> 0",
-            list_id,
-        )
         statuses = StatusList(size, bits)
-        for row in rows:
-            statuses.set(row["status_idx"], row["status"])
+        for idx, status in await repository.set_statuses(conn, list_id):
+            statuses.set(idx, status)
         claims = status_list_claims(
             uri=list_uri(self._issuer, list_id),
             issuer=self._issuer,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
     import asyncpg
 
@@ -53,10 +53,10 @@ class AuditEvent(Entry, kw_only=True, frozen=True):
 
 
 class AuditRecord(msgspec.Struct, kw_only=True, frozen=True):
-    """An event a domain operation asks the shell to append (ids and hashes only).
+    """An event a domain operation returns for its unit of work to record (ids and hashes only).
 
-    Domain services return these instead of touching the log, so the shell appends them in
-    the transaction it owns, with the acting client.
+    The unit of work (``registry.core.uow``) appends it in the operation's transaction, as the
+    acting client.
     """
 
     action: str
@@ -95,10 +95,11 @@ async def append(
     subject_id: str,
     payload: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event. Call inside the transaction that makes the change it records.
+    """Append one event inside the transaction that makes the change it records.
 
-    Locking the head row serialises appenders until their transactions end, which keeps the
-    sequence gapless and the chain linear; append last in a transaction to hold it briefly.
+    Only the unit of work (``registry.core.uow``) calls this. Locking the head row serialises
+    appenders until their transactions end, which keeps the sequence gapless and the chain
+    linear; the unit of work appends last in its transaction to hold the lock briefly.
     """
     if not conn.is_in_transaction():
         msg = "audit.append must run inside the transaction that makes the change"
@@ -140,26 +141,6 @@ async def _head(conn: asyncpg.Connection, *, lock: bool = False) -> tuple[int, b
         msg = "audit_head is missing: the database was not migrated by this service"
         raise RuntimeError(msg)
     return int(row["seq"]), bytes(row["hash"])
-
-
-async def append_records(
-    conn: asyncpg.Connection,
-    records: Iterable[AuditRecord],
-    *,
-    actor: str,
-    tenant: str | None,
-) -> None:
-    """Append what a domain operation returned, as ``actor``, in the caller's transaction."""
-    for record in records:
-        await append(
-            conn,
-            actor=actor,
-            tenant=tenant,
-            action=record.action,
-            subject_type=record.subject_type,
-            subject_id=record.subject_id,
-            payload=record.payload,
-        )
 
 
 def _entry(row: asyncpg.Record) -> Entry:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import hashlib
 import logging
 import re
+import socket
 import subprocess
 import time
 import warnings
@@ -24,6 +26,7 @@ import asyncpg
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from datetime import datetime
     from importlib.resources.abc import Traversable
     from pathlib import Path
 
@@ -142,12 +145,14 @@ async def migrate(conn: asyncpg.Connection, directory: Traversable = MIGRATIONS_
     migrations are append-only history.
     """
     migrations = load_migrations(directory)
-    await conn.execute("SET lock_timeout = '15s'")
-    await conn.execute("SET statement_timeout = '120s'")
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
     step = "creating schema_migrations"
     done: list[str] = []
+    locked = False
     try:
+        await conn.execute("SET lock_timeout = '15s'")
+        await conn.execute("SET statement_timeout = '120s'")
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+        locked = True
         # Checked first: CREATE TABLE IF NOT EXISTS needs the right to create even when the
         # table exists, and the service's role, which has none, migrates a current database.
         if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
@@ -194,9 +199,13 @@ async def migrate(conn: asyncpg.Connection, directory: Traversable = MIGRATIONS_
         )
         raise DatabaseError(msg) from exc
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
-        await conn.execute("RESET lock_timeout")
-        await conn.execute("RESET statement_timeout")
+        # The pool does not reset a session on release (``_keep_session``): the lock and the
+        # settings are undone here, whatever failed.
+        try:
+            if locked:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+        finally:
+            await conn.execute("RESET lock_timeout; RESET statement_timeout")
     return done
 
 
@@ -229,6 +238,19 @@ async def has_owner_rights(conn: asyncpg.Connection) -> bool:
             " WHERE oid = to_regclass('audit_events')"
         )
     )
+
+
+async def current_role(conn: asyncpg.Connection) -> str:
+    """The role this connection runs as (``current_user``)."""
+    role: str = await conn.fetchval("SELECT current_user")
+    return role
+
+
+async def now(conn: asyncpg.Connection) -> datetime:
+    """The database's clock: inside a transaction, the time it started (``now()``), which
+    every row it writes with ``DEFAULT now()`` carries too."""
+    at: datetime = await conn.fetchval("SELECT now()")
+    return at
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -364,12 +386,39 @@ def _start_server(pgdata: Path) -> Any:
     return server
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: asyncpg.Connection, *, dead_after: float | None) -> None:
     # JSON columns come back as Python values, not text.
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
             typename, encoder=_json_encode, decoder=_json_decode, schema="pg_catalog"
         )
+    if dead_after is not None:
+        transport = cast("Any", conn)._transport  # noqa: SLF001 - asyncpg has no public way to its socket
+        watch_socket(transport.get_extra_info("socket"), dead_after=dead_after)
+
+
+# Probes start after this many idle seconds, then follow at this interval.
+_KEEPALIVE_IDLE = 5
+_KEEPALIVE_INTERVAL = 5
+
+
+def watch_socket(sock: Any, *, dead_after: float) -> None:
+    """Have the kernel give up on a TCP connection to the server ``dead_after`` seconds after
+    the server last acknowledged anything: keepalive probes while a statement runs (the
+    server's kernel answers them), TCP_USER_TIMEOUT for what is sent and probes unanswered.
+    Linux has both; elsewhere only keepalives at the system's intervals. Unix sockets (the
+    embedded server) have no network to lose and are left alone.
+    """
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", _KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", _KEEPALIVE_INTERVAL),
+        ("TCP_USER_TIMEOUT", round(dead_after * 1000)),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _json_encode(value: Any) -> str:
@@ -382,6 +431,21 @@ def _json_decode(value: str) -> Any:
     import msgspec  # noqa: PLC0415
 
     return msgspec.json.decode(value)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond what asyncpg always does.
+
+    asyncpg's default (``reset=None``) runs ``Connection.reset()`` on every release:
+    ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``, a round trip per
+    request. Before calling this, asyncpg still rolls back a transaction left open and drops
+    the connection's listeners (``Connection._reset``), so a leaked transaction never reaches
+    the next user. The service keeps no other session state: its advisory locks are
+    transaction-scoped (``pg_advisory_xact_lock``), it never LISTENs, declares no cursors
+    outside transactions and sets no session settings (``SET LOCAL`` at most). The one
+    exception, ``migrate``, undoes its own SETs and its session lock before it returns.
+    Code that adds session state must undo it itself, or call ``conn.reset()``.
+    """
 
 
 def _milliseconds(seconds: float) -> str:
@@ -415,21 +479,26 @@ async def create_pool(
     ``statement_timeout`` and ``lock_timeout`` (seconds) bound every statement on the server,
     so a request holding a connection waits no longer than they allow; None: unbounded (the
     operator's commands, whose imports and verifications may take minutes).
+
+    The client's own bound, for a server that stops answering altogether (a network
+    partition), is statement timeout + 5 s, at least 30 s. With a statement timeout it is kept
+    by the kernel (``watch_socket``) rather than by a timer asyncpg would arm and cancel for
+    every query; without one, by asyncpg's ``command_timeout``.
     """
     last: Exception | None = None
-    # The client's own bound, for a server that stops answering altogether.
-    command_timeout = max(30.0, (statement_timeout or 0.0) + 5.0)
+    dead_after = max(30.0, (statement_timeout or 0.0) + 5.0)
+    bounded = statement_timeout is not None
     for attempt in range(1, connect_attempts + 1):
         try:
             return await asyncpg.create_pool(
                 url,
                 min_size=min_size,
                 max_size=max_size,
-                init=_init_connection,
-                # The reset query (RESET ALL, UNLISTEN, advisory unlock) runs on every release;
-                # we set no session state outside migrations, so skip it on the hot path.
-                reset=None,
-                command_timeout=command_timeout,
+                init=functools.partial(
+                    _init_connection, dead_after=dead_after if bounded else None
+                ),
+                reset=_keep_session,
+                command_timeout=None if bounded else dead_after,
                 server_settings=session_bounds(
                     statement_timeout=statement_timeout, lock_timeout=lock_timeout
                 ),

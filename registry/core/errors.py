@@ -61,9 +61,15 @@ UNAVAILABLE_RETRY_AFTER = 2
 
 
 class RegistryError(Exception):
-    """Base of the shell's errors. Subclasses set ``code`` and ``kind``."""
+    """The one root of the registry's errors: every domain's errors hang under it.
 
-    code: ClassVar[str] = "error"
+    Subclasses set ``code`` (stable, machine-readable) and ``kind`` (how the shell answers,
+    mapped to a status once, by ``to_problem``); ``extra`` holds diagnostics a client may see
+    (never key material or personal data).
+    """
+
+    # Not a ClassVar: a few errors carry the code of the instance (e.g. a strict-JSON code).
+    code: str = "error"
     kind: ClassVar[Kind] = "internal"
 
     def __init__(self, detail: str, **extra: Any) -> None:

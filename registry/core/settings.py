@@ -35,6 +35,8 @@ _MAX_TOKEN_LEEWAY = 60
 _MAX_DB_WAIT = 600
 # PostgreSQL counts its timeouts in milliseconds; below 10 ms nothing would ever finish.
 _MIN_DB_BOUND = 0.01
+# Longest a revoked API key may keep working on a process that did not revoke it.
+_MAX_KEY_CACHE_SECONDS = 60
 
 
 class SettingsError(Exception):
@@ -74,7 +76,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_upload_bytes: int = 26_214_400
     max_json_depth: int = 32
     rate_limit_per_minute: int = 1200
-    """Per API client (or per address for public endpoints), per service process."""
+    """Per API client (or per address for public endpoints), for the whole service: every
+    process checks the same buckets, in PostgreSQL or, with REGISTRY_REDIS_URL, in Redis."""
+    redis_url: str | None = None
+    """``redis://`` or ``rediss://`` URL of a Redis that keeps the rate-limit buckets instead
+    of PostgreSQL. It must answer at start; while it is unreachable later, the limits are
+    checked in PostgreSQL (``registry.core.ratelimit_redis``)."""
+    api_key_cache_seconds: float = 5.0
+    """Seconds (0..60) a process reuses an API key's successful lookup instead of asking the
+    database on every request. This bounds how late a revocation or key removal made
+    elsewhere (another process, the ``registry clients`` commands) is honoured here; one made
+    through this process's admin API is honoured at once, an expiry on time. 0: every request
+    looks its key up."""
     trusted_proxies: str = ""
     """Comma-separated IP addresses or CIDR networks of reverse proxies whose
     ``Forwarded`` / ``X-Forwarded-For`` name the caller (``registry.core.proxies``); empty: none."""
@@ -221,7 +234,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for secret in ("master_key", "bootstrap_admin_key"):
             if out.get(secret):
                 out[secret] = "***"
-        for name in ("database_url", "database_owner_url"):
+        for name in ("database_url", "database_owner_url", "redis_url"):
             url = getattr(self, name)
             parts = urlsplit(url or "")
             if parts.password:
@@ -254,8 +267,27 @@ def _validate_database_urls(s: Settings) -> None:
         raise SettingsError(msg)
 
 
+def _validate_redis_url(s: Settings) -> None:
+    if s.redis_url is None:
+        return
+    parts = urlsplit(s.redis_url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        msg = "REGISTRY_REDIS_URL must be a redis:// or rediss:// URL naming a host"
+        raise SettingsError(msg)
+    try:
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number in range
+    except ValueError:
+        msg = "REGISTRY_REDIS_URL names a port that is not 0..65535"
+        raise SettingsError(msg) from None
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        msg = "REGISTRY_REDIS_URL: the path must be a database number (redis://host:6379/0)"
+        raise SettingsError(msg)
+
+
 def _validate(s: Settings) -> None:
     _validate_database_urls(s)
+    _validate_redis_url(s)
     if s.issuer is not None:
         parts = urlsplit(s.issuer)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -294,6 +326,10 @@ def _validate(s: Settings) -> None:
             _MIN_JSON_DEPTH <= s.max_json_depth <= _MAX_JSON_DEPTH,
         ),
         ("REGISTRY_RATE_LIMIT_PER_MINUTE must be >= 1", s.rate_limit_per_minute >= 1),
+        (
+            "REGISTRY_API_KEY_CACHE_SECONDS must be 0..60 seconds",
+            0 <= s.api_key_cache_seconds <= _MAX_KEY_CACHE_SECONDS,
+        ),
         ("REGISTRY_CHECKPOINT_INTERVAL must be > 0", s.checkpoint_interval > 0),
         ("REGISTRY_IMAGE_WORK_THREADS must be >= 1", s.image_work_threads >= 1),
         ("REGISTRY_IMAGE_WORK_TIMEOUT must be > 0", s.image_work_timeout > 0),

@@ -2,14 +2,14 @@
 
 ``replay`` decides every stored decision's evidence again under another policy (``decide``
 is pure, so this is exact) and counts how the outcomes would move. ``import_file`` streams a
-CSV or JSON-lines file into a hash list, reporting progress by bytes read.
+CSV or JSON-lines file into a hash list, telling a callback how far it got (bytes read,
+entries sent); how that is shown is the caller's business.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -18,16 +18,15 @@ from registry.gate import repository
 from registry.gate.hashlists import ImportResult, import_entries
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     import asyncpg
 
     from moderation import EntryInput, Policy
+    from registry.core.uow import UnitOfWork
 
-__all__ = ["Progress", "Replay", "import_file", "replay"]
-
-_BAR = 30
+__all__ = ["Replay", "import_file", "replay"]
 
 
 class Replay(msgspec.Struct, kw_only=True, frozen=True):
@@ -54,48 +53,30 @@ async def replay(conn: asyncpg.Connection, policy: Policy) -> Replay:
     return Replay(total=total, changed=dict(changed))
 
 
-class Progress:
-    """A one-line progress bar on a terminal stream: bytes read of the file, entries sent."""
+class _BytesRead:
+    """How much of the file the parser has taken so far."""
 
-    def __init__(self, stream: TextIO, total_bytes: int) -> None:
-        self._stream = stream
-        self._total = max(total_bytes, 1)
-        self.read = 0
-        self._started = time.monotonic()
-
-    def __call__(self, entries: int) -> None:
-        fraction = min(self.read / self._total, 1.0)
-        filled = int(fraction * _BAR)
-        elapsed = time.monotonic() - self._started
-        self._stream.write(
-            f"\r[{'#' * filled}{'.' * (_BAR - filled)}] {fraction:6.1%}"
-            f"  {entries:,} entries  {elapsed:5.1f} s"
-        )
-        self._stream.flush()
-
-    def done(self, message: str) -> None:
-        self._stream.write(f"\n{message}\n")
-        self._stream.flush()
+    def __init__(self) -> None:
+        self.count = 0
 
 
-def _lines(path: Path, progress: Progress | None) -> Iterator[bytes]:
+def _lines(path: Path, read: _BytesRead) -> Iterator[bytes]:
     with path.open("rb") as handle:
         for line in handle:
-            if progress is not None:
-                progress.read += len(line)
+            read.count += len(line)
             yield line
 
 
-def _entries(path: Path, progress: Progress | None) -> Iterator[EntryInput]:
+def _entries(path: Path, read: _BytesRead) -> Iterator[EntryInput]:
     """CSV (``.csv``) or JSON lines (``.jsonl``, ``.ndjson``, or a first line opening ``{``)."""
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
-        return iter_jsonl(_lines(path, progress))
+        return iter_jsonl(_lines(path, read))
     if suffix != ".csv":
         with path.open("rb") as handle:
             if handle.read(64).lstrip().startswith(b"{"):
-                return iter_jsonl(_lines(path, progress))
-    return iter_csv(_text(_lines(path, progress)))
+                return iter_jsonl(_lines(path, read))
+    return iter_csv(_text(_lines(path, read)))
 
 
 def _text(lines: Iterator[bytes]) -> Iterator[str]:
@@ -107,9 +88,19 @@ def _text(lines: Iterator[bytes]) -> Iterator[str]:
 
 
 async def import_file(
-    conn: asyncpg.Connection, *, list_name: str, path: Path, progress: Progress | None = None
+    uow: UnitOfWork,
+    *,
+    list_name: str,
+    path: Path,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    """Import ``path`` into ``list_name``; call inside a transaction (all or nothing)."""
+    """Import ``path`` into ``list_name`` in ``uow``, recorded, all or nothing.
+
+    ``on_progress(bytes_read, entries_sent)`` is called every so many entries and once at the
+    end, when every entry is sent (before the list is updated from them).
+    """
+    read = _BytesRead()
+    sent = None if on_progress is None else (lambda entries: on_progress(read.count, entries))
     return await import_entries(
-        conn, list_name=list_name, entries=_entries(path, progress), progress=progress
+        uow, list_name=list_name, entries=_entries(path, read), progress=sent
     )

@@ -57,8 +57,9 @@ from moderation import (
 )
 from registry.consent.evidence import RegistryConsentEvidence
 from registry.consent.uses import require_known_uses
-from registry.core import audit, db
+from registry.core import db
 from registry.core.outbound import UrlNotAllowed
+from registry.core.uow import unit_of_work
 from registry.gate import repository
 from registry.gate.errors import (
     DecisionNotRecorded,
@@ -83,8 +84,9 @@ from verifier import (
     ImageLimits,
     TrustSettings,
     decode,
+    grey,
     hash_variants,
-    perceptual_hashes,
+    phash,
     sha256_hex,
     verify,
 )
@@ -532,8 +534,9 @@ class GateService:
         review ticket."""
         async with (
             db.acquire(self._pool, wait=self.settings.acquire_timeout) as conn,
-            conn.transaction(),
+            unit_of_work(conn, actor=actor.client_id, tenant=actor.tenant) as uow,
         ):
+            # No decision without its record: both commit in this unit of work or neither does.
             if not await repository.insert_decision(conn, new):
                 return False, None
             ticket = None
@@ -549,11 +552,8 @@ class GateService:
                 media_type = new.evidence.image.media_type if new.evidence.image else None
                 if self._keep_review_image is not None and image is not None and media_type:
                     await self._keep_review_image(conn, new.decision_id, media_type, image)
-            await audit.append(
-                conn,
-                actor=actor.client_id,
-                tenant=actor.tenant,
-                action="moderation.decided",
+            uow.record(
+                "moderation.decided",
                 subject_type="moderation_decision",
                 subject_id=new.decision_id,
                 payload={
@@ -608,14 +608,7 @@ def _analyse(data: bytes, limits: ImageLimits) -> tuple[ImageFacts, DecodedImage
         decoded = decode(data, limits, hash_only=True)
     except ImageError as exc:
         return ImageFacts(decoded=False, sha256=sha256, error=exc.code), None
-    image = decoded.image
-    if image.mode == "P":
-        # A palette with transparency warns when converted straight to grey.
-        image = image.convert("RGBA")
-    facts = image_facts(
-        decoded,
-        sha256=sha256,
-        phash=perceptual_hashes(image).phash,
-        variants=hash_variants(image),
-    )
+    # One grey conversion for the pHash and its variants.
+    shade = grey(decoded.image)
+    facts = image_facts(decoded, sha256=sha256, phash=phash(shade), variants=hash_variants(shade))
     return facts, decoded

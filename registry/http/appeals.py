@@ -16,7 +16,6 @@ from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotati
 from litestar.params import FromPath
 
 from registry import review
-from registry.core import audit
 from registry.core.auth import Client, Role
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
@@ -64,9 +63,9 @@ class AppealsController(Controller):
         caller: NamedDependency[Client],
         payload: NamedDependency[FileAppeal],
     ) -> AppealCreated:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             filed = await review.file_appeal(
-                conn,
+                uow,
                 client_id=caller.client_id,
                 tenant=caller.tenant,
                 decision_id=payload.decision_id,
@@ -74,20 +73,6 @@ class AppealsController(Controller):
                 policy=services.gate.policy,
             )
             appeal = filed.appeal
-            await audit.append(
-                conn,
-                actor=caller.client_id,
-                tenant=caller.tenant,
-                action="appeal.filed",
-                subject_type="appeal",
-                subject_id=appeal.id,
-                payload={
-                    "decision_id": appeal.decision_id,
-                    "ticket_id": appeal.ticket_id,
-                    "appealed_status": appeal.appealed_status,
-                    "tier": filed.tier,
-                },
-            )
         return AppealCreated(
             id=appeal.id,
             decision_id=appeal.decision_id,

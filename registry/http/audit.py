@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import Parameter
 
 from registry.core import audit
-from registry.core.auth import Role
+from registry.core.auth import Client, Role
 from registry.core.errors import NotFound
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
@@ -46,12 +47,14 @@ class AuditController(Controller):
         security=BEARER,
         status_code=200,
     )
-    async def sign_checkpoint(self, services: AppServices) -> Response[Any]:
-        async with services.transaction() as conn:
+    async def sign_checkpoint(
+        self, services: AppServices, caller: NamedDependency[Client]
+    ) -> Response[Any]:
+        async with services.unit_of_work(caller) as uow:
             made = await audit.make_checkpoint(
-                conn, services.keyring, issuer=services.settings.public_issuer
+                uow.conn, services.keyring, issuer=services.settings.public_issuer
             )
-            latest = made or await audit.latest_checkpoint(conn)
+            latest = made or await audit.latest_checkpoint(uow.conn)
         if latest is None:
             msg = "the audit log is empty; there is nothing to checkpoint"
             raise NotFound(msg)

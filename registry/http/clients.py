@@ -82,11 +82,9 @@ class ClientsController(Controller):
         caller: NamedDependency[Client],
         payload: NamedDependency[CreateClient],
     ) -> CreatedClient:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             new = await operations.create_client(
-                conn,
-                actor=caller.client_id,
-                actor_tenant=caller.tenant,
+                uow,
                 name=payload.name,
                 roles=payload.roles,
                 tenant=payload.tenant,
@@ -114,7 +112,8 @@ class ClientsController(Controller):
         "/{client_id:str}/revoke",
         summary="Revoke a client: none of its keys works any more (idempotent)",
         description=(
-            "Every service process refuses the client's keys from this answer on. Revoking a "
+            "This process refuses the client's keys from this answer on, every other service "
+            "process within `REGISTRY_API_KEY_CACHE_SECONDS` (5 s by default). Revoking a "
             "revoked client answers it unchanged. The last enabled admin client with a live "
             "key cannot be revoked (409 `last_admin`), so the service never locks itself out. "
             "There is no way back: create a new client instead."
@@ -127,10 +126,11 @@ class ClientsController(Controller):
         caller: NamedDependency[Client],
         client_id: ClientId,
     ) -> api_keys.ClientView:
-        async with services.transaction() as conn:
-            return await api_keys.revoke_client(
-                conn, client_id, actor=caller.client_id, actor_tenant=caller.tenant
-            )
+        async with services.unit_of_work(caller) as uow:
+            revoked = await api_keys.revoke_client(uow, client_id)
+        # Committed: no cached lookup may outlive it here.
+        services.key_cache.forget()
+        return revoked
 
     @post(
         "/{client_id:str}/keys",
@@ -152,14 +152,8 @@ class ClientsController(Controller):
         body = CreateKey()
         if await request.body():
             body = await read_payload(request, services)
-        async with services.transaction() as conn:
-            key = await api_keys.issue_key(
-                conn,
-                client_id,
-                expires_at=body.expires_at,
-                actor=caller.client_id,
-                actor_tenant=caller.tenant,
-            )
+        async with services.unit_of_work(caller) as uow:
+            key = await api_keys.issue_key(uow, client_id, expires_at=body.expires_at)
         return CreatedKey(
             key_id=key.key_id,
             api_key=key.api_key,
@@ -171,7 +165,8 @@ class ClientsController(Controller):
         "/{client_id:str}/keys/{key_id:str}",
         summary="Revoke one key of a client (idempotent)",
         description=(
-            "Every service process refuses the key from this answer on; the client's other "
+            "This process refuses the key from this answer on, every other service process "
+            "within `REGISTRY_API_KEY_CACHE_SECONDS` (5 s by default); the client's other "
             "keys keep working. A client may be left without a live key, except the last "
             "enabled admin client (409 `last_admin`)."
         ),
@@ -184,7 +179,7 @@ class ClientsController(Controller):
         client_id: ClientId,
         key_id: KeyId,
     ) -> api_keys.KeyView:
-        async with services.transaction() as conn:
-            return await api_keys.revoke_key(
-                conn, client_id, key_id, actor=caller.client_id, actor_tenant=caller.tenant
-            )
+        async with services.unit_of_work(caller) as uow:
+            revoked = await api_keys.revoke_key(uow, client_id, key_id)
+        services.key_cache.forget()
+        return revoked

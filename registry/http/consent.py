@@ -28,7 +28,6 @@ from registry.consent.service import (
 )
 from registry.consent.tokens import Reason  # noqa: TC001 - msgspec reads it at runtime
 from registry.consent.uses import Vocabulary, vocabulary
-from registry.core import audit
 from registry.core.auth import Client, Role
 from registry.core.errors import Malformed, UnsupportedMediaType
 from registry.http.deps import AppServices, read_payload
@@ -260,18 +259,16 @@ class ConsentController(Controller):
         caller: NamedDependency[Client],
         payload: NamedDependency[CreateTemplate],
     ) -> TemplateView:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             result = await services.consent.register_template(
-                conn,
+                uow.conn,
                 actor=caller,
                 template_id=payload.id,
                 title=payload.title,
                 text=payload.text,
                 uses=payload.uses,
             )
-            await audit.append_records(
-                conn, result.events, actor=caller.client_id, tenant=caller.tenant
-            )
+            uow.record_all(result.events)
         return result.template
 
     @get(
@@ -298,17 +295,15 @@ class ConsentController(Controller):
         caller: NamedDependency[Client],
         payload: NamedDependency[EnrollSigner],
     ) -> SignerCreated:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             result = await services.consent.enroll_signer(
-                conn,
+                uow.conn,
                 actor=caller,
                 jwk=payload.jwk,
                 subject_ref=payload.subject_ref,
                 role=payload.role,
             )
-            await audit.append_records(
-                conn, result.events, actor=caller.client_id, tenant=caller.tenant
-            )
+            uow.record_all(result.events)
         return SignerCreated(signer_id=result.signer_id, kid=result.kid, role=result.role)
 
     # Consents.
@@ -336,13 +331,11 @@ class ConsentController(Controller):
         key = _idempotency_key(request)
         form, uploads = await _read_submission(request, services)
         prepared = await prepare_uploads(uploads, services.consent.settings.image_limits)
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             result = await services.consent.submit(
-                conn, actor=caller, form=form, uploads=prepared, idempotency_key=key
+                uow.conn, actor=caller, form=form, uploads=prepared, idempotency_key=key
             )
-            await audit.append_records(
-                conn, result.events, actor=caller.client_id, tenant=caller.tenant
-            )
+            uow.record_all(result.events)
         return ConsentCreated(
             consent_id=result.consent_id,
             status=result.status,
@@ -397,13 +390,11 @@ class ConsentController(Controller):
         payload: NamedDependency[CreateGrant],
         consent_id: ConsentId,
     ) -> Response[GrantCreated]:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             result = await services.consent.grant(
-                conn, actor=caller, consent_id=consent_id, client_id=payload.client_id
+                uow.conn, actor=caller, consent_id=consent_id, client_id=payload.client_id
             )
-            await audit.append_records(
-                conn, result.events, actor=caller.client_id, tenant=caller.tenant
-            )
+            uow.record_all(result.events)
         return Response(
             GrantCreated(consent_id=result.consent_id, client_id=result.client_id),
             status_code=201 if result.created else 200,
@@ -429,17 +420,15 @@ class ConsentController(Controller):
         payload: NamedDependency[Withdraw],
         consent_id: ConsentId,
     ) -> ConsentWithdrawn:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             result = await services.consent.withdraw(
-                conn,
+                uow.conn,
                 actor=caller,
                 consent_id=consent_id,
                 withdrawal=payload.withdrawal,
                 reason=payload.reason,
             )
-            await audit.append_records(
-                conn, result.events, actor=caller.client_id, tenant=caller.tenant
-            )
+            uow.record_all(result.events)
         return _withdrawn(result)
 
     @post(
@@ -455,11 +444,9 @@ class ConsentController(Controller):
         caller: NamedDependency[Client],
         consent_id: ConsentId,
     ) -> ConsentErased:
-        async with services.transaction() as conn:
-            result = await services.consent.erase(conn, actor=caller, consent_id=consent_id)
-            await audit.append_records(
-                conn, result.events, actor=caller.client_id, tenant=caller.tenant
-            )
+        async with services.unit_of_work(caller) as uow:
+            result = await services.consent.erase(uow.conn, actor=caller, consent_id=consent_id)
+            uow.record_all(result.events)
         return ConsentErased(
             consent_id=result.consent_id,
             status="erased",
@@ -483,18 +470,16 @@ class ConsentController(Controller):
         caller: NamedDependency[Client],
         payload: NamedDependency[RequestToken],
     ) -> TokenIssued:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             result = await services.consent.issue_token(
-                conn,
+                uow.conn,
                 actor=caller,
                 consent_id=payload.consent_id,
                 uses=payload.uses,
                 asset_ids=payload.asset_ids,
                 ttl_seconds=payload.ttl_seconds,
             )
-            await audit.append_records(
-                conn, result.events, actor=caller.client_id, tenant=caller.tenant
-            )
+            uow.record_all(result.events)
         return TokenIssued(token=result.token, expires_at=result.expires_at, jti=result.jti)
 
     @post(

@@ -19,7 +19,6 @@ from litestar.params import FromPath
 from moderation import EntryInput, iter_csv, iter_jsonl
 from moderation.hashlists import ListAction  # noqa: TC001 - msgspec reads it at runtime
 from registry import operations
-from registry.core import audit
 from registry.core.auth import Client, Role
 from registry.gate import (
     HashListUploadInvalid,
@@ -34,8 +33,6 @@ from registry.http.security import BEARER, allow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    import asyncpg
 
     from registry.core.auth import Client
 
@@ -90,20 +87,6 @@ _UPLOAD_PARTS: dict[str, Any] = {
 }
 
 
-async def _append(
-    conn: asyncpg.Connection, client: Client, action: str, name: str, payload: dict[str, Any]
-) -> None:
-    await audit.append(
-        conn,
-        actor=client.client_id,
-        tenant=client.tenant,
-        action=action,
-        subject_type="hash_list",
-        subject_id=name,
-        payload=payload,
-    )
-
-
 async def _uploaded_entries(request: Request[Any, Any, Any]) -> Iterator[EntryInput]:
     form = await request.form()
     parts = list(form.multi_items())
@@ -153,14 +136,8 @@ class HashListsController(Controller):
         caller: NamedDependency[Client],
         payload: NamedDependency[CreateList],
     ) -> HashListView:
-        async with services.transaction() as conn:
-            return await operations.create_hash_list(
-                conn,
-                actor=caller.client_id,
-                actor_tenant=caller.tenant,
-                name=payload.name,
-                action=payload.action,
-            )
+        async with services.unit_of_work(caller) as uow:
+            return await operations.create_hash_list(uow, name=payload.name, action=payload.action)
 
     @get("/", summary="Every hash list with its action, state and enabled entry count")
     async def index(self, services: AppServices) -> HashListsView:
@@ -196,16 +173,8 @@ class HashListsController(Controller):
                 EntryInput(hash=int(e.hash, 16), label=e.label, source=e.source)
                 for e in body.entries
             )
-        async with services.transaction() as conn:
-            result = await import_entries(conn, list_name=name, entries=entries)
-            await _append(
-                conn,
-                caller,
-                "hash_list.entries_added",
-                name,
-                {"received": result.received, "added": result.added, "updated": result.updated},
-            )
-        return result
+        async with services.unit_of_work(caller) as uow:
+            return await import_entries(uow, list_name=name, entries=entries)
 
     @post(
         "/{name:str}/entries/disable",
@@ -220,7 +189,6 @@ class HashListsController(Controller):
         payload: NamedDependency[DisableEntries],
         name: ListName,
     ) -> Disabled:
-        async with services.transaction() as conn:
-            count = await disable_entries(conn, list_name=name, hashes=payload.hashes)
-            await _append(conn, caller, "hash_list.entries_disabled", name, {"disabled": count})
+        async with services.unit_of_work(caller) as uow:
+            count = await disable_entries(uow, list_name=name, hashes=payload.hashes)
         return Disabled(list=name, disabled=count)

@@ -79,10 +79,8 @@ class KeysController(Controller):
     async def rotate(
         self, services: AppServices, caller: NamedDependency[Client]
     ) -> Response[RotationResult]:
-        async with services.transaction() as conn:
-            rotation = await operations.rotate_keys(
-                conn, services.keyring, actor=caller.client_id, actor_tenant=caller.tenant
-            )
+        async with services.unit_of_work(caller) as uow:
+            rotation = await operations.rotate_keys(uow, services.keyring)
         await services.keyring.refresh(force=True)
         return Response(
             RotationResult(

@@ -1,15 +1,24 @@
-"""Request ids, the caller's address and access logs (an ASGI middleware), Prometheus metrics."""
+"""Request ids, the caller's address, access logs and Prometheus metrics: one ASGI middleware.
+
+One pure-ASGI layer does all four for every HTTP request, with one wrapper around ``send``.
+The metrics keep the names and labels Litestar's Prometheus middleware gave them
+(``registry_requests_total``, ``registry_request_duration_seconds``,
+``registry_requests_in_progress``, ``registry_requests_error_total``; labels ``method``,
+``path`` (the route's template), ``status_code``, ``app_name``), but each combination of
+labels is looked up once per process and its children kept, not resolved on every request.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import re
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 from litestar.enums import ScopeType
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
+from prometheus_client import Counter, Gauge, Histogram
 
 from registry.core.logs import request_id
 from registry.core.proxies import NO_PROXIES, TrustedProxies, client_address
@@ -19,10 +28,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("registry.access")
 _INBOUND_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_ADDRESS = "client_address"
 """The key in the ASGI scope's state under which the caller's address is kept."""
 
-prometheus = PrometheusConfig(app_name="registry", prefix="registry", group_path=True)
+APP_NAME = "registry"
+_LABELS = ("method", "path", "status_code", "app_name")
+_SERVER_ERROR = 500
+_REQUESTS = Counter("registry_requests_total", "Total requests", _LABELS)
+_DURATION = Histogram("registry_request_duration_seconds", "Request duration, in seconds", _LABELS)
+_IN_PROGRESS = Gauge(
+    "registry_requests_in_progress",
+    "Total requests currently in progress",
+    _LABELS,
+    multiprocess_mode="livesum",
+)
+_ERRORS = Counter("registry_requests_error_total", "Total errors in requests", _LABELS)
 
 
 class MetricsController(PrometheusController):
@@ -30,44 +51,108 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-def request_id_middleware(app: ASGIApp, *, trusted_proxies: TrustedProxies = NO_PROXIES) -> ASGIApp:
-    """Give each request an id, resolve its caller's address once, and log it when done.
+class _Route:
+    """The metric children of one route and method, and of each status it answered."""
 
-    The address (``registry.core.proxies``, behind ``trusted_proxies``) goes into the scope's
-    state for the per-address rate limit (``registry.http.security``) and into the log line.
+    __slots__ = ("_done", "in_progress", "method", "path")
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method = method
+        self.path = path
+        # Labelled as Litestar did: the status is not known yet, so 200.
+        self.in_progress = _IN_PROGRESS.labels(method, path, "200", APP_NAME)
+        self._done: dict[int, tuple[Counter, Histogram, Counter | None]] = {}
+
+    def done(self, status: int, seconds: float) -> None:
+        children = self._done.get(status)
+        if children is None:
+            labels = (self.method, self.path, str(status), APP_NAME)
+            children = (
+                _REQUESTS.labels(*labels),
+                _DURATION.labels(*labels),
+                _ERRORS.labels(*labels) if status >= _SERVER_ERROR else None,
+            )
+            self._done[status] = children
+        requests, duration, errors = children
+        if errors is not None:
+            errors.inc()
+        requests.inc()
+        duration.observe(seconds)
+
+
+# By (method, route template): as many as the routes, since the router answers an unknown
+# path or method before this middleware runs.
+_routes: dict[tuple[str, str], _Route] = {}
+
+
+def _route(method: str, path: str) -> _Route:
+    route = _routes.get((method, path))
+    if route is None:
+        route = _routes[(method, path)] = _Route(method, path)
+    return route
+
+
+def _new_request_id() -> str:
+    # Ids need to be unique, not secret (a caller may choose its own): no system call.
+    return f"{random.getrandbits(64):016x}"
+
+
+def request_id_middleware(app: ASGIApp, *, trusted_proxies: TrustedProxies = NO_PROXIES) -> ASGIApp:
+    """Give each request an id, resolve its caller's address once, count it in the metrics
+    and log it when done.
+
+    An inbound ``X-Request-ID`` of 8 to 64 letters, digits, ``.``, ``_`` or ``-`` is kept,
+    otherwise one is made; either way the response carries it. The address
+    (``registry.core.proxies``, behind ``trusted_proxies``) goes into the scope's state for
+    the per-address rate limit (``registry.http.security``) and into the log line.
     """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        peer = scope.get("client")
-        address = client_address(peer[0] if peer else None, scope["headers"], trusted_proxies)
-        scope.setdefault("state", {})[CLIENT_ADDRESS] = address
-        inbound = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = inbound if _INBOUND_ID.match(inbound) else secrets.token_hex(8)
-        token = request_id.set(rid)
         started = time.perf_counter()
-        status: list[int] = [0]
+        headers = scope["headers"]
+        peer = scope.get("client")
+        address = client_address(peer[0] if peer else None, headers, trusted_proxies)
+        scope.setdefault("state", {})[CLIENT_ADDRESS] = address
+        inbound = b""
+        for name, value in headers:
+            if name == _REQUEST_ID_HEADER:
+                inbound = value  # the last one, as a dict of the headers would keep
+        rid = inbound.decode("latin-1") if inbound else ""
+        if not _INBOUND_ID.match(rid):
+            rid = _new_request_id()
+        rid_header = (_REQUEST_ID_HEADER, rid.encode())
+        token = request_id.set(rid)
+        method: str = scope["method"]
+        route = _route(method, scope.get("path_template", scope["path"]))
+        status = 200
+        # When the last body part went out (Litestar's measure): 0 when none did.
+        sent = 0.0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status, sent
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", rid.encode()))
-                message = {**message, "headers": headers}
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            elif message["type"] == "http.response.body":
+                sent = time.perf_counter()
             await send(message)
 
+        route.in_progress.inc()
         try:
             await app(scope, receive, send_with_id)
         finally:
-            client = scope.get("state", {}).get("client")
+            route.in_progress.dec()
+            route.done(status, sent - started if sent else 0.0)
+            client = scope["state"].get("client")
             log.info(
                 "request",
                 extra={
-                    "method": scope.get("method"),
+                    "method": method,
                     "path": scope["path"],
-                    "status": status[0],
+                    "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "client_id": getattr(client, "client_id", None),
                     "client_address": address,
@@ -78,4 +163,4 @@ def request_id_middleware(app: ASGIApp, *, trusted_proxies: TrustedProxies = NO_
     return middleware
 
 
-__all__: list[Any] = ["MetricsController", "prometheus", "request_id_middleware"]
+__all__: list[Any] = ["MetricsController", "request_id_middleware"]

@@ -15,7 +15,6 @@ from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotati
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from registry.core import audit
 from registry.core.auth import Client, Role
 from registry.core.errors import TooLarge, UnsupportedMediaType
 from registry.core.strictjson import parse_strict_json
@@ -277,9 +276,9 @@ class ProvenanceController(Controller):
         async with services.connection() as conn:
             plan = await provenance.plan_signing(conn, actor=caller, metadata=metadata)
         signed = await provenance.sign(_upload(parts["file"]), plan)
-        async with services.transaction() as conn:
-            event = await provenance.record(conn, actor=caller, plan=plan, signed=signed)
-            await audit.append_records(conn, [event], actor=caller.client_id, tenant=caller.tenant)
+        async with services.unit_of_work(caller) as uow:
+            event = await provenance.record(uow.conn, actor=caller, plan=plan, signed=signed)
+            uow.record_all([event])
         return Response(
             signed.data,
             media_type=signed.media_type,

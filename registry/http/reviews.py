@@ -79,8 +79,8 @@ class ReviewsController(Controller):
     )
     async def claim(self, services: AppServices, caller: NamedDependency[Client]) -> Response[Any]:
         lease = timedelta(seconds=services.settings.review_lease_seconds)
-        async with services.transaction() as conn:
-            claimed = await review.claim(conn, reviewer=caller, lease=lease, via="api")
+        async with services.unit_of_work(caller) as uow:
+            claimed = await review.claim(uow, reviewer=caller, lease=lease, via="api")
         if claimed is None:
             return Response(content=None, status_code=204)
         ticket = claimed.ticket
@@ -118,9 +118,9 @@ class ReviewsController(Controller):
         payload: NamedDependency[DecideTicket],
         ticket_id: TicketId,
     ) -> TicketDecidedView:
-        async with services.transaction() as conn:
+        async with services.unit_of_work(caller) as uow:
             decided = await review.decide(
-                conn,
+                uow,
                 reviewer=caller,
                 ticket_id=ticket_id,
                 outcome=payload.outcome,

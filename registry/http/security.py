@@ -17,18 +17,24 @@ if TYPE_CHECKING:
 def allow(*roles: auth.Role) -> Any:
     """Guard: a valid API key with one of ``roles`` (any role when none are named).
 
-    The key is looked up in the database on every request (no cache), so a revoked or expired
-    key is refused by every process from the revocation's commit on. Its ``last_used_at`` is
-    only noted here and written later in a batch (``registry.api_keys.KeyUsage``).
+    The key is looked up in the database, or found in the process's cache of recent lookups
+    (``registry.core.auth.KeyCache``) without taking a connection. A key revoked or expired is
+    refused by every process at most REGISTRY_API_KEY_CACHE_SECONDS after the change commits
+    (an expiry, and a revocation made through this process, at once). Its ``last_used_at`` is
+    only noted here and written later in a batch (``registry.api_keys.KeyUsage``). The
+    client's rate limit is then checked for the whole service (``registry.core.ratelimit``):
+    one statement on a connection held for it alone, or one Redis call with
+    REGISTRY_REDIS_URL.
     """
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         services = app_services(connection)
-        async with services.connection() as conn:
-            found = await auth.authenticate_key(conn, connection.headers.get("authorization"))
+        found = await auth.authenticate_cached(
+            connection.headers.get("authorization"), services.key_cache, services.connection
+        )
         services.key_usage.note(found.key_id, found.last_used_at)
         client = found.client
-        services.limiter.take(f"client:{client.client_id}")
+        await services.limiter.take(f"client:{client.client_id}")
         if roles:
             client.require(*roles)
         connection.state.client = client
@@ -37,8 +43,9 @@ def allow(*roles: auth.Role) -> Any:
 
 
 async def public(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard for unauthenticated endpoints that do real work: limited per address."""
-    app_services(connection).limiter.take(f"addr:{caller_address(connection)}")
+    """Guard for unauthenticated endpoints that do real work: limited per address, for the
+    whole service (``registry.core.ratelimit``)."""
+    await app_services(connection).limiter.take(f"addr:{caller_address(connection)}")
 
 
 def caller_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:

@@ -7,7 +7,6 @@ composition root runs in the background of every service process.
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Controller, get, post
@@ -15,7 +14,6 @@ from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotati
 from litestar.params import QueryParameter
 
 from registry import review
-from registry.core import audit
 from registry.core.auth import Client, Role
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
@@ -74,25 +72,13 @@ class TakedownController(Controller):
         caller: NamedDependency[Client],
         payload: NamedDependency[RegisterWebhook],
     ) -> review.Webhook:
-        async with services.transaction() as conn:
-            hook = await review.register_webhook(
-                conn,
+        async with services.unit_of_work(caller) as uow:
+            return await review.register_webhook(
+                uow,
                 client_id=payload.client_id,
                 url=payload.url,
                 check_url=services.webhooks.check,
-                actor=caller.client_id,
             )
-            await audit.append(
-                conn,
-                actor=caller.client_id,
-                tenant=caller.tenant,
-                action="webhook.registered",
-                subject_type="api_client",
-                subject_id=hook.client_id,
-                # The host only: a path can carry the receiver's own secret.
-                payload={"host": urlsplit(hook.url).hostname},
-            )
-        return hook
 
     @get(
         "/v1/admin/webhooks/deliveries",

@@ -136,7 +136,7 @@ async def _console_session(
     session = await _optional_session(request, services)
     if session is None:
         raise LoginRequired("sign in to use the console")
-    services.limiter.take(f"client:{session.client.client_id}")
+    await services.limiter.take(f"client:{session.client.client_id}")
     if roles:
         session.client.require(*roles)
     return session
@@ -227,18 +227,9 @@ class ConsolePages(Controller):
                 status=403,
             )
         settings = _session_settings(services)
-        async with services.transaction() as conn:
-            await sessions.purge_expired(conn, settings)
-            started = await sessions.start(conn, client, settings)
-            await audit.append(
-                conn,
-                actor=client.client_id,
-                tenant=client.tenant,
-                action="console.signed_in",
-                subject_type="api_client",
-                subject_id=client.client_id,
-                payload={"expires_at": started.session.expires_at.isoformat()},
-            )
+        async with services.unit_of_work(client) as uow:
+            await sessions.purge_expired(uow.conn, settings)
+            started = await sessions.start(uow, client, settings)
         cookie = Cookie(
             key=SESSION_COOKIE,
             value=started.session_id,
@@ -255,16 +246,8 @@ class ConsolePages(Controller):
     async def logout(self, request: Request[Any, Any, Any], services: AppServices) -> Response[Any]:
         session = await _console_session(request, services)
         await _posted(request, session)
-        async with services.transaction() as conn:
-            if await sessions.end(conn, request.cookies.get(SESSION_COOKIE)):
-                await audit.append(
-                    conn,
-                    actor=session.client.client_id,
-                    tenant=session.client.tenant,
-                    action="console.signed_out",
-                    subject_type="api_client",
-                    subject_id=session.client.client_id,
-                )
+        async with services.unit_of_work(session.client) as uow:
+            await sessions.end(uow, request.cookies.get(SESSION_COOKIE))
         cleared = Cookie(key=SESSION_COOKIE, value="", path=CONSOLE, max_age=0, httponly=True)
         return Redirect(LOGIN, status_code=303, cookies=[cleared])
 
@@ -300,9 +283,9 @@ class ConsolePages(Controller):
         session = await _console_session(request, services, Role.REVIEWER)
         await _posted(request, session)
         reviewer = session.client
-        async with services.transaction() as conn:
+        async with services.unit_of_work(reviewer) as uow:
             claimed = await review.claim(
-                conn,
+                uow,
                 reviewer=reviewer,
                 lease=timedelta(seconds=services.settings.review_lease_seconds),
                 via="console",
@@ -330,27 +313,8 @@ class ConsolePages(Controller):
         ticket_id: FromPath[str],
     ) -> Response[bytes]:
         session = await _console_session(request, services, Role.REVIEWER)
-        reviewer = session.client
-        async with services.transaction() as conn:
-            ticket = await review.get_ticket(
-                conn, ticket_id, scope=review.review_scope(reviewer.tenant)
-            )
-            if ticket.status != "claimed" or ticket.claimed_by != reviewer.client_id:
-                raise errors.Forbidden(
-                    "the image is shown only to the reviewer holding the claim on this ticket"
-                )
-            image = await services.review_images.get(conn, ticket.decision_id)
-            if image is None:
-                raise errors.NotFound("this ticket's image is not kept")
-            await audit.append(
-                conn,
-                actor=reviewer.client_id,
-                tenant=ticket.tenant,
-                action="review.image_viewed",
-                subject_type="review_ticket",
-                subject_id=ticket.id,
-                payload={"decision_id": ticket.decision_id},
-            )
+        async with services.unit_of_work(session.client) as uow:
+            image = await services.review_images.show_to_reviewer(uow, ticket_id, session.client)
         return Response(
             image.data,
             media_type=image.media_type,
@@ -381,9 +345,9 @@ class ConsolePages(Controller):
                 status=422,
             )
         reviewer = session.client
-        async with services.transaction() as conn:
+        async with services.unit_of_work(reviewer) as uow:
             await review.decide(
-                conn,
+                uow,
                 reviewer=reviewer,
                 ticket_id=ticket_id,
                 outcome="allowed" if outcome == "allowed" else "blocked",

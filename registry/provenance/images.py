@@ -18,7 +18,7 @@ from verifier import (
     ImageTypeMismatch,
     Report,
     decode,
-    perceptual_hashes,
+    phash,
     sha256_hex,
     sign,
     sniff_media_type,
@@ -88,7 +88,8 @@ def inspect(upload: Upload, limits: ImageLimits) -> Inspected:
         width=decoded.width,
         height=decoded.height,
         sha256=sha256_hex(upload.data),
-        phash=perceptual_hashes(decoded.image).phash,
+        # pHash alone: it is what lookup and the manifest read (no dHash is kept).
+        phash=phash(decoded.image),
     )
 
 

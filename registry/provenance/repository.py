@@ -1,7 +1,11 @@
 """Signed outputs in PostgreSQL: the rows behind /v1/provenance/{sign,verify,lookup}.
 
-A consent's current status is read from ``issued_tokens`` (the consent domain's table) at
-query time; this domain never keeps a copy that could go stale.
+owns: signed_outputs, signed_output_consents.
+
+A consent token's current status is the consent domain's (``issued_tokens``): the service
+asks for it at query time through ``registry.provenance.TokenChecker`` (the consent service,
+a sibling this domain may not import), so this domain never keeps a copy that could go
+stale. ``status_name`` spells such a status out.
 """
 
 from __future__ import annotations
@@ -17,24 +21,27 @@ if TYPE_CHECKING:
     import asyncpg
 
 __all__ = [
-    "ConsentStatus",
+    "AffectedOutput",
     "ConsentUse",
+    "IssuedTokenStatus",
     "NewOutput",
     "OutputRow",
     "consents_of",
     "generation_signed",
     "insert_output",
-    "lock_token_statuses",
     "outputs_by_ids",
     "outputs_by_sha256",
     "outputs_for_consent",
+    "outputs_signed_with",
     "phash_from_db",
     "phash_to_db",
     "phashes_since",
+    "status_name",
 ]
 
-ConsentStatus: TypeAlias = Literal["valid", "revoked", "suspended", "unknown"]
-_STATUS_NAMES: dict[int, ConsentStatus] = {0: "valid", 1: "revoked", 2: "suspended"}
+# The status of a token's issued_tokens row, read now (unknown: no row, or a value not defined).
+IssuedTokenStatus: TypeAlias = Literal["valid", "revoked", "suspended", "unknown"]
+_STATUS_NAMES: dict[int, IssuedTokenStatus] = {0: "valid", 1: "revoked", 2: "suspended"}
 _MASK64 = (1 << 64) - 1
 _OUTPUT_COLUMNS = (
     "id, output_id, tenant, client_id, generation_id, model, media_type, width, height,"
@@ -49,7 +56,7 @@ class ConsentUse(msgspec.Struct, kw_only=True, frozen=True):
     consent_id: str
     status_list_uri: str
     status_idx: int
-    status: ConsentStatus = "unknown"
+    status: IssuedTokenStatus = "unknown"
 
 
 class NewOutput(msgspec.Struct, kw_only=True, frozen=True):
@@ -110,16 +117,6 @@ async def generation_signed(conn: asyncpg.Connection, client_id: str, generation
     return found is not None
 
 
-async def lock_token_statuses(conn: asyncpg.Connection, jtis: Sequence[str]) -> dict[str, int]:
-    """The status of each token we issued among ``jtis``, share-locked until the transaction
-    ends, so a revocation cannot commit between this read and the output's insert."""
-    rows = await conn.fetch(
-        "SELECT jti, status FROM issued_tokens WHERE jti = ANY($1::text[]) ORDER BY jti FOR SHARE",
-        list(jtis),
-    )
-    return {row["jti"]: row["status"] for row in rows}
-
-
 async def insert_output(conn: asyncpg.Connection, new: NewOutput) -> int | None:
     """The new row's id; None when this client already signed this generation."""
     row_id: int | None = await conn.fetchval(
@@ -173,10 +170,11 @@ async def outputs_by_ids(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[i
 async def consents_of(
     conn: asyncpg.Connection, output_ids: Sequence[str]
 ) -> dict[str, list[ConsentUse]]:
-    """The consent tokens each output used, in signing order, with their status now."""
+    """The consent tokens each output used, in signing order (status ``unknown``: the
+    caller asks the consent domain for it)."""
     rows = await conn.fetch(
-        "SELECT c.output_id, c.jti, c.consent_id, c.status_list_uri, c.status_idx, t.status"
-        " FROM signed_output_consents c LEFT JOIN issued_tokens t ON t.jti = c.jti"
+        "SELECT c.output_id, c.jti, c.consent_id, c.status_list_uri, c.status_idx"
+        " FROM signed_output_consents c"
         " WHERE c.output_id = ANY($1::text[]) ORDER BY c.output_id, c.position",
         list(output_ids),
     )
@@ -188,7 +186,6 @@ async def consents_of(
                 consent_id=row["consent_id"],
                 status_list_uri=row["status_list_uri"],
                 status_idx=row["status_idx"],
-                status=_STATUS_NAMES.get(row["status"], "unknown"),
             )
         )
     return result
@@ -216,3 +213,34 @@ async def outputs_for_consent(conn: asyncpg.Connection, consent_id: str) -> list
         consent_id,
     )
     return [_output(row) for row in rows]
+
+
+class AffectedOutput(msgspec.Struct, kw_only=True, frozen=True):
+    """An output signed with a consent's tokens."""
+
+    output_id: str
+    generation_id: str
+    decision_id: str | None
+    sha256: str
+    signed_at: datetime
+
+
+async def outputs_signed_with(
+    conn: asyncpg.Connection, consent_id: str, decision_ids: Sequence[str] | None
+) -> list[AffectedOutput]:
+    """Outputs signed with the consent's tokens, oldest first; with ``decision_ids``, only
+    those tied to one of these decisions."""
+    rows = await conn.fetch(
+        "SELECT o.output_id, o.generation_id, o.decision_id, o.sha256, o.created_at AS signed_at"
+        " FROM signed_outputs o WHERE o.output_id IN (SELECT output_id FROM"
+        "  signed_output_consents WHERE consent_id = $1)"
+        " AND ($2::text[] IS NULL OR o.decision_id = ANY ($2)) ORDER BY o.id",
+        consent_id,
+        None if decision_ids is None else list(decision_ids),
+    )
+    return [AffectedOutput(**dict(r)) for r in rows]
+
+
+def status_name(status: int | None) -> IssuedTokenStatus:
+    """A token status as the consent domain stores it (None: no token of ours), in words."""
+    return "unknown" if status is None else _STATUS_NAMES.get(status, "unknown")

@@ -46,7 +46,7 @@ from verifier import (
 from verifier.tokens import Reason
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import asyncpg
 
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOOKUP_LIMIT",
-    "ConsentCheck",
     "ConsentStatusView",
     "DecisionSource",
     "Lookup",
@@ -69,6 +68,7 @@ __all__ = [
     "SignMetadata",
     "SignPlan",
     "Signed",
+    "TokenCheckResult",
     "TokenChecker",
     "Verification",
     "affected_outputs",
@@ -107,7 +107,7 @@ class ProvenanceSettings(msgspec.Struct, kw_only=True, frozen=True):
     thumbnails: bool = False
 
 
-class ConsentCheck(Protocol):
+class TokenCheckResult(Protocol):
     """The outcome of checking one consent token (``registry.consent.TokenVerification``)."""
 
     @property
@@ -119,7 +119,12 @@ class ConsentCheck(Protocol):
 
 
 class TokenChecker(Protocol):
-    """Online consent-token verification: signature, time, audience, live status."""
+    """Online consent-token verification: signature, time, audience, live status.
+
+    The consent domain owns the tokens' rows (``issued_tokens``); provenance, its sibling,
+    reads their status only through these methods (``registry.consent.ConsentService``,
+    injected by the composition root).
+    """
 
     async def verify(
         self,
@@ -130,7 +135,21 @@ class TokenChecker(Protocol):
         use: str | None,
         asset_sha256: str | None,
         audience: str | None,
-    ) -> ConsentCheck: ...
+    ) -> TokenCheckResult: ...
+
+    async def token_statuses(
+        self, conn: asyncpg.Connection, jtis: Sequence[str]
+    ) -> Mapping[str, int]:
+        """The status now (0 valid, 1 revoked, 2 suspended) of each of these tokens that
+        was issued here; others are absent."""
+        ...
+
+    async def lock_token_statuses(
+        self, conn: asyncpg.Connection, jtis: Sequence[str]
+    ) -> Mapping[str, int]:
+        """Like ``token_statuses``, share-locked until the transaction ends, so a revocation
+        cannot commit between this read and the output's insert."""
+        ...
 
 
 class DecisionSource(Protocol):
@@ -147,7 +166,7 @@ class ConsentStatusView(msgspec.Struct, kw_only=True, frozen=True):
     jti: str
     status_list_uri: str
     status_idx: int
-    status: repository.ConsentStatus
+    status: repository.IssuedTokenStatus
 
 
 class OutputRecord(msgspec.Struct, kw_only=True, frozen=True):
@@ -306,6 +325,9 @@ class ProvenanceService:
         self, conn: asyncpg.Connection, rows: Sequence[repository.OutputRow]
     ) -> dict[str, OutputRecord]:
         consents = await repository.consents_of(conn, [row.output_id for row in rows])
+        statuses = await self._tokens.token_statuses(
+            conn, [use.jti for uses in consents.values() for use in uses]
+        )
         return {
             row.output_id: OutputRecord(
                 output_id=row.output_id,
@@ -323,7 +345,7 @@ class ProvenanceService:
                         jti=use.jti,
                         status_list_uri=use.status_list_uri,
                         status_idx=use.status_idx,
-                        status=use.status,
+                        status=repository.status_name(statuses.get(use.jti)),
                     )
                     for use in consents[row.output_id]
                 ),
@@ -404,9 +426,12 @@ class ProvenanceService:
         generation_already_signed when another request for the generation won the race.
         """
         jtis = [use.jti for use in plan.consents]
-        statuses = await repository.lock_token_statuses(conn, jtis)
+        statuses = await self._tokens.lock_token_statuses(conn, jtis)
         revoked = [
-            {"index": position, "reasons": ["revoked" if statuses.get(jti) == 1 else "suspended"]}
+            {
+                "index": position,
+                "reasons": [Reason.REVOKED if statuses.get(jti) == 1 else Reason.SUSPENDED],
+            }
             for position, jti in enumerate(jtis)
             if statuses.get(jti, 0) != 0
         ]

@@ -6,6 +6,8 @@
 - ``records``: a decision's record for its publisher; a review case for reviewers.
 - ``takedown``: what a consent withdrawal affects; signed notices to publisher webhooks.
 - ``stats``/``metrics``: KPIs from the database, and the Prometheus gauges that show them.
+- ``repository``: the SQL on review's own tables (appeals, history, takedown); decisions and
+  tickets are read and changed through the gate's repository.
 """
 
 from __future__ import annotations

@@ -1,29 +1,29 @@
-"""What a reviewer does, with its audit event: one place for the API and the console alike."""
+"""What a reviewer does, with its audit event: one place for the API and the console alike.
+
+Each runs in the caller's unit of work, acting as the reviewer; the event is recorded under
+the ticket's tenant (a system reviewer decides any tenant's tickets).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from registry.core import audit
 from registry.review.queue import claim_next, decide_ticket, review_scope
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    import asyncpg
-
     from registry.core.auth import Client
+    from registry.core.uow import UnitOfWork
     from registry.review.queue import Claimed, Outcome, TicketDecided
 
 Via = Literal["api", "console"]
 
 
-async def claim(
-    conn: asyncpg.Connection, *, reviewer: Client, lease: timedelta, via: Via
-) -> Claimed | None:
+async def claim(uow: UnitOfWork, *, reviewer: Client, lease: timedelta, via: Via) -> Claimed | None:
     """Lease the next ticket to ``reviewer`` and record it; None when there is none."""
     claimed = await claim_next(
-        conn, reviewer=reviewer.client_id, scope=review_scope(reviewer.tenant), lease=lease
+        uow.conn, reviewer=reviewer.client_id, scope=review_scope(reviewer.tenant), lease=lease
     )
     if claimed is None:
         return None
@@ -38,11 +38,9 @@ async def claim(
     }
     if claimed.reclaimed_from is not None:
         payload["reclaimed_from"] = claimed.reclaimed_from
-    await audit.append(
-        conn,
-        actor=reviewer.client_id,
+    uow.record(
+        "review.claimed",
         tenant=ticket.tenant,
-        action="review.claimed",
         subject_type="review_ticket",
         subject_id=ticket.id,
         payload=payload,
@@ -51,7 +49,7 @@ async def claim(
 
 
 async def decide(
-    conn: asyncpg.Connection,
+    uow: UnitOfWork,
     *,
     reviewer: Client,
     ticket_id: str,
@@ -61,7 +59,7 @@ async def decide(
 ) -> TicketDecided:
     """Decide a ticket the reviewer holds and record it (the note stays out of the audit log)."""
     decided = await decide_ticket(
-        conn,
+        uow.conn,
         ticket_id=ticket_id,
         reviewer=reviewer.client_id,
         scope=review_scope(reviewer.tenant),
@@ -79,11 +77,9 @@ async def decide(
     if ticket.appeal_id is not None:
         payload["appeal_id"] = ticket.appeal_id
         payload["appeal_status"] = decided.appeal_status
-    await audit.append(
-        conn,
-        actor=reviewer.client_id,
+    uow.record(
+        "appeal.decided" if ticket.kind == "appeal" else "review.decided",
         tenant=ticket.tenant,
-        action="appeal.decided" if ticket.kind == "appeal" else "review.decided",
         subject_type="review_ticket",
         subject_id=ticket.id,
         payload=payload,

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from registry.gate.repository import open_review_ticket
+from registry.core import db
+from registry.gate import repository as gate_repository
+from registry.review import repository
 from registry.review.errors import AppealExists, DecisionNotAppealable
 from registry.review.history import DecisionStatus, HistoryEntry, decision_row, record_change
+from registry.review.repository import Appeal, AppealStatus
 
 if TYPE_CHECKING:
     import asyncpg
 
     from moderation import Policy
     from moderation.policy import ReviewTier
+    from registry.core.uow import UnitOfWork
 
 __all__ = [
     "Appeal",
@@ -35,20 +39,6 @@ __all__ = [
     "file_appeal",
     "settle_appeal",
 ]
-
-AppealStatus: TypeAlias = Literal["open", "upheld", "overturned"]
-
-
-class Appeal(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    decision_id: str
-    ticket_id: str
-    client_id: str
-    statement: str
-    appealed_status: DecisionStatus
-    status: AppealStatus
-    created_at: datetime
-    decided_at: datetime | None = None
 
 
 class AppealFiled(msgspec.Struct, kw_only=True, frozen=True):
@@ -72,7 +62,7 @@ def appeal_route(
 
 
 async def file_appeal(
-    conn: asyncpg.Connection,
+    uow: UnitOfWork,
     *,
     client_id: str,
     tenant: str,
@@ -80,46 +70,39 @@ async def file_appeal(
     statement: str,
     policy: Policy,
 ) -> AppealFiled:
-    """File the appeal and open its ticket. Other tenants' decisions are not found."""
+    """File the appeal, open its ticket and record it. Other tenants' decisions are not found."""
+    conn = uow.conn
     decision = await decision_row(conn, decision_id, tenant=tenant, lock=True)
-    if await conn.fetchval("SELECT 1 FROM review_appeals WHERE decision_id = $1", decision_id):
+    if await repository.appeal_exists(conn, decision_id):
         raise AppealExists("this decision has been appealed already")
     if decision.current_status != "blocked":
         raise DecisionNotAppealable(
             f"the decision is {decision.current_status}; only a blocked decision can be appealed"
         )
-    now: datetime = await conn.fetchval("SELECT now()")
+    now = await db.now(conn)
     rank, tier, deadline = appeal_route(policy, decision.reasons, now=now)
-    excluded = tuple(
-        r["closed_by"]
-        for r in await conn.fetch(
-            "SELECT DISTINCT closed_by FROM review_tickets"
-            " WHERE decision_id = $1 AND status = 'closed' ORDER BY closed_by",
-            decision_id,
-        )
+    excluded = await gate_repository.reviewers_of(conn, decision_id)
+    ticket_id = await gate_repository.open_review_ticket(
+        conn,
+        decision_id=decision_id,
+        kind="appeal",
+        tier=tier.name,
+        rank=rank,
+        deadline=deadline,
+        excluded_reviewers=excluded,
     )
-    ticket_id = await open_review_ticket(
-        conn, decision_id=decision_id, kind="appeal", tier=tier.name, rank=rank, deadline=deadline
+    appeal = Appeal(
+        id="apl_" + secrets.token_urlsafe(16),
+        decision_id=decision_id,
+        ticket_id=ticket_id,
+        client_id=client_id,
+        statement=statement,
+        appealed_status=decision.current_status,
+        status="open",
+        created_at=now,
     )
-    if excluded:
-        await conn.execute(
-            "UPDATE review_tickets SET excluded_reviewers = $2 WHERE ticket_id = $1",
-            ticket_id,
-            list(excluded),
-        )
-    appeal_id = "apl_" + secrets.token_urlsafe(16)
-    await conn.execute(
-        "INSERT INTO review_appeals (appeal_id, decision_id, ticket_id, client_id, tenant,"
-        " statement, appealed_status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        appeal_id,
-        decision_id,
-        ticket_id,
-        client_id,
-        decision.tenant,
-        statement,
-        decision.current_status,
-        now,
-    )
+    appeal_id = appeal.id
+    await repository.insert_appeal(conn, appeal, tenant=decision.tenant)
     change = await record_change(
         conn,
         decision_id=decision_id,
@@ -131,15 +114,16 @@ async def file_appeal(
         ticket_id=ticket_id,
         appeal_id=appeal_id,
     )
-    appeal = Appeal(
-        id=appeal_id,
-        decision_id=decision_id,
-        ticket_id=ticket_id,
-        client_id=client_id,
-        statement=statement,
-        appealed_status=decision.current_status,
-        status="open",
-        created_at=now,
+    uow.record(
+        "appeal.filed",
+        subject_type="appeal",
+        subject_id=appeal_id,
+        payload={
+            "decision_id": decision_id,
+            "ticket_id": ticket_id,
+            "appealed_status": appeal.appealed_status,
+            "tier": tier.name,
+        },
     )
     return AppealFiled(
         appeal=appeal,
@@ -154,37 +138,11 @@ async def settle_appeal(
     conn: asyncpg.Connection, appeal_id: str, *, outcome: DecisionStatus
 ) -> Literal["upheld", "overturned"]:
     """Record what the appeal came to: ``overturned`` when the outcome differs."""
-    status: Literal["upheld", "overturned"] = await conn.fetchval(
-        "UPDATE review_appeals SET status = CASE WHEN appealed_status = $2 THEN 'upheld'"
-        " ELSE 'overturned' END, decided_at = now() WHERE appeal_id = $1 AND status = 'open'"
-        " RETURNING status",
-        appeal_id,
-        outcome,
-    )
-    return status
+    return await repository.settle_appeal(conn, appeal_id, outcome=outcome)
 
 
 async def appeal_of(
     conn: asyncpg.Connection, decision_id: str, *, tenant: str | None
 ) -> Appeal | None:
     """The decision's appeal, if it has one and it belongs to ``tenant`` (any when None)."""
-    row = await conn.fetchrow(
-        "SELECT appeal_id, decision_id, ticket_id, client_id, statement, appealed_status,"
-        " status, created_at, decided_at FROM review_appeals"
-        " WHERE decision_id = $1 AND ($2::text IS NULL OR tenant = $2)",
-        decision_id,
-        tenant,
-    )
-    if row is None:
-        return None
-    return Appeal(
-        id=row["appeal_id"],
-        decision_id=row["decision_id"],
-        ticket_id=row["ticket_id"],
-        client_id=row["client_id"],
-        statement=row["statement"],
-        appealed_status=row["appealed_status"],
-        status=row["status"],
-        created_at=row["created_at"],
-        decided_at=row["decided_at"],
-    )
+    return await repository.appeal_of(conn, decision_id, tenant=tenant)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, TypeAlias
 
+from registry.core.errors import RegistryError
+
 Kind: TypeAlias = Literal["invalid", "not_found", "conflict"]
 
 
-class ReviewError(Exception):
-    """Base of every error raised by ``registry.review``."""
+class ReviewError(RegistryError):
+    """Base of every error raised by ``registry.review`` (under the shell's one root)."""
 
-    code: ClassVar[str] = "review_error"
+    code = "review_error"
     kind: ClassVar[Kind] = "invalid"
 
     def __init__(self, message: str) -> None:

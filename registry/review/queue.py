@@ -19,12 +19,18 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import msgspec
 
 from registry.core.auth import SYSTEM_TENANT
+from registry.gate import repository as gate_repository
+from registry.review import repository
 from registry.review.appeals import settle_appeal
 from registry.review.errors import TicketClosed, TicketNotFound, TicketNotHeld
 from registry.review.history import DecisionStatus, HistoryEntry, decision_row, record_change
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import asyncpg
+
+    from registry.gate.repository import TicketRow
 
 __all__ = [
     "Claimed",
@@ -85,40 +91,33 @@ def review_scope(tenant: str) -> str | None:
     return None if tenant == SYSTEM_TENANT else tenant
 
 
-_EFFECTIVE_STATUS = (
-    "CASE WHEN t.status = 'claimed' AND t.lease_expires_at <= now() THEN 'open' ELSE t.status END"
-)
-_SELECT = (
-    f"SELECT t.ticket_id, t.decision_id, t.kind, {_EFFECTIVE_STATUS} AS status, t.tier,"  # noqa: S608 - constant text
-    " t.rank, t.deadline, t.created_at, d.tenant, d.current_status, d.reasons, a.appeal_id,"
-    " t.claimed_by, t.lease_expires_at, t.closed_by, t.closed_at, t.outcome,"
-    " (t.lease_expires_at > now()) AS lease_live"
-    " FROM review_tickets t JOIN moderation_decisions d USING (decision_id)"
-    " LEFT JOIN review_appeals a ON a.ticket_id = t.ticket_id"
-)
-
-
-def _ticket(row: asyncpg.Record) -> Ticket:
-    held = row["status"] == "claimed"
+def _ticket(row: TicketRow, appeal_id: str | None) -> Ticket:
+    held = row.status == "claimed"
     return Ticket(
-        id=row["ticket_id"],
-        decision_id=row["decision_id"],
-        kind=row["kind"],
-        status=row["status"],
-        tier=row["tier"],
-        rank=row["rank"],
-        deadline=row["deadline"],
-        created_at=row["created_at"],
-        tenant=row["tenant"],
-        decision_status=row["current_status"],
-        reasons=tuple(row["reasons"]),
-        appeal_id=row["appeal_id"],
-        claimed_by=row["claimed_by"] if held else None,
-        lease_expires_at=row["lease_expires_at"] if held else None,
-        closed_by=row["closed_by"],
-        closed_at=row["closed_at"],
-        outcome=row["outcome"],
+        id=row.ticket_id,
+        decision_id=row.decision_id,
+        kind=row.kind,
+        status=row.status,
+        tier=row.tier,
+        rank=row.rank,
+        deadline=row.deadline,
+        created_at=row.created_at,
+        tenant=row.tenant,
+        decision_status=row.current_status,
+        reasons=row.reasons,
+        appeal_id=appeal_id,
+        claimed_by=row.claimed_by if held else None,
+        lease_expires_at=row.lease_expires_at if held else None,
+        closed_by=row.closed_by,
+        closed_at=row.closed_at,
+        outcome=row.outcome,
     )
+
+
+async def _tickets(conn: asyncpg.Connection, rows: Sequence[TicketRow]) -> list[Ticket]:
+    """The tickets with the appeal each was opened for (the appeals are review's own rows)."""
+    appeals = await repository.appeal_ids_of_tickets(conn, [row.ticket_id for row in rows])
+    return [_ticket(row, appeals.get(row.ticket_id)) for row in rows]
 
 
 async def list_tickets(
@@ -129,15 +128,8 @@ async def list_tickets(
     limit: int = 100,
 ) -> list[Ticket]:
     """Tickets in queue order (rank, deadline, age), optionally of one effective status."""
-    rows = await conn.fetch(
-        _SELECT + " WHERE ($1::text IS NULL OR d.tenant = $1)"
-        f" AND ($2::text IS NULL OR {_EFFECTIVE_STATUS} = $2)"
-        " ORDER BY t.rank, t.deadline, t.created_at, t.ticket_id LIMIT $3",
-        scope,
-        status,
-        limit,
-    )
-    return [_ticket(r) for r in rows]
+    rows = await gate_repository.list_tickets(conn, scope=scope, status=status, limit=limit)
+    return await _tickets(conn, rows)
 
 
 async def get_ticket(
@@ -150,16 +142,11 @@ async def get_ticket(
 async def _fetch(
     conn: asyncpg.Connection, ticket_id: str, *, scope: str | None, lock: bool
 ) -> tuple[Ticket, bool]:
-    row = await conn.fetchrow(
-        _SELECT
-        + " WHERE t.ticket_id = $1 AND ($2::text IS NULL OR d.tenant = $2)"
-        + (" FOR UPDATE OF t" if lock else ""),
-        ticket_id,
-        scope,
-    )
+    row = await gate_repository.get_ticket(conn, ticket_id, scope=scope, lock=lock)
     if row is None:
         raise TicketNotFound("no ticket with this id for this reviewer")
-    return _ticket(row), bool(row["lease_live"])
+    [ticket] = await _tickets(conn, [row])
+    return ticket, row.lease_live
 
 
 async def claim_next(
@@ -169,32 +156,14 @@ async def claim_next(
 
     Appeal tickets whose decision ``reviewer`` decided before are not theirs to take.
     """
-    row = await conn.fetchrow(
-        """
-        WITH next AS (
-            SELECT t.ticket_id, t.claimed_by AS previous
-            FROM review_tickets t JOIN moderation_decisions d USING (decision_id)
-            WHERE (t.status = 'open' OR (t.status = 'claimed' AND t.lease_expires_at <= now()))
-              AND NOT ($1 = ANY (t.excluded_reviewers))
-              AND ($2::text IS NULL OR d.tenant = $2)
-            ORDER BY t.rank, t.deadline, t.created_at, t.ticket_id
-            LIMIT 1
-            FOR UPDATE OF t SKIP LOCKED
-        )
-        UPDATE review_tickets t
-        SET status = 'claimed', claimed_by = $1, claimed_at = now(),
-            lease_expires_at = now() + $3::interval
-        FROM next WHERE t.ticket_id = next.ticket_id
-        RETURNING t.ticket_id, next.previous
-        """,
-        reviewer,
-        scope,
-        lease,
+    claimed = await gate_repository.claim_next_ticket(
+        conn, reviewer=reviewer, scope=scope, lease=lease
     )
-    if row is None:
+    if claimed is None:
         return None
-    ticket = await get_ticket(conn, row["ticket_id"], scope=None)
-    return Claimed(ticket=ticket, reclaimed_from=row["previous"])
+    ticket_id, previous = claimed
+    ticket = await get_ticket(conn, ticket_id, scope=None)
+    return Claimed(ticket=ticket, reclaimed_from=previous)
 
 
 async def decide_ticket(
@@ -227,13 +196,8 @@ async def decide_ticket(
         ticket_id=ticket.id,
         appeal_id=ticket.appeal_id,
     )
-    await conn.execute(
-        "UPDATE review_tickets SET status = 'closed', closed_by = $2, closed_at = $3,"
-        " outcome = $4 WHERE ticket_id = $1",
-        ticket.id,
-        reviewer,
-        change.at,
-        outcome,
+    await gate_repository.close_ticket(
+        conn, ticket.id, closed_by=reviewer, closed_at=change.at, outcome=outcome
     )
     closed = await get_ticket(conn, ticket.id, scope=None)
     return TicketDecided(ticket=closed, change=change, appeal_status=appeal_status)

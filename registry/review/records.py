@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from registry.consent import repository as consent_repository
+from registry.gate import repository as gate_repository
 from registry.review.appeals import Appeal, appeal_of
 from registry.review.history import (
     DecisionRow,
@@ -110,33 +112,26 @@ async def decision_record(
 async def review_case(conn: asyncpg.Connection, ticket_id: str, *, scope: str | None) -> ReviewCase:
     ticket = await get_ticket(conn, ticket_id, scope=scope)
     decision = await decision_row(conn, ticket.decision_id, tenant=None)
-    [row] = await conn.fetch(
-        "SELECT image_sha256, request, evidence FROM moderation_decisions WHERE decision_id = $1",
-        ticket.decision_id,
-    )
-    consents = await conn.fetch(
-        "SELECT m.asset_id, m.consent_id, m.jti, r.status AS consent_status,"
-        " t.status AS token_status FROM moderation_decision_consents m"
-        " LEFT JOIN consent_records r ON r.consent_id = m.consent_id"
-        " LEFT JOIN issued_tokens t ON t.jti = m.jti"
-        " WHERE m.decision_id = $1 ORDER BY m.position",
-        ticket.decision_id,
-    )
+    files = await gate_repository.decision_case(conn, ticket.decision_id)
+    consents = await gate_repository.decision_consents(conn, ticket.decision_id)
+    # Their status now, from the consent domain's rows (a consent may be withdrawn since).
+    records = await consent_repository.consent_statuses(conn, [c.consent_id for c in consents])
+    tokens = await consent_repository.token_statuses(conn, [c.jti for c in consents])
     return ReviewCase(
         ticket=ticket,
         decision=await _record(conn, decision),
         client_id=decision.client_id,
         tenant=decision.tenant,
-        image_sha256=row["image_sha256"],
-        request=row["request"],
-        evidence=row["evidence"],
+        image_sha256=files.image_sha256,
+        request=files.request,
+        evidence=files.evidence,
         consents=[
             ConsentNow(
-                asset_id=c["asset_id"],
-                consent_id=c["consent_id"],
-                jti=c["jti"],
-                consent_status=c["consent_status"] or "unknown",
-                token_status=_TOKEN_STATUS.get(c["token_status"], "unknown"),
+                asset_id=c.asset_id,
+                consent_id=c.consent_id,
+                jti=c.jti,
+                consent_status=records.get(c.consent_id) or "unknown",
+                token_status=_TOKEN_STATUS.get(tokens.get(c.jti, -1), "unknown"),
             )
             for c in consents
         ],

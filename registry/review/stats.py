@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from registry.core import db
+from registry.gate import repository as gate_repository
+from registry.review import repository
+
 if TYPE_CHECKING:
     import asyncpg
+
+    from registry.gate.repository import Spread
 
 __all__ = ["AppealStats", "ClassifierStats", "Percentiles", "Stats", "compute_stats"]
 
@@ -59,52 +65,22 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     classifiers: list[ClassifierStats]
 
 
-def _percentiles(row: asyncpg.Record) -> Percentiles:
+def _percentiles(spread: Spread) -> Percentiles:
     return Percentiles(
-        count=row["n"],
-        p50=None if row["p50"] is None else round(float(row["p50"]), 3),
-        p95=None if row["p95"] is None else round(float(row["p95"]), 3),
+        count=spread.count,
+        p50=None if spread.p50 is None else round(float(spread.p50), 3),
+        p95=None if spread.p95 is None else round(float(spread.p95), 3),
     )
 
 
 async def compute_stats(conn: asyncpg.Connection) -> Stats:
-    now: datetime = await conn.fetchval("SELECT now()")
-    by_status = {
-        r["status"]: r["n"]
-        for r in await conn.fetch(
-            "SELECT status, count(*) AS n FROM moderation_decisions GROUP BY status ORDER BY 1"
-        )
-    }
-    by_current = {
-        r["current_status"]: r["n"]
-        for r in await conn.fetch(
-            "SELECT current_status, count(*) AS n FROM moderation_decisions"
-            " GROUP BY current_status ORDER BY 1"
-        )
-    }
-    by_reason = {
-        r["reason"]: r["n"]
-        for r in await conn.fetch(
-            "SELECT reason, count(*) AS n FROM moderation_decisions, unnest(reasons) AS reason"
-            " GROUP BY reason ORDER BY 1"
-        )
-    }
-    # Aggregates without GROUP BY always return exactly one row.
-    [latency] = await conn.fetch(
-        "SELECT count(*) AS n,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))"
-        " AS p50,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))"
-        " AS p95 FROM review_tickets WHERE kind = 'review' AND status = 'closed'"
-    )
-    [tickets] = await conn.fetch(
-        "SELECT count(*) AS open, count(*) FILTER (WHERE deadline < now()) AS late"
-        " FROM review_tickets WHERE status <> 'closed'"
-    )
-    [appeals] = await conn.fetch(
-        "SELECT count(*) AS filed, count(*) FILTER (WHERE status <> 'open') AS decided,"
-        " count(*) FILTER (WHERE status = 'overturned') AS overturned FROM review_appeals"
-    )
+    now = await db.now(conn)
+    by_status = await gate_repository.status_counts(conn)
+    by_current = await gate_repository.current_status_counts(conn)
+    by_reason = await gate_repository.reason_counts(conn)
+    latency = await gate_repository.review_latency(conn)
+    open_tickets, late_tickets = await gate_repository.open_ticket_counts(conn)
+    filed, decided, overturned = await repository.appeal_counts(conn)
     total = sum(by_status.values())
     return Stats(
         generated_at=now,
@@ -114,47 +90,28 @@ async def compute_stats(conn: asyncpg.Connection) -> Stats:
         by_reason=by_reason,
         blocked_rate=round(by_status.get("blocked", 0) / total, 4) if total else None,
         review_latency_seconds=_percentiles(latency),
-        open_tickets=tickets["open"],
-        open_tickets_past_deadline=tickets["late"],
+        open_tickets=open_tickets,
+        open_tickets_past_deadline=late_tickets,
         appeals=AppealStats(
-            filed=appeals["filed"],
-            decided=appeals["decided"],
-            overturned=appeals["overturned"],
-            overturn_rate=(
-                round(appeals["overturned"] / appeals["decided"], 4) if appeals["decided"] else None
-            ),
+            filed=filed,
+            decided=decided,
+            overturned=overturned,
+            overturn_rate=(round(overturned / decided, 4) if decided else None),
         ),
         classifiers=await _classifiers(conn),
     )
 
 
 async def _classifiers(conn: asyncpg.Connection) -> list[ClassifierStats]:
-    calls = """
-        SELECT c->>'classifier' AS classifier, c->>'error' AS error,
-               (c->>'latency_ms')::float8 AS latency_ms,
-               coalesce(jsonb_array_length(c->'invalid'), 0) AS invalid
-        FROM moderation_decisions d, jsonb_array_elements(d.evidence->'classifiers') AS c
-        WHERE c->>'origin' = 'computed'
-    """
-    rows = await conn.fetch(
-        f"SELECT classifier, count(*) AS n, sum(invalid) AS invalid,"  # noqa: S608 - constant
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95"
-        f" FROM ({calls}) calls GROUP BY classifier ORDER BY classifier"
-    )
-    errors: dict[str, dict[str, int]] = {}
-    for r in await conn.fetch(
-        f"SELECT classifier, error, count(*) AS n FROM ({calls}) calls"  # noqa: S608 - constant
-        " WHERE error IS NOT NULL GROUP BY classifier, error ORDER BY 1, 2"
-    ):
-        errors.setdefault(r["classifier"], {})[r["error"]] = r["n"]
+    calls = await gate_repository.classifier_calls(conn)
+    errors = await gate_repository.classifier_errors(conn)
     return [
         ClassifierStats(
-            classifier=r["classifier"],
-            calls=r["n"],
-            errors=errors.get(r["classifier"], {}),
-            invalid_scores=int(r["invalid"] or 0),
-            latency_ms=_percentiles(r),
+            classifier=c.classifier,
+            calls=c.latency_ms.count,
+            errors=errors.get(c.classifier, {}),
+            invalid_scores=c.invalid,
+            latency_ms=_percentiles(c.latency_ms),
         )
-        for r in rows
+        for c in calls
     ]

@@ -24,21 +24,34 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 
-from registry.core import audit
-from registry.core.auth import Role, get_client
+from registry.core.auth import Role, enabled_clients, get_client
+from registry.gate import repository as gate_repository
+from registry.gate.repository import AffectedDecision
+from registry.provenance import repository as provenance_repository
+from registry.provenance.repository import AffectedOutput
+from registry.review import repository
 from registry.review.errors import ConsentIdInvalid, WebhookClientInvalid
+from registry.review.repository import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    DueDelivery,
+    Webhook,
+)
 
 if TYPE_CHECKING:
     import contextlib
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable
 
     import asyncpg
 
     from registry.core.audit import JwsSigner
+    from registry.core.uow import UnitOfWork
 
 __all__ = [
     "TAKEDOWN_TYP",
@@ -62,32 +75,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TAKEDOWN_TYP = "takedown+jwt"
-DeliveryStatus: TypeAlias = Literal["pending", "delivered", "failed"]
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _EVENTS_PER_ROUND = 20
 _DELIVERIES_PER_ROUND = 10
+# The worker acts as the service itself, for no tenant.
+_SYSTEM = "system"
 
 
 # What a withdrawal affects.
-
-
-class AffectedDecision(msgspec.Struct, kw_only=True, frozen=True):
-    decision_id: str
-    generation_id: str
-    client_id: str
-    """The publisher client that asked the gate."""
-    stage: str
-    status: str
-    current_status: str
-    decided_at: datetime
-
-
-class AffectedOutput(msgspec.Struct, kw_only=True, frozen=True):
-    output_id: str
-    generation_id: str
-    decision_id: str | None
-    sha256: str
-    signed_at: datetime
 
 
 class AffectedView(msgspec.Struct, kw_only=True, frozen=True):
@@ -102,45 +97,10 @@ def check_consent_id(consent_id: str) -> str:
     return consent_id
 
 
-async def _decisions(
-    conn: asyncpg.Connection,
-    consent_id: str,
-    *,
-    tenant: str | None = None,
-    client_id: str | None = None,
-) -> list[AffectedDecision]:
-    rows = await conn.fetch(
-        "SELECT d.decision_id, d.generation_id, d.client_id, d.stage, d.status,"
-        " d.current_status, d.created_at AS decided_at FROM moderation_decisions d"
-        " WHERE d.decision_id IN (SELECT decision_id FROM moderation_decision_consents"
-        "  WHERE consent_id = $1)"
-        " AND ($2::text IS NULL OR d.tenant = $2) AND ($3::text IS NULL OR d.client_id = $3)"
-        " ORDER BY d.seq",
-        consent_id,
-        tenant,
-        client_id,
-    )
-    return [AffectedDecision(**dict(r)) for r in rows]
-
-
-async def _outputs(
-    conn: asyncpg.Connection, consent_id: str, decision_ids: Collection[str] | None
-) -> list[AffectedOutput]:
-    """Outputs signed with the consent's tokens; with ``decision_ids``, only those tied to them."""
-    rows = await conn.fetch(
-        "SELECT o.output_id, o.generation_id, o.decision_id, o.sha256, o.created_at AS signed_at"
-        " FROM signed_outputs o WHERE o.output_id IN (SELECT output_id FROM"
-        "  signed_output_consents WHERE consent_id = $1)"
-        " AND ($2::text[] IS NULL OR o.decision_id = ANY ($2)) ORDER BY o.id",
-        consent_id,
-        None if decision_ids is None else list(decision_ids),
-    )
-    return [AffectedOutput(**dict(r)) for r in rows]
-
-
 async def affected_decisions(conn: asyncpg.Connection, consent_id: str) -> list[dict[str, Any]]:
     """The gate decisions that relied on ``consent_id``'s tokens, as plain JSON values."""
-    found: list[dict[str, Any]] = msgspec.to_builtins(await _decisions(conn, consent_id))
+    decisions = await gate_repository.decisions_using_consent(conn, consent_id)
+    found: list[dict[str, Any]] = msgspec.to_builtins(decisions)
     return found
 
 
@@ -152,47 +112,42 @@ async def affected(
     A tenant sees its own decisions and the outputs signed for them; an unknown consent id
     and a consent that affected nothing of the tenant's look the same (empty lists).
     """
-    decisions = await _decisions(conn, check_consent_id(consent_id), tenant=tenant)
+    decisions = await gate_repository.decisions_using_consent(
+        conn, check_consent_id(consent_id), tenant=tenant
+    )
     scope = None if tenant is None else [d.decision_id for d in decisions]
-    outputs = await _outputs(conn, consent_id, scope)
+    outputs = await provenance_repository.outputs_signed_with(conn, consent_id, scope)
     return AffectedView(consent_id=consent_id, decisions=decisions, outputs=outputs)
 
 
 # Webhooks.
 
 
-class Webhook(msgspec.Struct, kw_only=True, frozen=True):
-    client_id: str
-    url: str
-    created_at: datetime
-    updated_at: datetime
-
-
 async def register_webhook(
-    conn: asyncpg.Connection,
+    uow: UnitOfWork,
     *,
     client_id: str,
     url: str,
     check_url: Callable[[str], object],
-    actor: str,
 ) -> Webhook:
-    """Set (or replace) the takedown webhook of a publisher client.
+    """Set (or replace) the takedown webhook of a publisher client, and record it.
 
     ``check_url`` raises for a URL the operator does not allow (``WebhookSender.check``).
     """
     check_url(url)
+    conn = uow.conn
     client = await get_client(conn, client_id)
     if client is None or not client.has(Role.PUBLISHER):
         raise WebhookClientInvalid("webhooks are for existing, enabled publisher clients")
-    [row] = await conn.fetch(
-        "INSERT INTO takedown_webhooks (client_id, url, created_by) VALUES ($1, $2, $3)"
-        " ON CONFLICT (client_id) DO UPDATE SET url = EXCLUDED.url, updated_at = now()"
-        " RETURNING client_id, url, created_at, updated_at",
-        client_id,
-        url,
-        actor,
+    hook = await repository.upsert_webhook(conn, client_id=client_id, url=url, created_by=uow.actor)
+    # The host only: a path can carry the receiver's own secret.
+    uow.record(
+        "webhook.registered",
+        subject_type="api_client",
+        subject_id=hook.client_id,
+        payload={"host": urlsplit(hook.url).hostname},
     )
-    return Webhook(**dict(row))
+    return hook
 
 
 # Deliveries.
@@ -224,121 +179,79 @@ class NoticeSender(Protocol):
         ...
 
 
-class DeliveryAttempt(msgspec.Struct, kw_only=True, frozen=True):
-    attempt: int
-    started_at: datetime
-    duration_ms: float
-    http_status: int | None
-    error: str | None
-
-
-class Delivery(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    consent_id: str
-    client_id: str
-    url: str
-    status: DeliveryStatus
-    attempts: int
-    created_at: datetime
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-    notice: str
-    """The signed notice (compact JWS) as sent on every attempt."""
-    history: list[DeliveryAttempt]
-
-
-class _Due(msgspec.Struct, kw_only=True, frozen=True):
-    delivery_id: str
-    consent_id: str
-    client_id: str
-    url: str
-    notice: str
-    attempt: int
-
-
 async def _create_notices(
     conn: asyncpg.Connection, *, signer: JwsSigner, issuer: str
 ) -> list[tuple[str, str, str]]:
     """Turn pending withdrawals into one signed notice per publisher with a webhook."""
-    events = await conn.fetch(
-        "SELECT event_id, consent_id, withdrawn_at FROM takedown_events"
-        " WHERE processed_at IS NULL ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        _EVENTS_PER_ROUND,
-    )
+    events = await repository.pending_withdrawals(conn, limit=_EVENTS_PER_ROUND)
     created: list[tuple[str, str, str]] = []
     for event in events:
-        hooks = await conn.fetch(
-            "SELECT w.client_id, w.url FROM takedown_webhooks w"
-            " JOIN api_clients c USING (client_id) WHERE c.disabled_at IS NULL"
-            " AND w.client_id IN (SELECT d.client_id FROM moderation_decisions d"
-            "  JOIN moderation_decision_consents m USING (decision_id) WHERE m.consent_id = $1)"
-            " ORDER BY w.client_id",
-            event["consent_id"],
-        )
-        for hook in hooks:
-            decisions = await _decisions(conn, event["consent_id"], client_id=hook["client_id"])
-            outputs = await _outputs(conn, event["consent_id"], [d.decision_id for d in decisions])
+        consent_id = event.consent_id
+        for client_id, url in await _webhooks_to_notify(conn, consent_id):
+            decisions = await gate_repository.decisions_using_consent(
+                conn, consent_id, client_id=client_id
+            )
+            outputs = await provenance_repository.outputs_signed_with(
+                conn, consent_id, [d.decision_id for d in decisions]
+            )
             delivery_id = "dlv_" + secrets.token_urlsafe(16)
             notice = signer.sign_jws(
                 {
                     "iss": issuer,
-                    "aud": hook["client_id"],
+                    "aud": client_id,
                     "iat": int(time.time()),
                     "jti": delivery_id,
                     "event": "consent.withdrawn",
-                    "consent_id": event["consent_id"],
-                    "withdrawn_at": event["withdrawn_at"].astimezone(UTC).isoformat(),
+                    "consent_id": consent_id,
+                    "withdrawn_at": event.withdrawn_at.astimezone(UTC).isoformat(),
                     "decisions": [d.decision_id for d in decisions],
                     "generations": sorted({d.generation_id for d in decisions}),
                     "outputs": [o.output_id for o in outputs],
                 },
                 typ=TAKEDOWN_TYP,
             )
-            await conn.execute(
-                "INSERT INTO takedown_deliveries (delivery_id, event_id, consent_id, client_id,"
-                " url, notice, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, now())",
-                delivery_id,
-                event["event_id"],
-                event["consent_id"],
-                hook["client_id"],
-                hook["url"],
-                notice,
+            await repository.insert_delivery(
+                conn,
+                delivery_id=delivery_id,
+                event_id=event.event_id,
+                consent_id=consent_id,
+                client_id=client_id,
+                url=url,
+                notice=notice,
             )
-            created.append((delivery_id, event["consent_id"], hook["client_id"]))
-        await conn.execute(
-            "UPDATE takedown_events SET processed_at = now() WHERE event_id = $1",
-            event["event_id"],
-        )
+            created.append((delivery_id, consent_id, client_id))
+        await repository.mark_processed(conn, event.event_id)
     return created
 
 
-async def _take_due(conn: asyncpg.Connection, *, hold: timedelta) -> list[_Due]:
-    """Due deliveries, held for ``hold`` so that no other worker sends them meanwhile."""
-    rows = await conn.fetch(
-        "UPDATE takedown_deliveries d SET next_attempt_at = now() + $2::interval"
-        " FROM (SELECT delivery_id FROM takedown_deliveries WHERE status = 'pending'"
-        "  AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1"
-        "  FOR UPDATE SKIP LOCKED) due WHERE d.delivery_id = due.delivery_id"
-        " RETURNING d.delivery_id, d.consent_id, d.client_id, d.url, d.notice,"
-        " d.attempts + 1 AS attempt",
-        _DELIVERIES_PER_ROUND,
-        hold,
+async def _webhooks_to_notify(conn: asyncpg.Connection, consent_id: str) -> list[tuple[str, str]]:
+    """(client id, URL) of every enabled publisher with a webhook that asked the gate about
+    an image made with the consent's tokens, by client id."""
+    hooks = await repository.webhooks_of(
+        conn, await gate_repository.clients_using_consent(conn, consent_id)
     )
-    return [_Due(**dict(r)) for r in rows]
+    if not hooks:
+        return []
+    enabled = await enabled_clients(conn, [client_id for client_id, _ in hooks])
+    return [(client_id, url) for client_id, url in hooks if client_id in enabled]
+
+
+async def _take_due(conn: asyncpg.Connection, *, hold: timedelta) -> list[DueDelivery]:
+    """Due deliveries, held for ``hold`` so that no other worker sends them meanwhile."""
+    return await repository.take_due(conn, limit=_DELIVERIES_PER_ROUND, hold=hold)
 
 
 async def _record_attempt(
-    conn: asyncpg.Connection, due: _Due, result: SendResult, backoff: Backoff
+    conn: asyncpg.Connection, due: DueDelivery, result: SendResult, backoff: Backoff
 ) -> DeliveryStatus:
-    await conn.execute(
-        "INSERT INTO takedown_attempts (delivery_id, attempt, started_at, duration_ms,"
-        " http_status, error) VALUES ($1, $2, $3, $4, $5, $6)",
-        due.delivery_id,
-        due.attempt,
-        result.started_at,
-        result.duration_ms,
-        result.http_status,
-        result.error,
+    await repository.insert_attempt(
+        conn,
+        delivery_id=due.delivery_id,
+        attempt=due.attempt,
+        started_at=result.started_at,
+        duration_ms=result.duration_ms,
+        http_status=result.http_status,
+        error=result.error,
     )
     status: DeliveryStatus
     if result.error is None:
@@ -347,14 +260,12 @@ async def _record_attempt(
         status = "failed"
     else:
         status = "pending"
-    await conn.execute(
-        "UPDATE takedown_deliveries SET attempts = $2, status = $3,"
-        " next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + $4::interval END,"
-        " delivered_at = CASE WHEN $3 = 'delivered' THEN now() END WHERE delivery_id = $1",
+    await repository.update_delivery(
+        conn,
         due.delivery_id,
-        due.attempt,
-        status,
-        backoff.delay(due.attempt),
+        attempts=due.attempt,
+        status=status,
+        retry_in=backoff.delay(due.attempt),
     )
     return status
 
@@ -367,39 +278,9 @@ async def list_deliveries(
     limit: int = 100,
 ) -> list[Delivery]:
     """Deliveries, newest first, each with every attempt made."""
-    rows = await conn.fetch(
-        "SELECT delivery_id, consent_id, client_id, url, status, attempts, created_at,"
-        " next_attempt_at, delivered_at, notice FROM takedown_deliveries"
-        " WHERE ($1::text IS NULL OR client_id = $1) AND ($2::text IS NULL OR consent_id = $2)"
-        " ORDER BY created_at DESC, delivery_id LIMIT $3",
-        client_id,
-        consent_id,
-        limit,
+    return await repository.deliveries(
+        conn, client_id=client_id, consent_id=consent_id, limit=limit
     )
-    attempts: dict[str, list[DeliveryAttempt]] = {r["delivery_id"]: [] for r in rows}
-    for a in await conn.fetch(
-        "SELECT delivery_id, attempt, started_at, duration_ms, http_status, error"
-        " FROM takedown_attempts WHERE delivery_id = ANY ($1) ORDER BY delivery_id, attempt",
-        list(attempts),
-    ):
-        values = dict(a)
-        attempts[values.pop("delivery_id")].append(DeliveryAttempt(**values))
-    return [
-        Delivery(
-            id=r["delivery_id"],
-            consent_id=r["consent_id"],
-            client_id=r["client_id"],
-            url=r["url"],
-            status=r["status"],
-            attempts=r["attempts"],
-            created_at=r["created_at"],
-            next_attempt_at=r["next_attempt_at"],
-            delivered_at=r["delivered_at"],
-            notice=r["notice"],
-            history=attempts[r["delivery_id"]],
-        )
-        for r in rows
-    ]
 
 
 class TakedownWorker:
@@ -408,7 +289,7 @@ class TakedownWorker:
     def __init__(
         self,
         *,
-        transaction: Callable[[], contextlib.AbstractAsyncContextManager[asyncpg.Connection]],
+        unit_of_work: Callable[[str], contextlib.AbstractAsyncContextManager[UnitOfWork]],
         signer: JwsSigner,
         issuer: str,
         sender: NoticeSender,
@@ -416,7 +297,7 @@ class TakedownWorker:
         poll_interval: float,
         hold: timedelta,
     ) -> None:
-        self._transaction = transaction
+        self._unit_of_work = unit_of_work
         self._signer = signer
         self._issuer = issuer
         self._sender = sender
@@ -436,20 +317,17 @@ class TakedownWorker:
 
     async def run_once(self) -> int:
         """One round: new notices, then every due delivery; returns the attempts made."""
-        async with self._transaction() as conn:
-            created = await _create_notices(conn, signer=self._signer, issuer=self._issuer)
+        async with self._unit_of_work(_SYSTEM) as uow:
+            created = await _create_notices(uow.conn, signer=self._signer, issuer=self._issuer)
             for delivery_id, consent_id, client_id in created:
-                await audit.append(
-                    conn,
-                    actor="system",
-                    tenant=None,
-                    action="takedown.notice_created",
+                uow.record(
+                    "takedown.notice_created",
                     subject_type="takedown_delivery",
                     subject_id=delivery_id,
                     payload={"consent_id": consent_id, "client_id": client_id},
                 )
-        async with self._transaction() as conn:
-            due = await _take_due(conn, hold=self._hold)
+        async with self._unit_of_work(_SYSTEM) as uow:
+            due = await _take_due(uow.conn, hold=self._hold)
         results = await asyncio.gather(
             *(
                 self._sender.send(d.url, d.notice, delivery_id=d.delivery_id, attempt=d.attempt)
@@ -457,14 +335,11 @@ class TakedownWorker:
             )
         )
         for item, result in zip(due, results, strict=True):
-            async with self._transaction() as conn:
-                status = await _record_attempt(conn, item, result, self._backoff)
+            async with self._unit_of_work(_SYSTEM) as uow:
+                status = await _record_attempt(uow.conn, item, result, self._backoff)
                 if status != "pending":
-                    await audit.append(
-                        conn,
-                        actor="system",
-                        tenant=None,
-                        action=f"takedown.{status}",
+                    uow.record(
+                        f"takedown.{status}",
                         subject_type="takedown_delivery",
                         subject_id=item.delivery_id,
                         payload={

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
+
+from registry.core import db
+from registry.gate import repository as gate_repository
 
 if TYPE_CHECKING:
     import asyncpg
@@ -26,17 +29,11 @@ class DayCounts(msgspec.Struct, kw_only=True, frozen=True):
 
 async def decisions_by_day(conn: asyncpg.Connection, *, days: int = 14) -> tuple[DayCounts, ...]:
     """The gate's outcomes per UTC day over the last ``days`` days, oldest first, gaps as 0."""
-    today: date = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+    today = (await db.now(conn)).astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
-    rows = await conn.fetch(
-        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, status, count(*) AS n"
-        " FROM moderation_decisions WHERE created_at >= $1::date AT TIME ZONE 'UTC'"
-        " GROUP BY 1, 2",
-        first,
-    )
     counts: dict[date, dict[str, int]] = {}
-    for row in rows:
-        counts.setdefault(row["day"], {})[row["status"]] = row["n"]
+    for day, status, n in await gate_repository.outcomes_since(conn, first):
+        counts.setdefault(day, {})[status] = n
     return tuple(
         DayCounts(day=day, **counts.get(day, {}))
         for day in (first + timedelta(days=offset) for offset in range(days))

@@ -15,6 +15,7 @@ import msgspec
 from moderation import Evidence, HashMatch, decode_evidence, needs_consent
 from registry.review import ReviewCase, Ticket  # noqa: TC001 - msgspec reads annotations
 from registry.web.verdict import Tone  # noqa: TC001 - msgspec reads annotations at runtime
+from verifier.tokens import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,16 +36,17 @@ __all__ = [
     "ticket_view",
 ]
 
-# A consent check's reasons, most telling first → (word, tone).
-_CONSENT_PROBLEMS: tuple[tuple[str, str, Tone], ...] = (
-    ("revoked", "revoked", "bad"),
-    ("suspended", "suspended", "bad"),
-    ("expired", "expired", "warn"),
-    ("use_not_permitted", "wrong use", "bad"),
-    ("audience", "wrong generator", "bad"),
-    ("asset_mismatch", "different photo", "bad"),
-    ("not_yet_valid", "not yet valid", "warn"),
-    ("status_unknown", "status unknown", "warn"),
+# A consent check's reasons, most telling first → (word, tone). A reason not here (malformed,
+# signature, issuer: not a token of ours at all) reads as "invalid", with the codes as detail.
+_CONSENT_PROBLEMS: tuple[tuple[Reason, str, Tone], ...] = (
+    (Reason.REVOKED, "revoked", "bad"),
+    (Reason.SUSPENDED, "suspended", "bad"),
+    (Reason.EXPIRED, "expired", "warn"),
+    (Reason.USE_NOT_PERMITTED, "wrong use", "bad"),
+    (Reason.AUDIENCE, "wrong generator", "bad"),
+    (Reason.ASSET_MISMATCH, "different photo", "bad"),
+    (Reason.NOT_YET_VALID, "not yet valid", "warn"),
+    (Reason.STATUS_UNKNOWN, "status unknown", "warn"),
 )
 
 

@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from registry.core.errors import Forbidden, NotFound
+from registry.review import get_ticket, review_scope
+from registry.web import repository
+
 if TYPE_CHECKING:
     import asyncpg
 
     from keys import MasterKey
+    from registry.core.auth import Client
+    from registry.core.uow import UnitOfWork
 
 __all__ = ["MEDIA_TYPES", "ReviewImage", "ReviewImageStore"]
 
@@ -49,34 +55,47 @@ class ReviewImageStore:
             msg = f"review images are JPEG, PNG or WebP, not {media_type!r}"
             raise ValueError(msg)
         sealed = self._key.encrypt(data, aad=_AAD_PREFIX + decision_id.encode())
-        await conn.execute(
-            "INSERT INTO review_images (decision_id, media_type, sealed) VALUES ($1, $2, $3)"
-            " ON CONFLICT (decision_id) DO NOTHING",
-            decision_id,
-            media_type,
-            sealed,
+        await repository.insert_review_image(
+            conn, decision_id=decision_id, media_type=media_type, sealed=sealed
         )
 
-    async def get(self, conn: asyncpg.Connection, decision_id: str) -> ReviewImage | None:
-        row = await conn.fetchrow(
-            "SELECT media_type, sealed FROM review_images WHERE decision_id = $1", decision_id
+    async def show_to_reviewer(
+        self, uow: UnitOfWork, ticket_id: str, reviewer: Client
+    ) -> ReviewImage:
+        """The image of a ticket, for the reviewer holding its claim, recorded as viewed.
+
+        Anyone else is refused, the ticket's tenant rule applying first (``review_scope``).
+        """
+        ticket = await get_ticket(uow.conn, ticket_id, scope=review_scope(reviewer.tenant))
+        if ticket.status != "claimed" or ticket.claimed_by != reviewer.client_id:
+            msg = "the image is shown only to the reviewer holding the claim on this ticket"
+            raise Forbidden(msg)
+        image = await self.get(uow.conn, ticket.decision_id)
+        if image is None:
+            msg = "this ticket's image is not kept"
+            raise NotFound(msg)
+        uow.record(
+            "review.image_viewed",
+            tenant=ticket.tenant,
+            subject_type="review_ticket",
+            subject_id=ticket.id,
+            payload={"decision_id": ticket.decision_id},
         )
-        if row is None:
+        return image
+
+    async def get(self, conn: asyncpg.Connection, decision_id: str) -> ReviewImage | None:
+        kept = await repository.review_image(conn, decision_id)
+        if kept is None:
             return None
-        data = self._key.decrypt(bytes(row["sealed"]), aad=_AAD_PREFIX + decision_id.encode())
-        return ReviewImage(media_type=row["media_type"], data=data)
+        media_type, sealed = kept
+        data = self._key.decrypt(sealed, aad=_AAD_PREFIX + decision_id.encode())
+        return ReviewImage(media_type=media_type, data=data)
 
     @staticmethod
     async def exists(conn: asyncpg.Connection, decision_id: str) -> bool:
-        found = await conn.fetchval(
-            "SELECT 1 FROM review_images WHERE decision_id = $1", decision_id
-        )
-        return found is not None
+        return await repository.review_image_exists(conn, decision_id)
 
     @staticmethod
     async def delete(conn: asyncpg.Connection, decision_id: str) -> bool:
         """Forget the image once its ticket is decided; True when there was one."""
-        deleted = await conn.fetchval(
-            "DELETE FROM review_images WHERE decision_id = $1 RETURNING 1", decision_id
-        )
-        return deleted is not None
+        return await repository.delete_review_image(conn, decision_id)

@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from registry.core.auth import Client, Role
+from registry.core.auth import Client, get_client
+from registry.web import repository
 
 if TYPE_CHECKING:
     import asyncpg
+
+    from registry.core.uow import UnitOfWork
 
 __all__ = [
     "SessionSettings",
@@ -67,22 +70,26 @@ def _id_hash(session_id: str) -> bytes:
     return hashlib.sha256(session_id.encode("ascii")).digest()
 
 
-async def start(
-    conn: asyncpg.Connection, client: Client, settings: SessionSettings
-) -> StartedSession:
-    """Record a new session for ``client``; returns the id to put in the cookie."""
+async def start(uow: UnitOfWork, client: Client, settings: SessionSettings) -> StartedSession:
+    """Store and record a new session for ``client``; returns the id to put in the cookie."""
+    conn = uow.conn
     session_id = secrets.token_urlsafe(32)
     csrf_token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     expires_at = now + settings.ttl
-    await conn.execute(
-        "INSERT INTO web_sessions (id_hash, client_id, csrf_token, created_at, last_seen_at,"
-        " expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
-        _id_hash(session_id),
-        client.client_id,
-        csrf_token,
-        now,
-        expires_at,
+    await repository.insert_session(
+        conn,
+        id_hash=_id_hash(session_id),
+        client_id=client.client_id,
+        csrf_token=csrf_token,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    uow.record(
+        "console.signed_in",
+        subject_type="api_client",
+        subject_id=client.client_id,
+        payload={"expires_at": expires_at.isoformat()},
     )
     return StartedSession(
         session_id=session_id,
@@ -98,49 +105,36 @@ async def resume(
     """The live session for this cookie value (and mark it used), or None."""
     if not session_id or not _SESSION_ID.match(session_id):
         return None
-    row = await conn.fetchrow(
-        "UPDATE web_sessions s SET last_seen_at = now()"
-        " FROM api_clients c"
-        " WHERE s.id_hash = $1 AND c.client_id = s.client_id AND c.disabled_at IS NULL"
-        " AND s.expires_at > now() AND s.last_seen_at > now() - $2::interval"
-        " RETURNING c.client_id, c.name, c.tenant, c.roles, s.csrf_token, s.created_at,"
-        " s.expires_at",
-        _id_hash(session_id),
-        settings.idle_timeout,
+    row = await repository.touch_session(
+        conn, _id_hash(session_id), idle_timeout=settings.idle_timeout
     )
     if row is None:
         return None
+    # Read now, with its roles: a disabled client's sessions end at their next request.
+    client = await get_client(conn, row.client_id)
+    if client is None:
+        return None
     return WebSession(
-        client=Client(
-            client_id=row["client_id"],
-            name=row["name"],
-            tenant=row["tenant"],
-            roles=frozenset(Role(r) for r in row["roles"]),
-        ),
-        csrf_token=row["csrf_token"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
+        client=client,
+        csrf_token=row.csrf_token,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
     )
 
 
-async def end(conn: asyncpg.Connection, session_id: str | None) -> bool:
-    """Delete the session behind this cookie value; True when there was one."""
+async def end(uow: UnitOfWork, session_id: str | None) -> bool:
+    """Delete the session behind this cookie value and record it; True when there was one."""
     if not session_id or not _SESSION_ID.match(session_id):
         return False
-    deleted = await conn.fetchval(
-        "DELETE FROM web_sessions WHERE id_hash = $1 RETURNING 1", _id_hash(session_id)
-    )
-    return deleted is not None
+    if not await repository.delete_session(uow.conn, _id_hash(session_id)):
+        return False
+    uow.record("console.signed_out", subject_type="api_client", subject_id=uow.actor)
+    return True
 
 
 async def purge_expired(conn: asyncpg.Connection, settings: SessionSettings) -> int:
     """Delete sessions past their expiry or idle timeout; returns how many."""
-    status: str = await conn.execute(
-        "DELETE FROM web_sessions WHERE expires_at <= now()"
-        " OR last_seen_at <= now() - $1::interval",
-        settings.idle_timeout,
-    )
-    return int(status.rsplit(" ", 1)[-1])
+    return await repository.purge_sessions(conn, idle_timeout=settings.idle_timeout)
 
 
 def csrf_matches(expected: str, submitted: str | None) -> bool:

@@ -222,6 +222,25 @@ def test_result_serialises_with_stable_codes(ring, ed_signer):
     assert encoded["reasons"] == ["audience"]
 
 
+def test_the_reason_codes_are_stable():
+    # The contract with callers (HTTP, the offline verifier's --json) and with stored gate
+    # evidence, which decodes them back into Reason: so spelled out, never derived. A code may
+    # be added (here, then in moderation.CONSENT_REASONS), never renamed or removed.
+    assert {reason.value for reason in Reason} == {
+        "malformed",
+        "signature",
+        "issuer",
+        "expired",
+        "not_yet_valid",
+        "audience",
+        "revoked",
+        "suspended",
+        "status_unknown",
+        "asset_mismatch",
+        "use_not_permitted",
+    }
+
+
 def test_alg_none(ring, ed_signer):
     token = _raw(
         {"alg": "none", "typ": CONSENT_TOKEN_TYP, "kid": ed_signer.kid}, _claims(), ed_signer

@@ -244,6 +244,33 @@ def test_crit_header_is_rejected(signer):
     _expect("crit_unsupported", token, signer)
 
 
+@pytest.mark.parametrize(
+    "members",
+    [
+        # Same value twice: refused for the duplicate itself, not for what either copy says.
+        '"alg":"{alg}","kid":"{kid}","typ":"{typ}","alg":"{alg}"',
+        # Different values: one reader would take the first, another the last.
+        '"alg":"{alg}","kid":"{kid}","typ":"{typ}","alg":"none"',
+        '"alg":"{alg}","kid":"someone-else","typ":"{typ}","kid":"{kid}"',
+        '"alg":"{alg}","kid":"{kid}","typ":"{typ}","typ":"other+jwt"',
+    ],
+)
+def test_header_with_a_duplicate_member_name_is_rejected_even_when_signed(signer, members):
+    def signed(header: str) -> str:
+        head = b64url_encode(header.encode())
+        signing_input = f"{head}.{b64url_encode(CLAIMS)}"
+        return f"{signing_input}.{b64url_encode(signer.sign(signing_input.encode()))}"
+
+    names = {"alg": signer.alg, "kid": signer.kid, "typ": TYP}
+    duplicated = signed("{" + members.format(**names) + "}")
+    with pytest.raises(MalformedJWS, match="duplicate member name"):
+        parse_compact(duplicated)
+    _expect("malformed", duplicated, signer)
+    # The same header without the repeat verifies: the duplicate alone is what is refused.
+    single = signed('{{"alg":"{alg}","kid":"{kid}","typ":"{typ}"}}'.format(**names))
+    assert verify_compact(single, resolve_key=resolver_for(signer), typ=TYP).payload == CLAIMS
+
+
 def test_wrong_or_missing_typ_is_rejected(signer):
     _expect("typ_mismatch", sign_compact(CLAIMS, signer, typ="other+jwt"), signer)
     _expect("typ_mismatch", sign_compact(CLAIMS, signer, typ="JWT"), signer)

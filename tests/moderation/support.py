@@ -27,6 +27,7 @@ from moderation import (
     SourceEvidence,
 )
 from verifier import ImageLimits, decode, hash_variants, perceptual_hashes
+from verifier.tokens import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -188,31 +189,31 @@ class LocalConsentSource:
                 algorithms=("EdDSA",),
             )
         except (keys.MalformedJWS, keys.TypMismatch, keys.CritUnsupported):
-            return ConsentCheck(valid=False, reasons=("malformed",))
+            return ConsentCheck(valid=False, reasons=(Reason.MALFORMED,))
         except keys.KeysError:
-            return ConsentCheck(valid=False, reasons=("signature",))
+            return ConsentCheck(valid=False, reasons=(Reason.SIGNATURE,))
         claims = json.loads(verified.payload)
         moment = self.now().timestamp()
-        reasons = []
+        reasons: list[Reason] = []
         if claims["iss"] != ISSUER:
-            reasons.append("issuer")
+            reasons.append(Reason.ISSUER)
         if claims["exp"] <= moment:
-            reasons.append("expired")
+            reasons.append(Reason.EXPIRED)
         if claims["nbf"] > moment:
-            reasons.append("not_yet_valid")
+            reasons.append(Reason.NOT_YET_VALID)
         if claims["aud"] != generator_client_id:
-            reasons.append("audience")
+            reasons.append(Reason.AUDIENCE)
         withdrawn = self.withdrawn.get(claims["jti"])
         if withdrawn is not None and withdrawn <= self.now():
-            reasons.append("revoked")
+            reasons.append(Reason.REVOKED)
         bound = any(
             asset["id"] == asset_id and asset_sha256 in {None, asset["sha256"]}
             for asset in claims["assets"]
         )
         if not bound:
-            reasons.append("asset_mismatch")
+            reasons.append(Reason.ASSET_MISMATCH)
         if set(uses_needed) - set(claims["uses"]):
-            reasons.append("use_not_permitted")
+            reasons.append(Reason.USE_NOT_PERMITTED)
         return ConsentCheck(
             valid=not reasons,
             reasons=tuple(reasons),

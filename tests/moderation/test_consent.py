@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
 
@@ -14,6 +15,8 @@ from moderation import (
     SourceAsset,
     check_sources,
     decide,
+    decode_evidence,
+    encode_evidence,
     gate_codes,
     required_uses,
 )
@@ -23,8 +26,10 @@ from tests.moderation.support import (
     NOW,
     PHOTO_SHA,
     clean_evidence,
+    photo,
     scores,
 )
+from verifier.tokens import Reason
 
 EXPLICIT_USES = ("reference.generate", "publish.public", "content.suggestive", "content.explicit")
 
@@ -194,21 +199,33 @@ async def test_the_token_is_not_kept_in_the_evidence(consent_source):
 
 def test_the_mapping_table_names_only_known_gate_reasons():
     assert set(CONSENT_REASONS.values()) <= set(REASONS)
-    assert {
-        "malformed",
-        "signature",
-        "expired",
-        "not_yet_valid",
-        "revoked",
-        "audience",
-        "asset_mismatch",
-        "use_not_permitted",
-        "issuer",
-    } <= set(CONSENT_REASONS)
+
+
+def test_every_token_reason_has_a_gate_code():
+    # A new Reason must be placed here on purpose, not left to the fail-closed fallback.
+    assert set(CONSENT_REASONS) == set(Reason)
+
+
+@pytest.mark.parametrize("reason", list(Reason))
+def test_each_token_reason_alone_gives_its_own_gate_code(reason):
+    assert gate_codes(ConsentCheck(valid=False, reasons=(reason,))) == (CONSENT_REASONS[reason],)
 
 
 def test_gate_codes_deduplicates_and_fails_closed():
-    check = ConsentCheck(valid=False, reasons=("malformed", "signature", "expired", "new_thing"))
+    # "new_thing": a code this gate does not know (a newer registry, a typo).
+    reasons = (Reason.MALFORMED, Reason.SIGNATURE, Reason.EXPIRED, "new_thing")
+    check = ConsentCheck(valid=False, reasons=reasons)
     assert gate_codes(check) == ("consent_token_invalid", "consent_token_expired")
     assert gate_codes(ConsentCheck(valid=False)) == ("consent_token_invalid",)
     assert gate_codes(ConsentCheck(valid=True)) == ()
+
+
+def test_stored_reasons_are_the_plain_codes_and_decode_to_reasons():
+    check = ConsentCheck(valid=False, reasons=tuple(Reason))
+    evidence = clean_evidence(sources=(photo(check=check),))
+    stored = encode_evidence(evidence)
+    assert json.loads(stored)["sources"][0]["check"]["reasons"] == [r.value for r in Reason]
+    decoded = decode_evidence(stored).sources[0].check
+    assert decoded is not None
+    assert all(type(reason) is Reason for reason in decoded.reasons)
+    assert decoded == check

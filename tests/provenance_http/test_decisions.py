@@ -102,8 +102,8 @@ async def test_a_revocation_during_signing_refuses_the_record(world, settings, d
         before = await counts(database_url)
 
         with pytest.raises(ConsentTokenRejected) as refused:
-            async with services.transaction() as conn:
-                await provenance.record(conn, actor=actor, plan=plan, signed=signed)
+            async with services.unit_of_work(actor) as uow:
+                await provenance.record(uow.conn, actor=actor, plan=plan, signed=signed)
     finally:
         services.provenance.close()
         await services.close()

@@ -5,6 +5,7 @@ what escapes elsewhere, by the HTTP layer."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import asyncpg
@@ -98,6 +99,53 @@ async def test_pool_sessions_carry_the_bounds_and_keep_them_after_a_migration(da
             assert await conn.fetchval("SHOW lock_timeout") == "100ms"
     finally:
         await pool.close()
+
+
+async def test_release_rolls_back_a_leaked_transaction_and_runs_no_reset_query(database_url):
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with db.acquire(pool, wait=1) as conn:
+            await conn.execute("CREATE TABLE leak_probe (n int)")
+            pid = conn.get_server_pid()
+            # Session state the default reset (RESET ALL) would undo, and a transaction
+            # opened behind asyncpg's back and never ended.
+            await conn.execute("SET application_name = 'kept'")
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO leak_probe VALUES (1)")
+        async with db.acquire(pool, wait=1) as conn:
+            assert conn.get_server_pid() == pid  # the same session, not a new one
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT count(*) FROM leak_probe") == 0
+            assert await conn.fetchval("SHOW application_name") == "kept"
+    finally:
+        await pool.close()
+
+
+async def test_a_bounded_pool_arms_no_timer_per_query_and_an_unbounded_one_does(database_url):
+    bounded = await db.create_pool(database_url, statement_timeout=2)
+    unbounded = await db.create_pool(database_url)
+    try:
+        async with db.acquire(bounded, wait=1) as conn:
+            # asyncpg arms a timer for every query when its command_timeout is set.
+            assert conn._config.command_timeout is None
+        async with db.acquire(unbounded, wait=1) as conn:
+            assert conn._config.command_timeout == 30.0
+    finally:
+        await bounded.close()
+        await unbounded.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux socket options")
+def test_tcp_connections_to_the_server_give_up_after_the_backstop():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        db.watch_socket(tcp, dead_after=35)
+        assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 35_000
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 5
+    local, _ = socket.socketpair(socket.AF_UNIX)
+    with local, _:
+        db.watch_socket(local, dead_after=35)  # left alone
+        assert local.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
 
 
 async def test_a_statement_past_its_timeout_is_a_database_error(database_url):

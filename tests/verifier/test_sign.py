@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import io
 import json
 
@@ -45,6 +47,27 @@ def jpeg_segments(data):
         if marker == 0xDA:
             return segments
         position += 2 + length
+
+
+def test_the_package_version_is_read_once_per_process(
+    identity, trust, facts, make_image, monkeypatch
+):
+    read: list[str] = []
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        read.append(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    # The module, not the function the package exports under the same name.
+    importlib.import_module("verifier.sign")._version.cache_clear()
+    image = make_image("image/png")
+    signed = [sign(image, "image/png", facts, identity) for _ in range(3)]
+
+    assert read == ["consent-registry"]
+    report = verify(signed[-1], "image/png", trust)
+    assert report.claim_generator == f"consent-registry {real('consent-registry')}"
 
 
 @pytest.mark.parametrize("media_type", ["image/jpeg", "image/png", "image/webp"])

@@ -1,8 +1,8 @@
-"""SQL of the consent registry: one function per statement, rows as frozen values.
+"""Consent records, their assets and grants, signers, templates, data keys and secrets.
 
-Functions take the caller's connection (and so run in the caller's transaction) and never
-decide anything: the operation modules (``submission``, ``issuance``, ...) do. Personal data
-arrives here already sealed.
+One function per statement, rows as frozen values. Functions take the caller's connection
+(and so run in the caller's transaction) and never decide anything: the operation modules
+(``submission``, ``issuance``, ...) do. Personal data arrives here already sealed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,31 @@ __all__ = [
     "RecordRow",
     "SignerRow",
     "TemplateRow",
-    "TokenRow",
+    "assets_of",
+    "consent_statuses",
+    "delete_data_key",
+    "erase_signer",
+    "form_known",
+    "get_data_key",
+    "get_record",
+    "get_template",
+    "grantees",
+    "has_grant",
+    "insert_asset",
+    "insert_data_key",
+    "insert_grant",
+    "insert_record",
+    "insert_signer",
+    "insert_template",
+    "lock_idempotency_key",
+    "mark_erased",
+    "mark_withdrawn",
+    "record_by_idempotency_key",
+    "records_by_subject",
+    "secret",
+    "signer_by_id",
+    "signer_by_kid",
+    "signer_in_use",
 ]
 
 T = TypeVar("T")
@@ -84,13 +108,6 @@ class AssetRow(msgspec.Struct, kw_only=True, frozen=True):
     width: int | None
     height: int | None
     sealed: bytes | None
-
-
-class TokenRow(msgspec.Struct, kw_only=True, frozen=True):
-    jti: str
-    audience: str
-    expires_at: datetime
-    status: int
 
 
 def _row(row: asyncpg.Record | None, type_: type[T]) -> T | None:
@@ -412,6 +429,17 @@ async def mark_erased(conn: asyncpg.Connection, consent_id: str, at: datetime) -
     await conn.execute("UPDATE consent_assets SET sealed = NULL WHERE consent_id = $1", consent_id)
 
 
+async def consent_statuses(conn: asyncpg.Connection, consent_ids: Sequence[str]) -> dict[str, str]:
+    """The status now (active, withdrawn, erased) of each of these records that exists."""
+    if not consent_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT consent_id, status FROM consent_records WHERE consent_id = ANY($1::text[])",
+        list(set(consent_ids)),
+    )
+    return {row["consent_id"]: row["status"] for row in rows}
+
+
 # Grants.
 
 
@@ -444,46 +472,3 @@ async def grantees(conn: asyncpg.Connection, consent_id: str) -> list[str]:
         consent_id,
     )
     return [r["client_id"] for r in rows]
-
-
-# Issued tokens.
-
-
-async def insert_token(
-    conn: asyncpg.Connection,
-    *,
-    jti: str,
-    consent_id: str,
-    audience: str,
-    uses: Sequence[str],
-    asset_ids: Sequence[str],
-    issued_at: datetime,
-    expires_at: datetime,
-    status_list_id: str,
-    status_idx: int,
-) -> bool:
-    """False when the status index is taken (the caller draws another)."""
-    inserted = await conn.fetchval(
-        "INSERT INTO issued_tokens (jti, consent_id, audience, uses, asset_ids, issued_at,"
-        " expires_at, status_list_id, status_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        " ON CONFLICT (status_list_id, status_idx) DO NOTHING RETURNING jti",
-        jti,
-        consent_id,
-        audience,
-        list(uses),
-        list(asset_ids),
-        issued_at,
-        expires_at,
-        status_list_id,
-        status_idx,
-    )
-    return inserted is not None
-
-
-async def tokens_of(conn: asyncpg.Connection, consent_id: str) -> list[TokenRow]:
-    rows = await conn.fetch(
-        "SELECT jti, audience, expires_at, status FROM issued_tokens WHERE consent_id = $1"
-        " ORDER BY issued_at, jti",
-        consent_id,
-    )
-    return _rows(rows, TokenRow)

@@ -1,15 +1,11 @@
-"""Gate decisions, their consent tokens and review tickets in PostgreSQL.
-
-Functions take a connection: the gate's service opens the transaction in which a decision,
-its ticket and its audit event are written together. ``open_review_ticket`` is shared with
-the review queue, which also opens tickets (appeals) on these tables.
-"""
+"""Gate decisions and the consent tokens each relied on (``moderation_decisions``,
+``moderation_decision_consents``): written once by the gate; afterwards only the current
+status moves (reviews and appeals, through ``set_current_status``)."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import datetime  # noqa: TC003 - msgspec reads annotations at runtime
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from datetime import date, datetime  # noqa: TC003 - msgspec reads annotations at runtime
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -21,23 +17,26 @@ if TYPE_CHECKING:
     import asyncpg
 
 __all__ = [
+    "AffectedDecision",
+    "CaseFiles",
     "DecisionConsent",
     "DecisionRow",
     "NewDecision",
     "StoredEvidence",
-    "TicketKind",
+    "clients_using_consent",
+    "decision_case",
     "decision_consents",
+    "decisions_using_consent",
     "find_decision",
     "get_decision",
     "hash_from_db",
     "hash_to_db",
     "insert_decision",
     "iter_evidence",
-    "open_review_ticket",
-    "review_ticket_of",
+    "outcomes_since",
+    "set_current_status",
 ]
 
-TicketKind: TypeAlias = Literal["review", "appeal"]
 _MASK64 = (1 << 64) - 1
 _SIGN_BIT = 1 << 63
 _COLUMNS = (
@@ -111,6 +110,27 @@ class StoredEvidence(msgspec.Struct, kw_only=True, frozen=True):
     evidence: Evidence
 
 
+class CaseFiles(msgspec.Struct, kw_only=True, frozen=True):
+    """What the gate saw, as stored: the image's hash, the request and the evidence (JSON)."""
+
+    image_sha256: str | None
+    request: dict[str, Any]
+    evidence: dict[str, Any]
+
+
+class AffectedDecision(msgspec.Struct, kw_only=True, frozen=True):
+    """A decision that relied on a consent's tokens."""
+
+    decision_id: str
+    generation_id: str
+    client_id: str
+    """The publisher client that asked the gate."""
+    stage: str
+    status: str
+    current_status: str
+    decided_at: datetime
+
+
 def _row(record: asyncpg.Record) -> DecisionRow:
     values = dict(record)
     values["reasons"] = tuple(values["reasons"])
@@ -166,12 +186,45 @@ async def find_decision(
     return _row(record) if record is not None else None
 
 
-async def get_decision(conn: asyncpg.Connection, decision_id: str) -> DecisionRow | None:
+async def get_decision(
+    conn: asyncpg.Connection, decision_id: str, *, tenant: str | None = None, lock: bool = False
+) -> DecisionRow | None:
+    """The decision, if it belongs to ``tenant`` (any tenant when None).
+
+    ``lock`` takes the row lock that serialises changes of one decision's current status.
+    """
     record = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM moderation_decisions d WHERE d.decision_id = $1",  # noqa: S608
+        f"SELECT {_COLUMNS} FROM moderation_decisions d"  # noqa: S608 - constant columns
+        " WHERE d.decision_id = $1 AND ($2::text IS NULL OR d.tenant = $2)"
+        + (" FOR UPDATE OF d" if lock else ""),
         decision_id,
+        tenant,
     )
     return _row(record) if record is not None else None
+
+
+async def set_current_status(
+    conn: asyncpg.Connection, decision_id: str, status: Status, *, at: datetime
+) -> None:
+    """Move the decision's outcome now (a review or an appeal decided it); ``status`` stays."""
+    await conn.execute(
+        "UPDATE moderation_decisions SET current_status = $2, updated_at = $3"
+        " WHERE decision_id = $1",
+        decision_id,
+        status,
+        at,
+    )
+
+
+async def decision_case(conn: asyncpg.Connection, decision_id: str) -> CaseFiles:
+    """The stored request and evidence of an existing decision (for its reviewer)."""
+    [row] = await conn.fetch(
+        "SELECT image_sha256, request, evidence FROM moderation_decisions WHERE decision_id = $1",
+        decision_id,
+    )
+    return CaseFiles(
+        image_sha256=row["image_sha256"], request=row["request"], evidence=row["evidence"]
+    )
 
 
 async def decision_consents(conn: asyncpg.Connection, decision_id: str) -> list[DecisionConsent]:
@@ -183,37 +236,49 @@ async def decision_consents(conn: asyncpg.Connection, decision_id: str) -> list[
     return [DecisionConsent(**dict(row)) for row in rows]
 
 
-async def open_review_ticket(
+async def decisions_using_consent(
     conn: asyncpg.Connection,
+    consent_id: str,
     *,
-    decision_id: str,
-    kind: TicketKind,
-    tier: str,
-    rank: int,
-    deadline: datetime,
-) -> str:
-    """Open a ticket for ``decision_id``; call in the transaction that records why."""
-    ticket_id = "tkt_" + secrets.token_urlsafe(16)
-    await conn.execute(
-        "INSERT INTO review_tickets (ticket_id, decision_id, kind, tier, rank, deadline)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        ticket_id,
-        decision_id,
-        kind,
-        tier,
-        rank,
-        deadline,
+    tenant: str | None = None,
+    client_id: str | None = None,
+) -> list[AffectedDecision]:
+    """The decisions that relied on ``consent_id``'s tokens, of ``tenant`` and ``client_id``
+    when given, oldest first."""
+    rows = await conn.fetch(
+        "SELECT d.decision_id, d.generation_id, d.client_id, d.stage, d.status,"
+        " d.current_status, d.created_at AS decided_at FROM moderation_decisions d"
+        " WHERE d.decision_id IN (SELECT decision_id FROM moderation_decision_consents"
+        "  WHERE consent_id = $1)"
+        " AND ($2::text IS NULL OR d.tenant = $2) AND ($3::text IS NULL OR d.client_id = $3)"
+        " ORDER BY d.seq",
+        consent_id,
+        tenant,
+        client_id,
     )
-    return ticket_id
+    return [AffectedDecision(**dict(r)) for r in rows]
 
 
-async def review_ticket_of(conn: asyncpg.Connection, decision_id: str) -> str | None:
-    ticket: str | None = await conn.fetchval(
-        "SELECT ticket_id FROM review_tickets WHERE decision_id = $1 AND kind = 'review'"
-        " ORDER BY created_at LIMIT 1",
-        decision_id,
+async def clients_using_consent(conn: asyncpg.Connection, consent_id: str) -> list[str]:
+    """The clients that asked the gate about an image made with ``consent_id``'s tokens."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT d.client_id FROM moderation_decisions d"
+        " JOIN moderation_decision_consents m USING (decision_id) WHERE m.consent_id = $1"
+        " ORDER BY d.client_id",
+        consent_id,
     )
-    return ticket
+    return [r["client_id"] for r in rows]
+
+
+async def outcomes_since(conn: asyncpg.Connection, first: date) -> list[tuple[date, str, int]]:
+    """(UTC day, gate outcome, decisions) for every day from ``first`` that had decisions."""
+    rows = await conn.fetch(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, status, count(*) AS n"
+        " FROM moderation_decisions WHERE created_at >= $1::date AT TIME ZONE 'UTC'"
+        " GROUP BY 1, 2",
+        first,
+    )
+    return [(row["day"], row["status"], row["n"]) for row in rows]
 
 
 async def iter_evidence(

@@ -1,0 +1,9 @@
+"""``python -m registry.cli``: the ``registry`` command without its console script."""
+
+from __future__ import annotations
+
+import sys
+
+from registry.cli.parser import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""The consent registry's tables in PostgreSQL.
+
+owns: consent_templates, consent_data_keys, consent_secrets, consent_signers, consent_records,
+consent_assets, consent_grants, status_lists, issued_tokens.
+
+Only these modules touch those tables (``records``: records and what hangs off them;
+``tokens``: issued tokens and status lists); every other domain goes through the functions
+exported here (``tests/registry/test_repositories.py`` holds the whole map). The review
+domain's takedown outbox is filled by a trigger on ``consent_records`` (migration 0007), so
+this domain never writes another's table, not even for a withdrawal.
+"""
+
+from __future__ import annotations
+
+from registry.consent.repository.records import (
+    AssetRow,
+    RecordRow,
+    SignerRow,
+    TemplateRow,
+    assets_of,
+    consent_statuses,
+    delete_data_key,
+    erase_signer,
+    form_known,
+    get_data_key,
+    get_record,
+    get_template,
+    grantees,
+    has_grant,
+    insert_asset,
+    insert_data_key,
+    insert_grant,
+    insert_record,
+    insert_signer,
+    insert_template,
+    lock_idempotency_key,
+    mark_erased,
+    mark_withdrawn,
+    record_by_idempotency_key,
+    records_by_subject,
+    secret,
+    signer_by_id,
+    signer_by_kid,
+    signer_in_use,
+)
+from registry.consent.repository.tokens import (
+    ListHead,
+    OpenList,
+    TokenRow,
+    close_status_list,
+    find_open_list,
+    insert_status_list,
+    insert_token,
+    lock_token_statuses,
+    revoke_consent_tokens,
+    set_statuses,
+    status_at,
+    status_list_head,
+    token_statuses,
+    tokens_of,
+)
+
+__all__ = [
+    "AssetRow",
+    "ListHead",
+    "OpenList",
+    "RecordRow",
+    "SignerRow",
+    "TemplateRow",
+    "TokenRow",
+    "assets_of",
+    "close_status_list",
+    "consent_statuses",
+    "delete_data_key",
+    "erase_signer",
+    "find_open_list",
+    "form_known",
+    "get_data_key",
+    "get_record",
+    "get_template",
+    "grantees",
+    "has_grant",
+    "insert_asset",
+    "insert_data_key",
+    "insert_grant",
+    "insert_record",
+    "insert_signer",
+    "insert_status_list",
+    "insert_template",
+    "insert_token",
+    "lock_idempotency_key",
+    "lock_token_statuses",
+    "mark_erased",
+    "mark_withdrawn",
+    "record_by_idempotency_key",
+    "records_by_subject",
+    "revoke_consent_tokens",
+    "secret",
+    "set_statuses",
+    "signer_by_id",
+    "signer_by_kid",
+    "signer_in_use",
+    "status_at",
+    "status_list_head",
+    "token_statuses",
+    "tokens_of",
+]
