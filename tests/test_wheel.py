@@ -63,7 +63,7 @@ def test_the_wheel_ships_and_finds_every_migration(tmp_path):
     probe = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(unpacked)!r})\n"
-        "from registry import db\n"
+        "from registry.core import db\n"
         "print(json.dumps({'module': db.__file__, 'dir': str(db.MIGRATIONS_DIR),\n"
         "    'found': [f'{m.version}_{m.name}.sql' for m in db.load_migrations()]}))\n"
     )
