@@ -27,7 +27,7 @@ from keys.jws import (
     verify_compact,
 )
 from keys.master import MasterKey
-from keys.ring import KeyRing, KeyRingSettings, Rotation
+from keys.ring import KeyPeriod, KeyRing, KeyRingSettings, Rotation
 from keys.signer import Alg, LocalSigner, Signer
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "CritUnsupported",
     "InvalidJWK",
     "KeyDecryptionFailed",
+    "KeyPeriod",
     "KeyRing",
     "KeyRingSettings",
     "KeysError",

@@ -33,6 +33,16 @@ class KeyRow(msgspec.Struct, frozen=True, kw_only=True):
     retire_after: datetime | None
 
 
+class HistoryRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A key that has signed: its public key and signing period (``signs_until`` None: active)."""
+
+    kid: str
+    alg: str
+    public_jwk: dict[str, Any]
+    activated_at: datetime
+    signs_until: datetime | None
+
+
 async def lock(conn: Connection) -> None:
     """Wait for the key-management lock; it is held until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
@@ -67,6 +77,28 @@ async def fetch_published(conn: Connection) -> tuple[list[KeyRow], datetime]:
         for r in records
     ]
     return rows, now
+
+
+async def fetch_history(conn: Connection) -> list[HistoryRow]:
+    """Every key that has ever signed (retired ones included), in the order they started."""
+    records = await conn.fetch(
+        """
+        SELECT kid, alg, public_jwk::text AS public_jwk, activated_at, signs_until
+        FROM signing_keys
+        WHERE activated_at IS NOT NULL
+        ORDER BY activated_at, kid
+        """
+    )
+    return [
+        HistoryRow(
+            kid=r["kid"],
+            alg=r["alg"],
+            public_jwk=msgspec.json.decode(r["public_jwk"]),
+            activated_at=r["activated_at"],
+            signs_until=r["signs_until"],
+        )
+        for r in records
+    ]
 
 
 async def retire_expired(conn: Connection) -> list[str]:
@@ -111,16 +143,24 @@ async def insert_key(
     )
 
 
-async def retire_active(conn: Connection, *, publish_for: timedelta) -> datetime:
-    """Active → retiring, published for ``publish_for`` more; its private key is erased."""
+async def retire_active(
+    conn: Connection, *, publish_for: timedelta, signs_for: timedelta
+) -> datetime:
+    """Active → retiring, published for ``publish_for`` more; its private key is erased.
+
+    Its signing period ends ``signs_for`` from now (processes that have not reloaded the ring
+    may sign with it until then); the row itself, public key included, is kept for good.
+    """
     retire_after: datetime = await conn.fetchval(
         """
         UPDATE signing_keys
-        SET state = 'retiring', retire_after = now() + $1::interval, private_key_enc = NULL
+        SET state = 'retiring', retire_after = now() + $1::interval,
+            signs_until = now() + $2::interval, private_key_enc = NULL
         WHERE state = 'active'
         RETURNING retire_after
         """,
         publish_for,
+        signs_for,
     )
     return retire_after
 

@@ -83,15 +83,18 @@ def sign_compact(
     return signing_input.decode("ascii") + "." + b64url_encode(signer.sign(signing_input))
 
 
-def parse_compact(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+def parse_compact(
+    token: str, *, max_chars: int = MAX_TOKEN_CHARS
+) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     """Split and decode a compact JWS: (header, payload, signing input, signature).
 
-    Checks form only, not the signature.
+    Checks form only, not the signature. ``max_chars`` bounds the token's length; only a
+    document that grows with time (the key history) needs more than the default.
     """
     if not isinstance(token, str):
         raise MalformedJWS("token must be a string")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise MalformedJWS(f"token is longer than {MAX_TOKEN_CHARS} characters")
+    if len(token) > max_chars:
+        raise MalformedJWS(f"token is longer than {max_chars} characters")
     parts = token.split(".")
     if len(parts) != 3:  # noqa: PLR2004 - header.payload.signature
         raise MalformedJWS("compact JWS must have exactly three dot-separated parts")
@@ -113,9 +116,10 @@ def verify_compact(
     resolve_key: Callable[[Mapping[str, Any]], PublicKey | None],
     typ: str,
     algorithms: Collection[str] = ALLOWED_ALGORITHMS,
+    max_chars: int = MAX_TOKEN_CHARS,
 ) -> Verified:
     """Verify a compact JWS whose ``typ`` is ``typ``, with a key chosen by ``resolve_key``."""
-    header, payload, signing_input, signature = parse_compact(token)
+    header, payload, signing_input, signature = parse_compact(token, max_chars=max_chars)
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise MalformedJWS("header 'alg' must be a string")

@@ -4,11 +4,16 @@ Each key lives through next → active → retiring → retired. A key is publis
 as ``next`` for a whole rotation period before it signs, so every verifier (and every other
 process of ours) already holds it when the first token signed with it arrives; after
 rotation the old key stays published until everything it signed has expired.
+
+The JWKS is for what can still be live. Long-lived artifacts (receipts, provenance
+assertions, audit checkpoints) outlive that, so :meth:`KeyRing.history` keeps every key that
+ever signed, with its signing period: rotation erases a private key, never a public one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
     from keys._store import Connection
     from keys.master import MasterKey
+
+log = logging.getLogger(__name__)
 
 # A kid that is not published forces at most one reload per this many seconds.
 _MISS_REFRESH_SECONDS = 1.0
@@ -60,12 +67,31 @@ class Rotation(msgspec.Struct, frozen=True, kw_only=True):
     retire_after: datetime
 
 
+class KeyPeriod(msgspec.Struct, frozen=True, kw_only=True):
+    """A key that has signed: its public JWK and when it signed.
+
+    ``not_after`` is None while the key is active; after a rotation it is the rotation's time
+    plus two refresh intervals, the longest another process may still sign with the key.
+    """
+
+    jwk: dict[str, str]
+    not_before: datetime
+    not_after: datetime | None
+
+    @property
+    def kid(self) -> str:
+        return self.jwk["kid"]
+
+
 class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     active: LocalSigner
     public_keys: dict[str, PublicKey]
     jwks: tuple[dict[str, str], ...]
     algorithms: frozenset[str]
     signers: dict[str, LocalSigner]
+    history: tuple[KeyPeriod, ...]
+    # The published (kid, state) pairs the history was read with; it changes only with them.
+    marker: tuple[tuple[str, str], ...]
 
 
 class KeyRing:
@@ -114,9 +140,27 @@ class KeyRing:
                 expired = [r for r in rows if r.retire_after is not None and r.retire_after <= now]
                 if expired:
                     await _store.retire_expired(conn)
-            live = [r for r in rows if r not in expired]
-            self._snapshot = self._build_snapshot(live)
+                live = [r for r in rows if r not in expired]
+                marker = tuple((r.kid, r.state) for r in live)
+                # Signing periods change only with a rotation, which changes the published keys.
+                history = (
+                    self._snapshot.history
+                    if self._snapshot is not None and self._snapshot.marker == marker
+                    else _history(await _store.fetch_history(conn))
+                )
+            self._snapshot = self._build_snapshot(live, history, marker)
             self._loaded_at = time.monotonic()
+
+    async def refresh_forever(self) -> None:
+        """Reload every ``refresh_interval``, so a rotation made by another process (or the
+        operator's command) is picked up in time: the signing period a rotation records
+        allows other processes two refresh intervals to stop signing with the old key."""
+        while True:
+            await asyncio.sleep(self._settings.refresh_interval)
+            try:
+                await self.refresh(force=True)
+            except Exception as exc:  # noqa: BLE001 - a database outage must not end the loop
+                log.warning("signing keys not reloaded: %s", type(exc).__name__)
 
     def signer(self) -> Signer:
         """The active key: the only one that signs."""
@@ -125,6 +169,14 @@ class KeyRing:
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The published public keys (active, next, retiring) as a JWK Set."""
         return {"keys": [dict(jwk) for jwk in self._loaded().jwks]}
+
+    def history(self) -> tuple[KeyPeriod, ...]:
+        """Every key that has ever signed, oldest first, with its signing period.
+
+        The same tuple object until a rotation changes it, so callers may cache what they
+        derive from it (the signed key-history document) by identity.
+        """
+        return self._loaded().history
 
     def public_key(self, kid: str) -> PublicKey | None:
         """A published key by kid; None for unknown or syntactically invalid kids."""
@@ -159,7 +211,9 @@ class KeyRing:
         kids = await _store.signing_kids(conn)
         if "active" not in kids or "next" not in kids:
             raise NoActiveKey("the key ring has no active and next key; start it first")
-        retire_after = await _store.retire_active(conn, publish_for=self._publish_for())
+        retire_after = await _store.retire_active(
+            conn, publish_for=self._publish_for(), signs_for=self._signing_margin()
+        )
         await _store.activate_next(conn)
         next_kid = await self._insert_new_key(conn, state="next")
         return Rotation(
@@ -216,9 +270,12 @@ class KeyRing:
             raise NoActiveKey("the key ring is not loaded; call start() first")
         return self._snapshot
 
+    def _signing_margin(self) -> timedelta:
+        # How long after a rotation another process may still sign with the old key.
+        return timedelta(seconds=2 * self._settings.refresh_interval)
+
     def _publish_for(self) -> timedelta:
-        margin = timedelta(seconds=2 * self._settings.refresh_interval)
-        return self._settings.max_token_ttl + margin
+        return self._settings.max_token_ttl + self._signing_margin()
 
     async def _insert_new_key(self, conn: Connection, *, state: str) -> str:
         signer = LocalSigner.generate(self._settings.alg)
@@ -234,14 +291,19 @@ class KeyRing:
         )
         return signer.kid
 
-    def _build_snapshot(self, rows: list[_store.KeyRow]) -> _Snapshot:
+    def _build_snapshot(
+        self,
+        rows: list[_store.KeyRow],
+        history: tuple[KeyPeriod, ...],
+        marker: tuple[tuple[str, str], ...],
+    ) -> _Snapshot:
         previous = self._snapshot.signers if self._snapshot else {}
         signers: dict[str, LocalSigner] = {}
         public_keys: dict[str, PublicKey] = {}
         published: list[tuple[tuple[int, float], dict[str, str]]] = []
         active: LocalSigner | None = None
         for row in rows:
-            jwk = _published_jwk(row)
+            jwk = _published_jwk(row.kid, row.alg, row.public_jwk)
             public_keys[row.kid] = load_public_jwk(jwk)
             # Active, next, then retiring keys newest first: stable between reloads.
             retire_after = row.retire_after.timestamp() if row.retire_after else 0.0
@@ -260,6 +322,8 @@ class KeyRing:
             jwks=tuple(jwk for _, jwk in published),
             algorithms=frozenset(jwk["alg"] for _, jwk in published) & ALLOWED_ALGORITHMS,
             signers=signers,
+            history=history,
+            marker=marker,
         )
 
     def _decrypt(self, row: _store.KeyRow) -> LocalSigner:
@@ -281,16 +345,27 @@ class KeyRing:
         return signer
 
 
-def _published_jwk(row: _store.KeyRow) -> dict[str, str]:
-    """The row's public JWK, checked against its kid so an altered row is never published."""
+def _history(rows: list[_store.HistoryRow]) -> tuple[KeyPeriod, ...]:
+    return tuple(
+        KeyPeriod(
+            jwk=_published_jwk(row.kid, row.alg, row.public_jwk),
+            not_before=row.activated_at,
+            not_after=row.signs_until,
+        )
+        for row in rows
+    )
+
+
+def _published_jwk(kid: str, alg: str, public_jwk: Mapping[str, Any]) -> dict[str, str]:
+    """A row's public JWK, checked against its kid so an altered row is never published."""
     jwk = {
         name: value
-        for name, value in row.public_jwk.items()
+        for name, value in public_jwk.items()
         if name in {"kty", "crv", "x", "y", "n", "e"} and isinstance(value, str)
     }
-    if thumbprint(jwk) != row.kid:
-        raise KeyDecryptionFailed(f"public key of signing key {row.kid} does not match its kid")
-    return {**jwk, "kid": row.kid, "alg": row.alg, "use": "sig"}
+    if thumbprint(jwk) != kid:
+        raise KeyDecryptionFailed(f"public key of signing key {kid} does not match its kid")
+    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
 
 
 def _alg(value: str) -> Alg:

@@ -57,6 +57,7 @@ from registry.provenance import (
     ProvenanceSettings,
     affected_outputs,
 )
+from registry.provenance.timestamps import Timestamping
 from registry.review import (
     Backoff,
     Stats,
@@ -70,6 +71,7 @@ from registry.services import Services
 from registry.web import ReviewImageStore
 from verifier.errors import TrustSettingsInvalid, VerifierError
 from verifier.imaging import ImageLimits
+from verifier.sign import TimestampAuthority
 from verifier.verify import TrustSettings
 
 if TYPE_CHECKING:
@@ -150,6 +152,7 @@ def check_settings(settings: Settings) -> None:
     gate_policy(settings)
     consent_settings(settings)
     _trust(settings, _operator_anchors(settings))
+    timestamping(settings)
     if settings.c2pa_cert_chain is not None and settings.c2pa_private_key is not None:
         try:
             load_identity(settings.c2pa_cert_chain, settings.c2pa_private_key, settings.c2pa_anchor)
@@ -201,7 +204,8 @@ def provenance_service(
     tokens: TokenChecker,
     decisions: StoredDecisions | None = None,
 ) -> ProvenanceService:
-    """Provenance, trusting REGISTRY_TRUST_ANCHORS plus our own C2PA anchor."""
+    """Provenance, trusting REGISTRY_TRUST_ANCHORS plus our own C2PA anchor (and the TSA's
+    anchors for timestamps only), stamping with REGISTRY_C2PA_TSA_URL when it is set."""
     own = [c2pa.anchor_pem] if c2pa.anchor_pem else []
     trust = _trust(settings, own + _operator_anchors(settings))
     return ProvenanceService(
@@ -219,7 +223,42 @@ def provenance_service(
         tokens=tokens,
         work=BoundedWork(threads=settings.image_work_threads, timeout=settings.image_work_timeout),
         decisions=decisions,
+        timestamping=timestamping(settings),
     )
+
+
+def timestamping(settings: Settings) -> Timestamping | None:
+    """The TSA that stamps signed outputs, its host checked against its allow-list."""
+    if settings.c2pa_tsa_url is None:
+        return None
+    try:
+        authority = TimestampAuthority(
+            url=settings.c2pa_tsa_url, anchors_pem=_tsa_anchors(settings)
+        )
+        return Timestamping(authority, settings.c2pa_tsa_allowed_host_list)
+    except TrustSettingsInvalid as exc:
+        msg = f"REGISTRY_C2PA_TSA_TRUST_ANCHORS: {exc.message}"
+        raise SettingsError(msg) from None
+    except ValueError as exc:
+        msg = f"REGISTRY_C2PA_TSA_URL / REGISTRY_C2PA_TSA_ALLOWED_HOSTS: {exc}"
+        raise SettingsError(msg) from None
+
+
+def _tsa_anchors(settings: Settings) -> str:
+    """REGISTRY_C2PA_TSA_TRUST_ANCHORS as text the SDK accepts ("" when unset)."""
+    if settings.c2pa_tsa_trust_anchors is None:
+        return ""
+    path = settings.c2pa_tsa_trust_anchors
+    try:
+        text = path.read_text("ascii")
+        TrustSettings(timestamp_anchors_pem=text)
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"REGISTRY_C2PA_TSA_TRUST_ANCHORS: cannot read {path} ({exc})"
+        raise SettingsError(msg) from None
+    except TrustSettingsInvalid as exc:
+        msg = f"REGISTRY_C2PA_TSA_TRUST_ANCHORS: {exc.message}"
+        raise SettingsError(msg) from None
+    return text
 
 
 def _operator_anchors(settings: Settings) -> list[str]:
@@ -235,7 +274,9 @@ def _operator_anchors(settings: Settings) -> list[str]:
 def _trust(settings: Settings, bundles: list[str]) -> TrustSettings:
     try:
         return TrustSettings.from_pem(
-            *bundles, allow_remote_hosts=settings.remote_manifest_host_list
+            *bundles,
+            allow_remote_hosts=settings.remote_manifest_host_list,
+            timestamp_anchors_pem=_tsa_anchors(settings),
         )
     except TrustSettingsInvalid as exc:
         msg = f"REGISTRY_TRUST_ANCHORS: {exc.message}"
@@ -332,18 +373,28 @@ def gate_service(
     )
 
 
+async def _sign_checkpoint(services: Services) -> None:
+    """Sign the audit head (JWS and signed note) unless a checkpoint already covers it."""
+    try:
+        async with services.unit_of_work("system") as uow:
+            made = await audit.make_checkpoint(
+                uow.conn,
+                services.keyring,
+                issuer=services.settings.public_issuer,
+                note_signer=services.keyring.signer(),
+            )
+        if made:
+            log.info("signed audit checkpoint at tree size %d", made.tree_size)
+    except (db.DatabaseError, OSError) as exc:
+        log.warning("audit checkpoint skipped: %s", type(exc).__name__)
+    except RegistryError as exc:  # the log does not add up: `registry audit verify` says where
+        log.error("audit checkpoint refused: %s", exc)  # noqa: TRY400 - no traceback to show
+
+
 async def _checkpoint_loop(services: Services) -> None:
     while True:
         await asyncio.sleep(services.settings.checkpoint_interval)
-        try:
-            async with services.unit_of_work("system") as uow:
-                made = await audit.make_checkpoint(
-                    uow.conn, services.keyring, issuer=services.settings.public_issuer
-                )
-            if made:
-                log.info("signed audit checkpoint at tree size %d", made.tree_size)
-        except (db.DatabaseError, OSError) as exc:
-            log.warning("audit checkpoint skipped: %s", type(exc).__name__)
+        await _sign_checkpoint(services)
 
 
 def webhook_sender(settings: Settings) -> WebhookSender:
@@ -582,8 +633,13 @@ def create_app(settings: Settings) -> Litestar:
             await services.close()
             raise
         app.state.services = services
+        # At start, not one interval later: a fresh service has a checkpoint of its head.
+        await _sign_checkpoint(services)
         services.background.append(asyncio.create_task(ratelimit.prune_forever(services.limiter)))
         services.background.append(asyncio.create_task(_checkpoint_loop(services)))
+        # A rotation by another process ends the old key's signing period two refresh
+        # intervals later (the key history says so): every process must notice by then.
+        services.background.append(asyncio.create_task(services.keyring.refresh_forever()))
         services.background.append(
             asyncio.create_task(services.gate.hash_lists.watch(settings.hash_lists_poll_interval))
         )

@@ -3,6 +3,10 @@
 `make install` installs the lock with ``--require-hashes --no-deps``, so a requirement added to
 pyproject.toml but not locked would be missing at run time, and one whose bounds moved would
 be tested at a version pyproject no longer allows. `make lock` brings them back in line.
+
+requirements-verifier.lock is the base install alone (the offline verifier, without the
+``server`` extra): it must lock every base requirement, at the versions of requirements.lock
+(the ones the tests ran), and none of the service's.
 """
 
 from __future__ import annotations
@@ -35,21 +39,24 @@ def locked(text: str) -> dict[str, str]:
     return pins
 
 
-def required(pyproject: dict[str, object]) -> list[Requirement]:
+def required(pyproject: dict[str, object], *, base_only: bool = False) -> list[Requirement]:
     project = pyproject["project"]
     assert isinstance(project, dict)
     specs = list(project["dependencies"])
-    for extra in project.get("optional-dependencies", {}).values():
-        specs += extra
-    for group in pyproject.get("dependency-groups", {}).values():  # type: ignore[union-attr]
-        specs += group
+    if not base_only:
+        for extra in project.get("optional-dependencies", {}).values():
+            specs += extra
+        for group in pyproject.get("dependency-groups", {}).values():  # type: ignore[union-attr]
+            specs += group
     return [Requirement(spec) for spec in specs]
 
 
-def disagreements(pyproject: dict[str, object], lock_text: str) -> list[str]:
+def disagreements(
+    pyproject: dict[str, object], lock_text: str, *, base_only: bool = False
+) -> list[str]:
     pins = locked(lock_text)
     problems = []
-    for requirement in required(pyproject):
+    for requirement in required(pyproject, base_only=base_only):
         name = canonicalize_name(requirement.name)
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
@@ -67,6 +74,32 @@ def test_lock_satisfies_pyproject() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     problems = disagreements(pyproject, (ROOT / "requirements.lock").read_text())
     assert not problems, "run `make lock`: " + "; ".join(problems)
+
+
+def test_verifier_lock_satisfies_the_base_requirements() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lock_text = (ROOT / "requirements-verifier.lock").read_text()
+    problems = disagreements(pyproject, lock_text, base_only=True)
+    assert not problems, "run `make lock`: " + "; ".join(problems)
+
+
+def test_verifier_lock_pins_the_versions_of_the_full_lock() -> None:
+    full = locked((ROOT / "requirements.lock").read_text())
+    verifier = locked((ROOT / "requirements-verifier.lock").read_text())
+    assert verifier
+    differ = {
+        name: (pin, full.get(name)) for name, pin in verifier.items() if pin != full.get(name)
+    }
+    assert not differ, f"run `make lock`: requirements-verifier.lock differs: {differ}"
+
+
+def test_verifier_lock_holds_none_of_the_service_requirements() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    service = {canonicalize_name(Requirement(spec).name) for spec in extras["server"]}
+    assert {"litestar", "asyncpg", "pgserver", "uvicorn"} <= service
+    verifier = locked((ROOT / "requirements-verifier.lock").read_text())
+    assert not service & verifier.keys()
 
 
 def test_a_requirement_missing_from_the_lock_is_named() -> None:

@@ -51,6 +51,7 @@ SERVICE_PRIVILEGES = {
     "schema_migrations": "S",
     "audit_events": "SI",
     "audit_checkpoints": "SI",
+    "audit_merkle_blocks": "SI",
     "moderation_decision_history": "SI",
     "takedown_attempts": "SI",
     "audit_head": "SU",

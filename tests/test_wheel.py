@@ -33,10 +33,11 @@ _LEFT_BEHIND = shutil.ignore_patterns(
 _BUDGET = 120  # seconds for the build; it takes a few
 
 
-def test_the_wheel_ships_and_finds_every_migration(tmp_path):
-    source = tmp_path / "source"
+def build_wheel(workdir: Path) -> Path:
+    """Build the project's wheel from a clean copy of the checkout under ``workdir``."""
+    source = workdir / "source"
     shutil.copytree(ROOT, source, ignore=_LEFT_BEHIND)
-    dist = tmp_path / "dist"
+    dist = workdir / "dist"
     build = ["wheel", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation"]
     subprocess.run(
         [sys.executable, "-m", "pip", *build, "-w", str(dist), "."],
@@ -45,6 +46,11 @@ def test_the_wheel_ships_and_finds_every_migration(tmp_path):
         timeout=_BUDGET,
     )
     (wheel,) = dist.glob("consent_registry-*.whl")
+    return wheel
+
+
+def test_the_wheel_ships_and_finds_every_migration(tmp_path):
+    wheel = build_wheel(tmp_path)
     expected = sorted(p.name for p in (ROOT / "migrations").glob("*.sql"))
     assert expected, "no migrations in the checkout"
 

@@ -26,6 +26,7 @@ from verifier.errors import (
     ImageTooManyPixels,
     ImageTypeMismatch,
     SigningFailed,
+    TimestampUnavailable,
     TrustSettingsInvalid,
     VerifierError,
 )
@@ -52,9 +53,10 @@ from verifier.report import (
     Report,
     SignerInfo,
     State,
+    Timestamp,
     TrainingMiningEntry,
 )
-from verifier.sign import GenerationFacts, IngredientRef, sign
+from verifier.sign import GenerationFacts, IngredientRef, TimestampAuthority, sign
 from verifier.verify import TrustSettings, verify
 
 __all__ = [
@@ -88,6 +90,9 @@ __all__ = [
     "SignerInfo",
     "SigningFailed",
     "State",
+    "Timestamp",
+    "TimestampAuthority",
+    "TimestampUnavailable",
     "TrainingMiningEntry",
     "TrustSettings",
     "TrustSettingsInvalid",

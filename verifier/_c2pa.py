@@ -9,6 +9,12 @@ Remote manifests are never fetched by the SDK (``verify.remote_manifest_fetch`` 
 caller that allows a host fetches the manifest itself and passes its bytes in. OCSP fetching
 is off unless the caller turns it on. Every SDK exception becomes an outcome (reading) or a
 ``SigningFailed`` (signing).
+
+Timestamps: with a ``tsa_url`` the SDK itself POSTs an RFC 3161 request for the signature to
+that URL while signing (its own HTTP client, which follows no allow-list of ours: the caller
+checks the URL's host first) and fails the signing when no usable reply comes back; that
+failure becomes ``TimestampUnavailable``. It does not check the TSA's certificate then: the
+caller reads the output back with the TSA anchors (``verifier.sign``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import c2pa
 import msgspec
 
-from verifier.errors import SigningFailed
+from verifier.errors import SigningFailed, TimestampUnavailable
 from verifier.report import bounded
 
 if TYPE_CHECKING:
@@ -32,6 +38,8 @@ __all__ = ["ReadOutcome", "check_anchors", "read_store", "sign_embedded", "sign_
 _ALGORITHMS = {"ES256": c2pa.C2paSigningAlg.ES256, "EdDSA": c2pa.C2paSigningAlg.ED25519}
 _REMOTE_URL = re.compile(r"from url (\S+)")
 _SIGN_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+# How c2pa-rs 0.91 words a timestamp request that got no answer (connection, HTTP status).
+_TSA_UNREACHABLE = ("http resolver", "HTTP error", "error sending request", "timed out")
 
 
 class ReadOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,9 +56,16 @@ def sign_media_types() -> frozenset[str]:
     return _SIGN_MEDIA_TYPES
 
 
-def _read_settings(anchors_pem: str | None, *, ocsp: bool = False) -> dict[str, Any]:
+def _read_settings(
+    anchors_pem: str | None, *, ocsp: bool = False, timestamp_trust: bool = True
+) -> dict[str, Any]:
     settings: dict[str, Any] = {
-        "verify": {"remote_manifest_fetch": False, "ocsp_fetch": ocsp, "verify_trust": True}
+        "verify": {
+            "remote_manifest_fetch": False,
+            "ocsp_fetch": ocsp,
+            "verify_trust": True,
+            "verify_timestamp_trust": timestamp_trust,
+        }
     }
     if anchors_pem:
         settings["trust"] = {"trust_anchors": anchors_pem}
@@ -73,9 +88,17 @@ def read_store(
     anchors_pem: str | None,
     ocsp: bool = False,
     manifest_data: bytes | None = None,
+    timestamp_trust: bool = True,
 ) -> ReadOutcome:
-    """Read and validate the manifest store of ``data``; never raises for bad content."""
-    text = _read_json(data, format_hint, _read_settings(anchors_pem, ocsp=ocsp), manifest_data)
+    """Read and validate the manifest store of ``data``; never raises for bad content.
+
+    ``timestamp_trust=False``: the signature's timestamp is checked (signature, digest) but
+    not against the anchors, and the signer's certificate is checked at its time. Only for a
+    timestamp the caller has found trusted in another read (its ``timeStamp.trusted`` then
+    means nothing by itself).
+    """
+    settings = _read_settings(anchors_pem, ocsp=ocsp, timestamp_trust=timestamp_trust)
+    text = _read_json(data, format_hint, settings, manifest_data)
     if isinstance(text, ReadOutcome):
         return text
     try:
@@ -120,10 +143,13 @@ def sign_embedded(
     alg: str,
     sign: Callable[[bytes], bytes],
     thumbnail: bool,
+    tsa_url: str | None = None,
 ) -> bytes:
     """Embed and sign ``manifest`` into ``data``; ``sign`` produces the COSE signature bytes.
 
     ``sign`` is any callable (a local key, a KMS): the SDK hands it the bytes to be signed.
+    ``tsa_url``: an RFC 3161 timestamp authority whose token goes into the signature; when it
+    gives none, raises TimestampUnavailable and nothing is signed.
     """
     if media_type not in _SIGN_MEDIA_TYPES:
         raise SigningFailed(f"cannot sign {media_type[:64]!r}")
@@ -144,15 +170,33 @@ def sign_embedded(
     output = io.BytesIO()
     try:
         with (
-            c2pa.Signer.from_callback(callback, sdk_alg, chain_pem, None) as signer,
+            c2pa.Signer.from_callback(callback, sdk_alg, chain_pem, tsa_url) as signer,
             c2pa.Context.from_dict(settings) as context,
             c2pa.Builder(dict(manifest), context) as builder,
         ):
             builder.sign(signer, media_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
         cause = callback_errors[0] if callback_errors else None
+        if tsa_url and cause is None and isinstance(exc, c2pa.C2paError.Signature):
+            raise _timestamp_failure(exc) from None
         raise SigningFailed(f"the C2PA SDK could not sign: {_msg(exc)}") from cause
     return output.getvalue()
+
+
+def _timestamp_failure(exc: c2pa.C2paError) -> TimestampUnavailable:
+    # The SDK's text may name the TSA's URL (operator configuration): not for the client.
+    message = str(exc)
+    if any(phrase in message for phrase in _TSA_UNREACHABLE):
+        return TimestampUnavailable(
+            "the timestamp authority is unreachable or answered an HTTP error; nothing was signed",
+            reason="unreachable",
+        )
+    inner = message.split("internal error", 1)[-1].strip(" ()")
+    return TimestampUnavailable(
+        "the timestamp authority's reply is not a timestamp for this request "
+        f"({bounded(inner, 120) or 'unreadable'}); nothing was signed",
+        reason="bad_reply",
+    )
 
 
 def _error_code(exc: c2pa.C2paError) -> str:

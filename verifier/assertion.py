@@ -4,8 +4,10 @@ It names the output's SHA-256 and perceptual hash, the generation, the consent t
 (jti and status-list entry) and the gate decision, signed with the token key ring, so it
 verifies against the published JWKS wherever the image's own metadata was stripped.
 
-Verification pins the algorithms, checks ``typ``, and takes the key only from the JWKS the
-caller passes (by ``kid``); a key or key URL in the header is never used.
+Verification pins the algorithms, checks ``typ``, and takes the key only from the JWKS or
+the key history the caller passes (by ``kid``); a key or key URL in the header is never
+used. With a history (``verifier.key_history``) the assertion's ``iat`` must also lie in its
+key's signing period, so it verifies long after that key has left the JWKS.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import msgspec
 from keys.errors import KeysError, MalformedJWS
 from keys.jwk import is_valid_kid, load_public_jwk
 from keys.jws import sign_compact, verify_compact
+from verifier.clock import DEFAULT_LEEWAY_SECONDS
 from verifier.errors import AssertionImageMismatch, AssertionMalformed, AssertionSignatureInvalid
+from verifier.key_history import KeyHistory, KeyUseError
 from verifier.report import ConsentRef, DecisionRef
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSERTION_ALGORITHMS",
     "ASSERTION_TYP",
+    "AssertionKeyNotValid",
     "ConsentClaim",
     "DecisionClaim",
     "ProvenanceClaims",
@@ -46,6 +51,19 @@ _Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 _Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 _Hash64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{16}$")]
 _Index = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class AssertionKeyNotValid(AssertionSignatureInvalid):
+    """The key history says the assertion's key did not sign then (or does not sign these).
+
+    ``code`` is the history's reason: ``key_not_valid_at_iat`` or ``key_not_valid_for_use``.
+    """
+
+    code = "key_not_valid_at_iat"
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StatusListClaim(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -142,18 +160,32 @@ def sign_assertion(claims: ProvenanceClaims, signer: Signer) -> str:
 
 
 def verify_assertion(
-    token: str, jwks: Mapping[str, Any], *, sha256: str | None
+    token: str,
+    jwks: Mapping[str, Any] | KeyHistory,
+    *,
+    sha256: str | None,
+    leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
 ) -> ProvenanceClaims:
     """The claims of ``token`` if it verifies against ``jwks`` and names ``sha256``.
 
+    ``jwks`` may be a verified key history: then the key must also have been signing
+    assertions at the assertion's ``iat`` (``leeway_seconds`` either side).
     ``sha256`` None skips the image binding (only for callers that check it themselves).
-    Raises AssertionMalformed, AssertionSignatureInvalid or AssertionImageMismatch.
+    Raises AssertionMalformed, AssertionSignatureInvalid (AssertionKeyNotValid among them)
+    or AssertionImageMismatch.
     """
-    keys = _keys_by_kid(jwks)
+    history: KeyHistory | None = None
+    keys: dict[str, PublicKey] = {}
+    if isinstance(jwks, KeyHistory):
+        history = jwks
+    else:
+        keys = _keys_by_kid(jwks)
 
     def resolve(header: Mapping[str, Any]) -> PublicKey | None:
         kid = header.get("kid")
-        return keys.get(kid) if isinstance(kid, str) else None
+        if not isinstance(kid, str):
+            return None
+        return history.public_key(kid) if history is not None else keys.get(kid)
 
     try:
         verified = verify_compact(
@@ -167,6 +199,16 @@ def verify_assertion(
         claims = msgspec.json.decode(verified.payload, type=ProvenanceClaims)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise AssertionMalformed(f"provenance claims are not valid: {exc}") from None
+    if history is not None:
+        try:
+            history.key_for(
+                verified.header.get("kid"),
+                iat=claims.iat,
+                purpose="assertions",
+                leeway_seconds=leeway_seconds,
+            )
+        except KeyUseError as exc:
+            raise AssertionKeyNotValid(f"{exc.code}: {exc.message}", code=exc.code) from None
     if sha256 is not None and claims.sha256 != sha256.lower():
         raise AssertionImageMismatch("the assertion is about a different image")
     return claims

@@ -20,6 +20,7 @@ __all__ = [
     "ImageTooManyPixels",
     "ImageTypeMismatch",
     "SigningFailed",
+    "TimestampUnavailable",
     "TrustSettingsInvalid",
     "VerifierError",
 ]
@@ -87,6 +88,21 @@ class SigningFailed(VerifierError):
     """The C2PA SDK could not sign the image."""
 
     code = "c2pa_signing_failed"
+
+
+class TimestampUnavailable(SigningFailed):
+    """Stamping is configured and no trusted RFC 3161 timestamp came back, so nothing is
+    signed: the TSA was unreachable or answered an error (``unreachable``), its reply did not
+    parse or did not match the request, e.g. another nonce (``bad_reply``), or its
+    certificate does not chain to the TSA anchors (``untrusted``), or the caller's outbound
+    rules refused its address (``not_allowed``). ``reason`` says which."""
+
+    code = "timestamp_unavailable"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.extra = {"reason": reason}
 
 
 class AssertionInvalid(VerifierError):

@@ -21,6 +21,7 @@ __all__ = [
     "CONSENT_ASSERTION_LABEL",
     "DECISION_ASSERTION_LABEL",
     "MAX_TEXT",
+    "TRAINING_MINING_LABEL",
     "Action",
     "CawgIdentity",
     "ConsentRef",
@@ -29,11 +30,14 @@ __all__ = [
     "Report",
     "SignerInfo",
     "State",
+    "Timestamp",
     "TrainingMiningEntry",
     "bounded",
     "consent_assertion_data",
     "decision_assertion_data",
     "report_from_store",
+    "timestamp_from_store",
+    "training_mining_assertion_data",
 ]
 
 State: TypeAlias = Literal[
@@ -43,6 +47,8 @@ IngredientState: TypeAlias = Literal["trusted", "valid_untrusted", "invalid", "a
 
 CONSENT_ASSERTION_LABEL = "org.consent-registry.consent"
 DECISION_ASSERTION_LABEL = "org.consent-registry.decision"
+# The CAWG training-and-data-mining assertion (CAWG 1.x; C2PA 1.x called it c2pa.*).
+TRAINING_MINING_LABEL = "cawg.training-mining"
 # IPTC digital source types that say a trained model made (part of) the pixels.
 AI_SOURCE_TYPES: frozenset[str] = frozenset(
     {"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "compositeSynthetic"}
@@ -54,7 +60,16 @@ MAX_INGREDIENTS = 200
 MAX_DEPTH = 8
 _UNTRUSTED_CODES = frozenset({"signingCredential.untrusted"})
 _ACTIONS_LABELS = ("c2pa.actions", "c2pa.actions.v2")
-_TRAINING_LABELS = ("cawg.training-mining", "c2pa.training-mining")
+_TRAINING_LABELS = (TRAINING_MINING_LABEL, "c2pa.training-mining")
+_TIMESTAMP_PREFIX = "timeStamp."
+_TIMESTAMP_TRUSTED = "timeStamp.trusted"
+# The SDK names the TSA certificate's common name only in its explanations (c2pa-rs 0.91):
+# "timestamp message digest matched: NAME", "timestamp cert trusted: NAME, trust list: ...".
+_TSA_NAME_PREFIXES = (
+    "timestamp message digest matched: ",
+    "timestamp cert trusted: ",
+    "timestamp cert untrusted: ",
+)
 _CAWG_IDENTITY_LABEL = "cawg.identity"
 
 
@@ -104,6 +119,24 @@ class CawgIdentity(msgspec.Struct, frozen=True, kw_only=True):
     failure_codes: tuple[str, ...] = ()
 
 
+class Timestamp(msgspec.Struct, frozen=True, kw_only=True):
+    """The RFC 3161 timestamp on the claim signature (C2PA ``sigTst2``), as the SDK checked it.
+
+    ``time``: the TSA's ``genTime``, present only when the timestamp matches the signature.
+    ``authority``: the common name of the TSA's certificate (text from the file, bounded).
+    ``trusted``: the SDK said ``timeStamp.trusted``: the TSA certificate chains to one of the
+    anchors the verification used. An untrusted or mismatched timestamp does not change
+    ``state`` (the C2PA rule: a timestamp failure is not a signature failure), but then the
+    signature proves nothing about when it was made.
+    ``codes``: every ``timeStamp.*`` code the SDK gave (success, informational and failure).
+    """
+
+    time: str | None
+    authority: str | None
+    trusted: bool
+    codes: tuple[str, ...] = ()
+
+
 class TrainingMiningEntry(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     use: str | None
@@ -134,6 +167,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     claim_generator: str | None = None
     signer: SignerInfo | None = None
     signing_time: str | None = None
+    timestamp: Timestamp | None = None
     actions: tuple[Action, ...] = ()
     digital_source_type: str | None = None
     ai_generated: bool = False
@@ -182,6 +216,76 @@ def decision_assertion_data(decision: DecisionRef) -> dict[str, Any]:
     }
 
 
+def training_mining_assertion_data(*, training_granted: bool) -> dict[str, Any]:
+    """The data of the CAWG training-and-data-mining assertion of one of our outputs.
+
+    AI training (generative or not) is ``constrained`` when every consent behind the output
+    granted ``ai.training`` (the caller decides that), ``notAllowed`` otherwise: a consent can
+    be withdrawn, so the permission holds only while those consents are valid on their status
+    lists, which ``constraint_info`` says. Data mining and inference are ``notAllowed``: no
+    consent use grants them.
+    """
+    training: dict[str, str] = {"use": "notAllowed"}
+    if training_granted:
+        training = {
+            "use": "constrained",
+            "constraint_info": (
+                "ai.training is granted by every consent named in "
+                f"{CONSENT_ASSERTION_LABEL}, for as long as each is valid on its status list"
+            ),
+        }
+    return {
+        "entries": {
+            "cawg.ai_generative_training": dict(training),
+            "cawg.ai_training": dict(training),
+            "cawg.data_mining": {"use": "notAllowed"},
+            "cawg.ai_inference": {"use": "notAllowed"},
+        }
+    }
+
+
+def timestamp_from_store(store: Mapping[str, Any]) -> Timestamp | None:
+    """The timestamp of the active manifest's signature, or None when it carries none."""
+    manifests = _mapping(store.get("manifests"))
+    label = store.get("active_manifest")
+    manifest = _mapping(manifests.get(label)) if isinstance(label, str) else {}
+    results = _mapping(_mapping(store.get("validation_results")).get("activeManifest"))
+    if results:
+        entries = [
+            *_list(results.get("success")),
+            *_list(results.get("informational")),
+            *_list(results.get("failure")),
+        ]
+    else:
+        entries = _list(store.get("validation_status"))
+    stamped = [
+        _mapping(entry)
+        for entry in entries
+        if str(_mapping(entry).get("code", "")).startswith(_TIMESTAMP_PREFIX)
+    ]
+    if not stamped:
+        return None
+    codes = tuple(code for entry in stamped if (code := bounded(entry.get("code"), MAX_CODE)))
+    return Timestamp(
+        time=bounded(_mapping(manifest.get("signature_info")).get("time"), 64),
+        authority=_tsa_name(stamped),
+        trusted=_TIMESTAMP_TRUSTED in codes,
+        codes=codes,
+    )
+
+
+def _tsa_name(entries: list[Mapping[str, Any]]) -> str | None:
+    for entry in entries:
+        explanation = entry.get("explanation")
+        if not isinstance(explanation, str):
+            continue
+        for prefix in _TSA_NAME_PREFIXES:
+            if explanation.startswith(prefix):
+                name = explanation.removeprefix(prefix).split(", trust list:", 1)[0].strip()
+                return bounded(name) if name else None
+    return None
+
+
 def report_from_store(store: Mapping[str, Any]) -> Report:
     """Build the report from the SDK's manifest-store JSON (``Reader.json()``)."""
     manifests = _mapping(store.get("manifests"))
@@ -212,6 +316,7 @@ def report_from_store(store: Mapping[str, Any]) -> Report:
         claim_generator=_claim_generator(manifest),
         signer=_signer(signature) if signature else None,
         signing_time=bounded(signature.get("time"), 64),
+        timestamp=timestamp_from_store(store),
         actions=actions,
         digital_source_type=source_type,
         ai_generated=any(_is_ai(a.digital_source_type) for a in actions),

@@ -2,8 +2,16 @@
 
 The manifest carries ``c2pa.actions`` (``c2pa.created`` with the IPTC digital source type and
 the generator model as software agent), the reference assets as ingredients identified by
-their SHA-256 (the photos themselves are never embedded), and two assertions of ours: the
-consent tokens used (jti and status-list entry, no personal data) and the gate decision.
+their SHA-256 (the photos themselves are never embedded), the CAWG training-and-data-mining
+assertion (what the consents behind the output say about AI training), and two assertions of
+ours: the consent tokens used (jti and status-list entry, no personal data) and the gate
+decision.
+
+With a ``TimestampAuthority`` the claim signature carries an RFC 3161 timestamp from it, so
+the signature can be checked against the time it was made, after the signing certificate
+expires. The signed output is read back with the TSA's anchors before it is returned: a
+timestamp that is missing, does not match or is not trusted raises TimestampUnavailable, so
+stamping never quietly yields an unstamped or badly stamped output.
 """
 
 from __future__ import annotations
@@ -13,17 +21,28 @@ import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from cryptography import x509
 
 from verifier import _c2pa
-from verifier.errors import GenerationFactsInvalid, ImageFormatNotAllowed, ImageTypeMismatch
+from verifier.errors import (
+    GenerationFactsInvalid,
+    ImageFormatNotAllowed,
+    ImageTypeMismatch,
+    TimestampUnavailable,
+    TrustSettingsInvalid,
+)
 from verifier.imaging import sniff_media_type
 from verifier.report import (
     CONSENT_ASSERTION_LABEL,
     DECISION_ASSERTION_LABEL,
+    TRAINING_MINING_LABEL,
     ConsentRef,
     DecisionRef,
+    Timestamp,
     consent_assertion_data,
     decision_assertion_data,
+    timestamp_from_store,
+    training_mining_assertion_data,
 )
 
 if TYPE_CHECKING:
@@ -33,8 +52,10 @@ __all__ = [
     "CLAIM_GENERATOR",
     "COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA",
     "TRAINED_ALGORITHMIC_MEDIA",
+    "TRAINING_USE",
     "GenerationFacts",
     "IngredientRef",
+    "TimestampAuthority",
     "sign",
 ]
 
@@ -42,6 +63,8 @@ _IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 TRAINED_ALGORITHMIC_MEDIA = _IPTC + "trainedAlgorithmicMedia"
 COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = _IPTC + "compositeWithTrainedAlgorithmicMedia"
 CLAIM_GENERATOR = "consent-registry"
+# The consent use (verifier.uses) that lets the output be used to train AI models.
+TRAINING_USE = "ai.training"
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 _MAX_FIELD = 200
 _MAX_URI = 2048
@@ -56,11 +79,33 @@ class IngredientRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     sha256: str
 
 
+class TimestampAuthority(msgspec.Struct, frozen=True, kw_only=True):
+    """An RFC 3161 timestamp authority: where to ask, and the anchors its certificate must
+    chain to (a PEM bundle). The caller has checked that the URL may be reached."""
+
+    url: str
+    anchors_pem: str
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("https://", "http://")):
+            raise TrustSettingsInvalid("the timestamp authority URL must be http(s)")
+        try:
+            anchors = x509.load_pem_x509_certificates(self.anchors_pem.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise TrustSettingsInvalid("the TSA trust anchors are not PEM certificates") from None
+        reason = _c2pa.check_anchors(self.anchors_pem) if anchors else "no certificate"
+        if reason is not None:
+            raise TrustSettingsInvalid(f"the TSA trust anchors cannot be used: {reason}")
+
+
 class GenerationFacts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What the manifest states about one generated output.
 
     ``edited_reference``: a reference photo was edited (composite) rather than the image
     made from scratch; this picks the digital source type.
+    ``training_granted``: every consent behind the output grants ``ai.training`` (and there
+    is at least one); the training-and-data-mining assertion says AI training is
+    ``constrained`` (to those consents staying valid) rather than ``notAllowed``.
     """
 
     generation_id: str
@@ -69,6 +114,7 @@ class GenerationFacts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ingredients: tuple[IngredientRef, ...] = ()
     consent_refs: tuple[ConsentRef, ...] = ()
     decision: DecisionRef | None = None
+    training_granted: bool = False
 
     @property
     def digital_source_type(self) -> str:
@@ -84,11 +130,14 @@ def sign(
     identity: C2paIdentity,
     *,
     thumbnail: bool = False,
+    timestamp: TimestampAuthority | None = None,
 ) -> bytes:
     """``data`` with an embedded, signed C2PA manifest stating ``facts``.
 
-    The bytes must be the declared ``media_type`` (JPEG, PNG or WebP). Raises
-    GenerationFactsInvalid, ImageFormatNotAllowed, ImageTypeMismatch or SigningFailed.
+    The bytes must be the declared ``media_type`` (JPEG, PNG or WebP). With ``timestamp``,
+    the signature carries a trusted RFC 3161 timestamp from that authority, or nothing is
+    returned. Raises GenerationFactsInvalid, ImageFormatNotAllowed, ImageTypeMismatch,
+    TimestampUnavailable or SigningFailed.
     """
     sniffed = sniff_media_type(data)
     if sniffed not in _c2pa.sign_media_types():
@@ -96,7 +145,7 @@ def sign(
     if media_type.split(";", 1)[0].strip().lower() != sniffed:
         raise ImageTypeMismatch(f"declared {media_type[:64]!r} but the bytes are {sniffed}")
     _check_facts(facts)
-    return _c2pa.sign_embedded(
+    signed = _c2pa.sign_embedded(
         data,
         sniffed,
         _manifest(facts, sniffed),
@@ -104,7 +153,31 @@ def sign(
         alg=identity.signer.alg,
         sign=identity.signer.sign,
         thumbnail=thumbnail,
+        tsa_url=timestamp.url if timestamp is not None else None,
     )
+    if timestamp is not None:
+        _require_trusted_timestamp(signed, sniffed, timestamp)
+    return signed
+
+
+def _require_trusted_timestamp(signed: bytes, media_type: str, tsa: TimestampAuthority) -> None:
+    """Read ``signed`` back with only the TSA's anchors: its timestamp must be trusted."""
+    outcome = _c2pa.read_store(signed, media_type, anchors_pem=tsa.anchors_pem)
+    stamp: Timestamp | None = None
+    if outcome.kind == "store" and outcome.store is not None:
+        stamp = timestamp_from_store(outcome.store)
+    if stamp is None:
+        raise TimestampUnavailable(
+            "the signed output carries no timestamp; nothing was signed", reason="bad_reply"
+        )
+    if not stamp.trusted:
+        who = f" ({stamp.authority})" if stamp.authority else ""
+        raise TimestampUnavailable(
+            f"the timestamp authority's certificate{who} does not chain to the TSA trust "
+            f"anchors, or its timestamp does not check ({', '.join(stamp.codes)}); nothing "
+            "was signed",
+            reason="untrusted",
+        )
 
 
 def _manifest(facts: GenerationFacts, media_type: str) -> dict[str, Any]:
@@ -127,6 +200,12 @@ def _manifest(facts: GenerationFacts, media_type: str) -> dict[str, Any]:
         assertions.append(
             {"label": DECISION_ASSERTION_LABEL, "data": decision_assertion_data(facts.decision)}
         )
+    assertions.append(
+        {
+            "label": TRAINING_MINING_LABEL,
+            "data": training_mining_assertion_data(training_granted=facts.training_granted),
+        }
+    )
     return {
         "claim_generator_info": [{"name": CLAIM_GENERATOR, "version": _version()}],
         "title": f"{facts.generation_id}.{_EXTENSIONS[media_type]}",

@@ -26,6 +26,7 @@ from keys.jwk import b64url_decode, b64url_encode, is_valid_kid, load_public_jwk
 from keys.jws import verify_compact
 from verifier.clock import DEFAULT_LEEWAY_SECONDS
 from verifier.errors import VerifierError
+from verifier.key_history import KeyHistory, KeyUseError
 
 if TYPE_CHECKING:
     from keys.jwk import PublicKey
@@ -42,6 +43,7 @@ __all__ = [
     "StatusList",
     "StatusListError",
     "StatusListExpiredError",
+    "StatusListKeyNotValidError",
     "StatusListMalformedError",
     "StatusListSignatureError",
     "StatusListSubjectError",
@@ -91,6 +93,12 @@ class StatusListSignatureError(StatusListError):
     """The status list token does not verify with any key of the given JWKS."""
 
     code = "status_list_signature"
+
+
+class StatusListKeyNotValidError(StatusListSignatureError):
+    """The key history says the list's key was not signing status lists at its ``iat``."""
+
+    code = "key_not_valid_at_iat"
 
 
 class StatusListExpiredError(StatusListError):
@@ -277,20 +285,30 @@ class SignedStatusList(msgspec.Struct, kw_only=True, frozen=True):
 def verify_status_list_token(
     token: str,
     *,
-    jwks: Mapping[str, Any],
+    jwks: Mapping[str, Any] | KeyHistory,
     expected_uri: str | None = None,
     max_bytes: int = MAX_DECOMPRESSED_BYTES,
+    leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
 ) -> SignedStatusList:
     """Verify a status list JWT against ``jwks`` only; its time is left to ``freshness``.
 
     Checks the signature (algorithms pinned, key chosen by ``kid`` from the JWKS, never from
     a URL or the header), ``typ``, and that ``sub`` equals ``expected_uri`` when given.
+    ``jwks`` may be a verified key history: then the list's ``iat`` must also lie in its
+    key's signing period (``leeway_seconds`` either side).
     """
-    keys = _keys_by_kid(jwks)
+    history: KeyHistory | None = None
+    keys: dict[str, PublicKey] = {}
+    if isinstance(jwks, KeyHistory):
+        history = jwks
+    else:
+        keys = _keys_by_kid(jwks)
 
     def resolve(header: Mapping[str, Any]) -> PublicKey | None:
         kid = header.get("kid")
-        return keys.get(kid) if isinstance(kid, str) and is_valid_kid(kid) else None
+        if not isinstance(kid, str) or not is_valid_kid(kid):
+            return None
+        return history.public_key(kid) if history is not None else keys.get(kid)
 
     try:
         verified = verify_compact(token, resolve_key=resolve, typ=STATUS_LIST_TYP)
@@ -302,6 +320,16 @@ def verify_status_list_token(
         claims = msgspec.json.decode(verified.payload, type=_StatusListClaims)
     except msgspec.DecodeError as exc:
         raise StatusListMalformedError(f"status list claims: {exc}") from None
+    if history is not None:
+        try:
+            history.key_for(
+                verified.header.get("kid"),
+                iat=claims.iat,
+                purpose="status_lists",
+                leeway_seconds=leeway_seconds,
+            )
+        except KeyUseError as exc:
+            raise StatusListKeyNotValidError(f"status list token: {exc.message}") from None
     if expected_uri is not None and claims.sub != expected_uri:
         raise StatusListSubjectError("status list token is for another URI")
     return SignedStatusList(
@@ -316,7 +344,7 @@ def verify_status_list_token(
 def parse_status_list_token(
     token: str,
     *,
-    jwks: Mapping[str, Any],
+    jwks: Mapping[str, Any] | KeyHistory,
     expected_uri: str | None = None,
     now: datetime | None = None,
     max_bytes: int = MAX_DECOMPRESSED_BYTES,
@@ -327,7 +355,11 @@ def parse_status_list_token(
     Raises StatusListExpiredError for a stale list or one issued in the future.
     """
     signed = verify_status_list_token(
-        token, jwks=jwks, expected_uri=expected_uri, max_bytes=max_bytes
+        token,
+        jwks=jwks,
+        expected_uri=expected_uri,
+        max_bytes=max_bytes,
+        leeway_seconds=leeway_seconds,
     )
     freshness = signed.freshness(now or datetime.now(UTC), leeway_seconds=leeway_seconds)
     if freshness == "stale":

@@ -25,6 +25,7 @@ from keys.errors import AlgorithmNotAllowed, KeysError, SignatureInvalid
 from keys.jwk import is_valid_kid, load_public_jwk
 from keys.jws import MAX_TOKEN_CHARS, parse_compact, verify_compact
 from verifier.clock import DEFAULT_LEEWAY_SECONDS
+from verifier.key_history import KeyHistory, KeyUseError
 from verifier.statuslist import INVALID, SUSPENDED, VALID, StatusListError
 
 if TYPE_CHECKING:
@@ -306,8 +307,14 @@ class OfflineCheck(msgspec.Struct, frozen=True, kw_only=True):
     """Why the status is not a plain value (no list, stale list, index outside), if so."""
 
 
-def jwks_resolver(jwks: Mapping[str, Any]) -> Callable[[str], PublicKey | None]:
-    """A ``kid`` resolver over a JWKS; keys this verifier cannot use resolve nothing."""
+def jwks_resolver(jwks: Mapping[str, Any] | KeyHistory) -> Callable[[str], PublicKey | None]:
+    """A ``kid`` resolver over a JWKS; keys this verifier cannot use resolve nothing.
+
+    Over a key history it resolves every key the history lists, at any time: the signing
+    period is checked once the token's ``iat`` is known (``check_token_offline``).
+    """
+    if isinstance(jwks, KeyHistory):
+        return jwks.public_key
     entries = jwks.get("keys")
     keys: dict[str, PublicKey] = {}
     for entry in entries[:_MAX_KEYS] if isinstance(entries, list) else ():
@@ -323,7 +330,7 @@ def jwks_resolver(jwks: Mapping[str, Any]) -> Callable[[str], PublicKey | None]:
 def check_token_offline(
     token: str,
     *,
-    jwks: Mapping[str, Any],
+    jwks: Mapping[str, Any] | KeyHistory,
     status_lists: Mapping[str, SignedStatusList],
     now: datetime,
     leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
@@ -331,11 +338,27 @@ def check_token_offline(
     issuer: str | None = None,
     use: str | None = None,
 ) -> OfflineCheck:
-    """Signature (JWKS only), time, issuer and audience when given, status, use when given."""
+    """Signature (JWKS only), time, issuer and audience when given, status, use when given.
+
+    With a key history for ``jwks``, the token's ``iat`` must also lie in its key's signing
+    period (``key_not_valid_at_iat`` otherwise).
+    """
     decoded = decode_token(token, jwks_resolver(jwks))
     if isinstance(decoded, Reason):
         return OfflineCheck(result=decoded.value, reasons=(decoded.value,), claims=None)
     claims = decoded.claims
+    if isinstance(jwks, KeyHistory):
+        try:
+            jwks.key_for(
+                parse_compact(token)[0].get("kid"),
+                iat=claims.iat,
+                purpose="tokens",
+                leeway_seconds=leeway_seconds,
+            )
+        except KeyUseError as exc:
+            return OfflineCheck(
+                result=exc.code, reasons=(exc.code,), claims=decoded.payload, status_detail=None
+            )
     reasons = [
         reason.value
         for reason in claim_reasons(

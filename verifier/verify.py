@@ -7,6 +7,12 @@ codes. Only the caller's own configuration (``TrustSettings``) can raise.
 A manifest that lives only at a remote URL is reported as ``remote_manifest`` without any
 request, unless the URL's host is on ``allow_remote_hosts``; then this module (not the SDK)
 fetches it with a timeout, a size cap and no redirects, and the SDK validates those bytes.
+
+Timestamps are checked against the same anchors as the signer (the SDK knows one trust list).
+Anchors for timestamp authorities only (``timestamp_anchors_pem``) are used in further reads of
+a stamped manifest whose timestamp the claim anchors did not trust (``_with_timestamp_trust``);
+kept apart, a TSA's root never makes a claim signer trusted, while a signer whose certificate
+has expired since a trusted timestamp is still checked at that time.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from cryptography import x509
 from verifier import _c2pa
 from verifier.errors import TrustSettingsInvalid
 from verifier.imaging import sniff_media_type
-from verifier.report import Report, State, report_from_store
+from verifier.report import Report, State, report_from_store, timestamp_from_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -40,33 +46,46 @@ class TrustSettings(msgspec.Struct, frozen=True, kw_only=True):
     ``anchors_pem``: the trust anchors (a PEM bundle); empty means nothing is ``trusted``.
     ``allow_remote_hosts``: hosts a remote manifest may be fetched from (default none).
     ``ocsp``: let the SDK fetch OCSP responses (a network request per verification).
+    ``timestamp_anchors_pem``: anchors of RFC 3161 timestamp authorities (a PEM bundle), which
+    only ever make a timestamp ``trusted``, never a signer.
     """
 
     anchors_pem: str = ""
+    timestamp_anchors_pem: str = ""
     allow_remote_hosts: frozenset[str] = frozenset()
     ocsp: bool = False
     remote_timeout_seconds: float = 5.0
     remote_max_bytes: int = 2 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if self.anchors_pem:
+        for pem, what in ((self.anchors_pem, ""), (self.timestamp_anchors_pem, "timestamp ")):
+            if not pem:
+                continue
             try:
-                anchors = x509.load_pem_x509_certificates(self.anchors_pem.encode("ascii"))
+                anchors = x509.load_pem_x509_certificates(pem.encode("ascii"))
             except (ValueError, UnicodeEncodeError):
-                raise TrustSettingsInvalid("trust anchors are not PEM certificates") from None
+                msg = f"{what}trust anchors are not PEM certificates"
+                raise TrustSettingsInvalid(msg) from None
             if not anchors:
-                raise TrustSettingsInvalid("trust anchors hold no certificate")
-            reason = _c2pa.check_anchors(self.anchors_pem)
+                raise TrustSettingsInvalid(f"{what}trust anchors hold no certificate")
+            reason = _c2pa.check_anchors(pem)
             if reason is not None:
-                raise TrustSettingsInvalid(f"the C2PA SDK refuses the trust anchors: {reason}")
+                msg = f"the C2PA SDK refuses the {what}trust anchors: {reason}"
+                raise TrustSettingsInvalid(msg)
 
     @classmethod
-    def from_pem(cls, *bundles: str, allow_remote_hosts: Iterable[str] = ()) -> TrustSettings:
+    def from_pem(
+        cls,
+        *bundles: str,
+        allow_remote_hosts: Iterable[str] = (),
+        timestamp_anchors_pem: str = "",
+    ) -> TrustSettings:
         """Anchors from PEM texts (e.g. a public trust list plus our own anchor)."""
         text = "".join(bundle if bundle.endswith("\n") else bundle + "\n" for bundle in bundles)
         return cls(
             anchors_pem=text.strip() and text,
             allow_remote_hosts=frozenset(host.lower() for host in allow_remote_hosts),
+            timestamp_anchors_pem=timestamp_anchors_pem.strip() and timestamp_anchors_pem,
         )
 
     @classmethod
@@ -86,6 +105,7 @@ def verify(data: bytes, media_type: str | None, trust: TrustSettings) -> Report:
         data, _format_hint(data, media_type), anchors_pem=trust.anchors_pem or None, ocsp=trust.ocsp
     )
     remote_url = None
+    fetched: bytes | Report | None = None
     if outcome.kind == "remote":
         remote_url = outcome.remote_url
         fetched = _fetch_remote(remote_url, trust) if remote_url else None
@@ -106,12 +126,55 @@ def verify(data: bytes, media_type: str | None, trust: TrustSettings) -> Report:
         )
     if outcome.kind == "store" and outcome.store is not None:
         report = report_from_store(outcome.store)
+        manifest_data = fetched if isinstance(fetched, bytes) else None
+        report = _with_timestamp_trust(report, data, media_type, trust, manifest_data)
         return msgspec.structs.replace(report, remote_url=remote_url) if remote_url else report
     if outcome.kind == "absent":
         return Report(state="absent")
     codes = (outcome.code,) if outcome.code else ()
     state: State = "unsupported" if outcome.kind == "unsupported" else "invalid"
     return Report(state=state, failure_codes=codes, detail=outcome.detail, remote_url=remote_url)
+
+
+def _with_timestamp_trust(
+    report: Report,
+    data: bytes,
+    media_type: str | None,
+    trust: TrustSettings,
+    manifest_data: bytes | None,
+) -> Report:
+    """The report, when the claim anchors did not trust its timestamp, checked again with the
+    timestamp anchors kept apart from the signer's.
+
+    Read 2 (timestamp anchors only) says whether the timestamp is trusted. If it is and the
+    signer is not trusted now (e.g. its certificate has expired since), read 3 checks the
+    signer against the claim anchors only, at the time the timestamp vouches for (the SDK's
+    timestamp trust off: read 2 did that check): the verdict a validator gives who trusts both
+    lists, without a TSA root ever vouching for a signer.
+    """
+    stamp = report.timestamp
+    if stamp is None or stamp.trusted or not trust.timestamp_anchors_pem:
+        return report
+    hint = _format_hint(data, media_type)
+    vouched = _c2pa.read_store(
+        data, hint, anchors_pem=trust.timestamp_anchors_pem, manifest_data=manifest_data
+    )
+    again = timestamp_from_store(vouched.store) if vouched.store is not None else None
+    if again is None or not again.trusted:
+        return report
+    if report.state == "trusted":
+        return msgspec.structs.replace(report, timestamp=again)
+    at_time = _c2pa.read_store(
+        data,
+        hint,
+        anchors_pem=trust.anchors_pem or None,
+        ocsp=trust.ocsp,
+        manifest_data=manifest_data,
+        timestamp_trust=False,
+    )
+    if at_time.store is None:
+        return msgspec.structs.replace(report, timestamp=again)
+    return msgspec.structs.replace(report_from_store(at_time.store), timestamp=again)
 
 
 def _format_hint(data: bytes, media_type: str | None) -> str | None:

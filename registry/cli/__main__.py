@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from registry.cli.parser import main
+from registry.cli import main
 
 sys.exit(main())

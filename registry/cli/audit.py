@@ -46,7 +46,10 @@ def cmd_audit_checkpoint(settings: Settings, _: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         async with services.unit_of_work("cli") as uow:
             made = await audit.make_checkpoint(
-                uow.conn, services.keyring, issuer=services.settings.public_issuer
+                uow.conn,
+                services.keyring,
+                issuer=services.settings.public_issuer,
+                note_signer=services.keyring.signer(),
             )
             latest = made or await audit.latest_checkpoint(uow.conn)
         print_json(latest)

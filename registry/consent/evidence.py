@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from moderation import ConsentCheck
 from registry.core import db
 from verifier.tokens import Reason
@@ -32,21 +30,6 @@ if TYPE_CHECKING:
     from registry.core.auth import Client
 
 __all__ = ["RegistryConsentEvidence"]
-
-
-class _Asset(msgspec.Struct, frozen=True):
-    id: str
-    sha256: str
-    phash: str | None = None
-
-
-class _Claims(msgspec.Struct, frozen=True):
-    """The claims of a verified token the gate reads (verification typed the rest)."""
-
-    jti: str
-    cid: str
-    uses: list[str]
-    assets: list[_Asset]
 
 
 class RegistryConsentEvidence:
@@ -87,7 +70,7 @@ class RegistryConsentEvidence:
                 audience=generator_client_id,
             )
         reasons = list(verified.reasons)
-        claims = _claims(verified.claims)
+        claims = verified.claims
         if claims is None:
             return ConsentCheck(valid=False, reasons=tuple(reasons or [Reason.MALFORMED]))
         asset = next((a for a in claims.assets if a.id == asset_id), None)
@@ -105,12 +88,3 @@ class RegistryConsentEvidence:
             asset_sha256=recorded,
             asset_phash=asset.phash if asset is not None else None,
         )
-
-
-def _claims(claims: dict[str, object] | None) -> _Claims | None:
-    if claims is None:
-        return None
-    try:
-        return msgspec.convert(claims, _Claims)
-    except msgspec.ValidationError:
-        return None

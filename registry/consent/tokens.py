@@ -31,6 +31,7 @@ from registry.consent.uses import require_known_uses
 from verifier.tokens import (
     CONSENT_TOKEN_TYP,
     TOKEN_ALGORITHMS,
+    ConsentTokenClaims,
     Reason,
     TokenAssetClaim,
     claim_reasons,
@@ -71,9 +72,13 @@ class TokenAsset(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class TokenVerification(msgspec.Struct, kw_only=True, frozen=True):
+    """A token checked online: valid or why not, and, when its signature verified, its
+    claims typed (what the registry reads) and as signed (what a caller is shown)."""
+
     valid: bool
     reasons: tuple[Reason, ...]
-    claims: dict[str, Any] | None
+    claims: ConsentTokenClaims | None = None
+    payload: dict[str, Any] | None = None
 
 
 def build_claims(
@@ -163,7 +168,7 @@ def verify_token(
         _require_phash(asset_phash)
     decoded = decode_token(token, resolve_key)
     if isinstance(decoded, Reason):
-        return TokenVerification(valid=False, reasons=(decoded,), claims=None)
+        return TokenVerification(valid=False, reasons=(decoded,))
     claims = decoded.claims
     reference = claims.status.status_list
     reasons = [
@@ -178,7 +183,9 @@ def verify_token(
         reasons.append(Reason.ASSET_MISMATCH)
     if use is not None and use not in claims.uses:
         reasons.append(Reason.USE_NOT_PERMITTED)
-    return TokenVerification(valid=not reasons, reasons=tuple(reasons), claims=decoded.payload)
+    return TokenVerification(
+        valid=not reasons, reasons=tuple(reasons), claims=claims, payload=decoded.payload
+    )
 
 
 def _binds(

@@ -173,6 +173,8 @@ _KIND_BY_CODE: dict[str, Kind] = {
     "master_key_invalid": "internal",
     "image_too_large": "too_large",
     "image_format_not_allowed": "unsupported_media_type",
+    # verifier.TimestampUnavailable: the TSA (a dependency) gave no trusted timestamp.
+    "timestamp_unavailable": "unavailable",
 }
 
 

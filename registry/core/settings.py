@@ -104,6 +104,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     c2pa_private_key: Path | None = None
     c2pa_anchor: Path | None = None
     c2pa_thumbnails: bool = False
+    c2pa_tsa_url: str | None = None
+    """An RFC 3161 timestamp authority (``http(s)://`` URL): every signed output's signature
+    carries its timestamp, and signing fails (503 timestamp_unavailable, nothing stored) when
+    it gives none. Needs REGISTRY_C2PA_TSA_ALLOWED_HOSTS and REGISTRY_C2PA_TSA_TRUST_ANCHORS."""
+    c2pa_tsa_allowed_hosts: str = ""
+    """Comma-separated hosts, IPs or CIDR networks the TSA URL may reach; required with
+    REGISTRY_C2PA_TSA_URL (a loopback or private address must be listed itself)."""
+    c2pa_tsa_trust_anchors: Path | None = None
+    """PEM bundle of the roots a TSA's certificate must chain to: when signing, a timestamp
+    that does not is refused; when verifying, it makes a timestamp (never a signer) trusted."""
 
     # Verification
     trust_anchors: Path | None = None
@@ -209,6 +219,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return _host_list(self.webhook_hosts)
 
     @property
+    def c2pa_tsa_allowed_host_list(self) -> tuple[str, ...]:
+        return _host_list(self.c2pa_tsa_allowed_hosts)
+
+    @property
     def classifier_allowed_host_list(self) -> tuple[str, ...]:
         return _host_list(self.classifier_allowed_hosts)
 
@@ -285,9 +299,28 @@ def _validate_redis_url(s: Settings) -> None:
         raise SettingsError(msg)
 
 
+def _validate_tsa(s: Settings) -> None:
+    if s.c2pa_tsa_url is None:
+        return
+    parts = urlsplit(s.c2pa_tsa_url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        msg = "REGISTRY_C2PA_TSA_URL must be an http(s) URL naming a host"
+        raise SettingsError(msg)
+    if parts.username is not None or parts.fragment:
+        msg = "REGISTRY_C2PA_TSA_URL may not carry credentials or a fragment"
+        raise SettingsError(msg)
+    if not s.c2pa_tsa_allowed_host_list:
+        msg = "REGISTRY_C2PA_TSA_URL needs REGISTRY_C2PA_TSA_ALLOWED_HOSTS"
+        raise SettingsError(msg)
+    if s.c2pa_tsa_trust_anchors is None:
+        msg = "REGISTRY_C2PA_TSA_URL needs REGISTRY_C2PA_TSA_TRUST_ANCHORS (the TSA's root)"
+        raise SettingsError(msg)
+
+
 def _validate(s: Settings) -> None:
     _validate_database_urls(s)
     _validate_redis_url(s)
+    _validate_tsa(s)
     if s.issuer is not None:
         parts = urlsplit(s.issuer)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -388,6 +421,7 @@ def _validate(s: Settings) -> None:
         "c2pa_cert_chain",
         "c2pa_private_key",
         "c2pa_anchor",
+        "c2pa_tsa_trust_anchors",
         "consent_signer_anchors",
     ):
         path = getattr(s, name)

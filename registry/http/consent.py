@@ -510,7 +510,7 @@ class ConsentController(Controller):
                 asset_sha256=payload.asset_sha256,
                 audience=payload.audience,
             )
-        return TokenChecked(valid=result.valid, reasons=list(result.reasons), claims=result.claims)
+        return TokenChecked(valid=result.valid, reasons=list(result.reasons), claims=result.payload)
 
     @get(
         "/v1/status-lists/{list_id:str}",

@@ -1,25 +1,81 @@
-"""Public key material (JWKS) and key rotation."""
+"""Public key material (JWKS, key history) and key rotation."""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import weakref
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
+from litestar.openapi import ResponseSpec
+from litestar.params import HeaderParameter
 
 from registry import operations
 from registry.core.auth import Client, Role
 from registry.core.errors import NotFound
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
+from verifier.key_history import KEY_HISTORY_MEDIA_TYPE, KEY_HISTORY_TYP, key_history_claims
+
+if TYPE_CHECKING:
+    from keys import KeyPeriod, KeyRing
 
 PEM_CHAIN = "application/pem-certificate-chain"
 
 # Verifiers re-fetch within this window, which is far shorter than the time a new key is
 # published before it signs (a whole rotation period), so no verifier misses a key.
 JWKS_MAX_AGE = 300
+
+
+KEY_HISTORY_DESCRIPTION = (
+    "A compact JWS (`typ: key-history+jwt`) signed by the active key, whose payload "
+    "`{iss, iat, keys}` lists every key that has ever signed: each `{jwk, not_before, "
+    "not_after, signs}`, `not_after` null while the key still signs, `signs` what it signs "
+    "(tokens, receipts, assertions, checkpoints, status_lists, notices). An artifact "
+    "verifies offline, long after its key left the JWKS, when its `kid` is listed and its "
+    "`iat` lies in that key's period. The document changes only when the keys rotate "
+    "(`iat` is the active key's activation); send `If-None-Match` with its `ETag` to "
+    "revalidate. `python -m verifier keys` checks it; docs/third-parties.md says what "
+    "its self-signature proves."
+)
+
+
+class _HistoryDocument(msgspec.Struct, frozen=True, kw_only=True):
+    periods: tuple[KeyPeriod, ...]
+    issuer: str
+    token: str
+    etag: str
+
+
+# One signed document per ring, made again only when a rotation changes the history (the
+# ring hands out the same tuple until then): Ed25519 signatures are deterministic, so every
+# process serves the same bytes and the same ETag.
+_documents: weakref.WeakKeyDictionary[KeyRing, _HistoryDocument] = weakref.WeakKeyDictionary()
+
+
+def key_history_document(ring: KeyRing, *, issuer: str) -> tuple[str, str]:
+    """The signed key history of ``ring`` and its ETag."""
+    periods = ring.history()
+    cached = _documents.get(ring)
+    if cached is None or cached.periods is not periods or cached.issuer != issuer:
+        claims = key_history_claims(
+            issuer=issuer, keys=[(p.jwk, p.not_before, p.not_after) for p in periods]
+        )
+        token = ring.sign_jws(claims, typ=KEY_HISTORY_TYP)
+        etag = '"' + hashlib.sha256(token.encode("ascii")).hexdigest()[:32] + '"'
+        cached = _HistoryDocument(periods=periods, issuer=issuer, token=token, etag=etag)
+        _documents[ring] = cached
+    return cached.token, cached.etag
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if if_none_match is None:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
 
 
 class RotationResult(msgspec.Struct, kw_only=True, frozen=True):
@@ -41,6 +97,29 @@ class KeysController(Controller):
     async def jwks(self, services: AppServices) -> dict[str, Any]:
         await services.keyring.refresh()
         return services.keyring.jwks()
+
+    @get(
+        "/.well-known/registry-keys.json",
+        summary="Every key that ever signed, with its signing period (signed key history)",
+        description=KEY_HISTORY_DESCRIPTION,
+        media_type=KEY_HISTORY_MEDIA_TYPE,
+        responses={
+            304: ResponseSpec(data_container=None, description="Not modified: the ETag matches")
+        },
+    )
+    async def key_history(
+        self,
+        services: AppServices,
+        if_none_match: Annotated[
+            str | None, HeaderParameter(name="If-None-Match", max_length=1024)
+        ] = None,
+    ) -> Response[str]:
+        await services.keyring.refresh()
+        token, etag = key_history_document(services.keyring, issuer=services.settings.public_issuer)
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
+        if _matches(if_none_match, etag):
+            return Response("", status_code=304, headers=headers, media_type=KEY_HISTORY_MEDIA_TYPE)
+        return Response(token, headers=headers, media_type=KEY_HISTORY_MEDIA_TYPE)
 
     @get(
         "/v1/keys/c2pa",
@@ -69,8 +148,10 @@ class KeysController(Controller):
         summary="Rotate the token-signing key",
         description=(
             "The key published as `next` since the previous rotation starts signing; the "
-            "active key is kept in the JWKS until every token it signed has expired; a fresh "
-            "key is published as `next`. Concurrent rotations: one wins, the other gets 409."
+            "active key is kept in the JWKS until every token it signed has expired, and in "
+            "the key history (`/.well-known/registry-keys.json`) for good, with its signing "
+            "period; its private key is erased; a fresh key is published as `next`. "
+            "Concurrent rotations: one wins, the other gets 409."
         ),
         guards=[allow(Role.ADMIN)],
         security=BEARER,

@@ -203,10 +203,16 @@ class ProvenanceController(Controller):
         description=(
             "The C2PA report (`state`: trusted, valid_untrusted, invalid, absent, "
             "remote_manifest or unsupported; failure and success codes; signer, actions, "
-            "ingredients, our consent and decision assertions) plus `registry`: when the "
+            "ingredients, our consent and decision assertions); `image`: whether the pixels "
+            "decode (`decoded`, and when not, `problem` and `detail`), reported apart from the "
+            "C2PA verdict: a file whose pixels do not decode (a flipped header byte, a "
+            "truncated file) is still verified, and a broken manifest is `invalid` with C2PA's "
+            "codes either way; and `registry`: when the "
             "image is one of our signed outputs (same SHA-256, or a perceptual hash within "
-            "the configured distance when its metadata was stripped), its record and the "
-            "current status of every consent it used. Public and rate-limited per address."
+            "the configured distance when its metadata was stripped and its pixels decode), "
+            "its record and the current status of every consent it used. Limits still refuse "
+            "the file (413, 415, 422 for a type mismatch or too many pixels). Public and "
+            "rate-limited per address."
         ),
         guards=[public],
         status_code=200,
@@ -251,7 +257,12 @@ class ProvenanceController(Controller):
             "signed again by the same client: 409 `generation_already_signed` (each output is "
             "signed once; keep the first response). A `decision_id` must name a publish "
             "decision of the caller's tenant (else 422 `decision_unknown`) whose outcome is "
-            "`allowed` (else 422 `decision_not_allowed`)."
+            "`allowed` (else 422 `decision_not_allowed`). With a timestamp authority "
+            "configured (`REGISTRY_C2PA_TSA_URL`) the signature carries its RFC 3161 "
+            "timestamp; a TSA that gives no trusted timestamp: 503 `timestamp_unavailable` "
+            "(`reason`), nothing signed or recorded. The manifest also carries the CAWG "
+            "training-and-data-mining assertion: AI training `notAllowed` unless every "
+            "consent token carries `ai.training`, then `constrained`."
         ),
         guards=[allow(Role.GENERATOR)],
         security=BEARER,

@@ -173,8 +173,9 @@ class PublicPages(Controller):
         async with services.connection() as conn:
             verification = await services.provenance.verify(conn, upload)
             lookup = None
-            if verification.state == "absent":
-                # No manifest: the copy may have been stripped; look for what we signed.
+            if verification.state == "absent" and verification.image.decoded:
+                # No manifest: the copy may have been stripped; look for what we signed (by
+                # its pixels, so only when they decode).
                 lookup = await services.provenance.lookup(conn, upload)
         return _page(
             "verify.html",

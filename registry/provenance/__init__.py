@@ -19,7 +19,7 @@ from registry.provenance.errors import (
     PartMissing,
     ProvenanceError,
 )
-from registry.provenance.images import Inspected, Upload
+from registry.provenance.images import ImageCheck, Inspected, Upload
 from registry.provenance.index import PhashIndex
 from registry.provenance.service import (
     LOOKUP_LIMIT,
@@ -50,6 +50,7 @@ __all__ = [
     "DecisionSource",
     "DecisionUnknown",
     "GenerationAlreadySigned",
+    "ImageCheck",
     "ImageWorkBusy",
     "ImageWorkTimeout",
     "Inspected",

@@ -30,7 +30,7 @@ from registry.provenance.errors import (
     DecisionUnknown,
     GenerationAlreadySigned,
 )
-from registry.provenance.images import Inspected, Upload, inspect, sign_image, verify_image
+from registry.provenance.images import ImageCheck, Upload, inspect, sign_image, verify_image
 from registry.provenance.index import PhashIndex
 from verifier import (
     ConsentRef,
@@ -43,7 +43,8 @@ from verifier import (
     TrustSettings,
     sign_assertion,
 )
-from verifier.tokens import Reason
+from verifier.sign import TRAINING_USE
+from verifier.tokens import ConsentTokenClaims, Reason
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from keys import KeyRing
     from keys.c2pa_identity import C2paIdentity
     from registry.core.auth import Client
+    from registry.provenance.timestamps import Timestamping
     from registry.provenance.work import BoundedWork
 
 __all__ = [
@@ -115,7 +117,7 @@ class TokenCheckResult(Protocol):
     @property
     def reasons(self) -> Sequence[str]: ...
     @property
-    def claims(self) -> dict[str, Any] | None: ...
+    def claims(self) -> ConsentTokenClaims | None: ...
 
 
 class TokenChecker(Protocol):
@@ -197,8 +199,13 @@ class RegistryMatch(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class Verification(Report, kw_only=True, frozen=True):
-    """The C2PA report, plus the registry's record when the image is one of our outputs."""
+    """The C2PA report, plus the registry's record when the image is one of our outputs.
 
+    The report stands whether or not the pixels decode (a broken manifest is ``invalid`` with
+    C2PA's codes either way); ``image`` says whether they did.
+    """
+
+    image: ImageCheck
     registry: RegistryMatch | None = None
 
 
@@ -249,6 +256,7 @@ class ProvenanceService:
         tokens: TokenChecker,
         work: BoundedWork,
         decisions: DecisionSource | None = None,
+        timestamping: Timestamping | None = None,
     ) -> None:
         self.settings = settings
         self.trust = trust
@@ -258,6 +266,7 @@ class ProvenanceService:
         self._keyring = keyring
         self._tokens = tokens
         self._decisions = decisions
+        self._timestamping = timestamping
 
     def __repr__(self) -> str:
         return f"ProvenanceService(issuer={self.settings.issuer!r})"
@@ -269,11 +278,11 @@ class ProvenanceService:
 
     async def verify(self, conn: asyncpg.Connection, upload: Upload) -> Verification:
         """The C2PA report of the image and, when it is one of our outputs, its record."""
-        report, inspected = await self.work.run(
-            verify_image, upload, self.settings.image_limits, self.trust
-        )
+        verified = await self.work.run(verify_image, upload, self.settings.image_limits, self.trust)
         return Verification(
-            **msgspec.structs.asdict(report), registry=await self._registry_match(conn, inspected)
+            **msgspec.structs.asdict(verified.report),
+            image=verified.image,
+            registry=await self._registry_match(conn, verified.sha256, verified.phash),
         )
 
     async def lookup(self, conn: asyncpg.Connection, upload: Upload) -> Lookup:
@@ -300,15 +309,18 @@ class ProvenanceService:
         )
 
     async def _registry_match(
-        self, conn: asyncpg.Connection, inspected: Inspected
+        self, conn: asyncpg.Connection, sha256: str, phash: str | None
     ) -> RegistryMatch | None:
-        exact = await repository.outputs_by_sha256(conn, inspected.sha256)
+        """Our output with these bytes, else (when the pixels decoded) the nearest by pHash."""
+        exact = await repository.outputs_by_sha256(conn, sha256)
         if exact:
             records = await self._records(conn, exact[:1])
             return RegistryMatch(match="sha256", distance=0, output=records[exact[0].output_id])
+        if phash is None:
+            return None
         await self.index.refresh(conn)
         hits = self.index.nearest(
-            int(inspected.phash, 16), max_distance=self.settings.lookup_max_distance, limit=1
+            int(phash, 16), max_distance=self.settings.lookup_max_distance, limit=1
         )
         if not hits:
             return None
@@ -368,7 +380,9 @@ class ProvenanceService:
             raise GenerationAlreadySigned(
                 "this client already signed an output for this generation_id"
             )
-        consents, ingredients = await self._check_tokens(conn, actor, metadata.consent_tokens)
+        consents, ingredients, training = await self._check_tokens(
+            conn, actor, metadata.consent_tokens
+        )
         decision = None
         if metadata.decision_id is not None:
             decision = await self._decision(conn, metadata.decision_id, actor.tenant)
@@ -384,13 +398,25 @@ class ProvenanceService:
                 for use in consents
             ),
             decision=decision,
+            training_granted=training,
         )
         return SignPlan(facts=facts, consents=consents)
 
     async def sign(self, upload: Upload, plan: SignPlan) -> Signed:
-        """Embed a signed C2PA manifest and sign the detached assertion; records nothing."""
+        """Embed a signed C2PA manifest and sign the detached assertion; records nothing.
+
+        With a timestamp authority, raises timestamp_unavailable (503) unless the signature
+        carries its trusted timestamp.
+        """
+        stamping = self._timestamping
+        if stamping is not None:
+            await stamping.check()
         signed = await self.work.run(
-            functools.partial(sign_image, thumbnail=self.settings.thumbnails),
+            functools.partial(
+                sign_image,
+                thumbnail=self.settings.thumbnails,
+                timestamp=stamping.authority if stamping is not None else None,
+            ),
             upload,
             self.settings.image_limits,
             plan.facts,
@@ -477,11 +503,15 @@ class ProvenanceService:
 
     async def _check_tokens(
         self, conn: asyncpg.Connection, actor: Client, tokens: Sequence[str]
-    ) -> tuple[tuple[repository.ConsentUse, ...], tuple[IngredientRef, ...]]:
+    ) -> tuple[tuple[repository.ConsentUse, ...], tuple[IngredientRef, ...], bool]:
+        """The consents and reference assets of the tokens, and whether AI training is
+        granted: there is a token, and every one carries ``ai.training`` among its uses (a
+        token carries only uses its consent permits)."""
         failures: list[dict[str, Any]] = []
         uses: list[repository.ConsentUse] = []
         ingredients: dict[str, IngredientRef] = {}
         seen: set[str] = set()
+        training = bool(tokens)
         for position, token in enumerate(tokens):
             # The audience is the caller: a token issued to another generator never signs.
             check = await self._tokens.verify(
@@ -496,6 +526,7 @@ class ProvenanceService:
                 continue
             seen.add(use.jti)
             uses.append(use)
+            training = training and TRAINING_USE in _token_uses(check.claims)
             for sha256 in _asset_hashes(check.claims):
                 ingredients.setdefault(sha256, IngredientRef(title="reference", sha256=sha256))
         if failures:
@@ -504,7 +535,7 @@ class ProvenanceService:
             if all(failure["reasons"] == [Reason.EXPIRED] for failure in failures):
                 raise ConsentTokenExpired(detail + ": expired", tokens=failures)
             raise ConsentTokenRejected(detail, tokens=failures)
-        return tuple(uses), tuple(ingredients.values())
+        return tuple(uses), tuple(ingredients.values()), training
 
     async def _decision(
         self, conn: asyncpg.Connection, decision_id: str, tenant: str
@@ -521,53 +552,24 @@ class ProvenanceService:
         return found
 
 
-class _StatusList(msgspec.Struct, frozen=True):
-    idx: int
-    uri: str
-
-
-class _Status(msgspec.Struct, frozen=True):
-    status_list: _StatusList
-
-
-class _Asset(msgspec.Struct, frozen=True):
-    sha256: str
-
-
-class _VerifiedClaims(msgspec.Struct, frozen=True):
-    """The claims of a verified consent token that a signed output records."""
-
-    jti: str
-    cid: str
-    status: _Status
-    assets: list[_Asset] = []
-
-
-def _claims(claims: dict[str, Any] | None) -> _VerifiedClaims | None:
+def _consent_use(claims: ConsentTokenClaims | None) -> repository.ConsentUse | None:
     if claims is None:
         return None
-    try:
-        return msgspec.convert(claims, _VerifiedClaims)
-    except msgspec.ValidationError:
-        return None
-
-
-def _consent_use(claims: dict[str, Any] | None) -> repository.ConsentUse | None:
-    typed = _claims(claims)
-    if typed is None:
-        return None
     return repository.ConsentUse(
-        jti=typed.jti,
-        consent_id=typed.cid,
-        status_list_uri=typed.status.status_list.uri,
-        status_idx=typed.status.status_list.idx,
+        jti=claims.jti,
+        consent_id=claims.cid,
+        status_list_uri=claims.status.status_list.uri,
+        status_idx=claims.status.status_list.idx,
         status="valid",
     )
 
 
-def _asset_hashes(claims: dict[str, Any] | None) -> list[str]:
-    typed = _claims(claims)
-    return [asset.sha256 for asset in typed.assets] if typed is not None else []
+def _token_uses(claims: ConsentTokenClaims | None) -> list[str]:
+    return claims.uses if claims is not None else []
+
+
+def _asset_hashes(claims: ConsentTokenClaims | None) -> list[str]:
+    return [asset.sha256 for asset in claims.assets] if claims is not None else []
 
 
 async def affected_outputs(conn: asyncpg.Connection, consent_id: str) -> list[dict[str, Any]]:

@@ -212,7 +212,14 @@ def test_valid_token(ring, alg):
     )
     assert result.valid
     assert result.reasons == ()
-    assert result.claims == claims
+    # As signed, for the caller; typed, for the registry (one struct, verifier.tokens).
+    assert result.payload == claims
+    assert result.claims is not None
+    assert (result.claims.jti, result.claims.cid, result.claims.uses) == (
+        claims["jti"],
+        claims["cid"],
+        claims["uses"],
+    )
 
 
 def test_result_serialises_with_stable_codes(ring, ed_signer):

@@ -188,10 +188,8 @@ def png_declaring(width: int, height: int) -> bytes:
 
 
 BAD_UPLOADS = [
-    # (bytes, file name, declared type, status, code)
-    pytest.param(
-        picture(6)[:400], "t.jpg", "image/jpeg", 422, "image_corrupt", id="truncated-jpeg"
-    ),
+    # (bytes, file name, declared type, status, code). A truncated image is verified all the
+    # same (test_verify_tampered.py); only lookup refuses it.
     pytest.param(
         os.urandom(4096), "r.jpg", "image/jpeg", 415, "image_format_not_allowed", id="random"
     ),

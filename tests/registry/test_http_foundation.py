@@ -209,8 +209,12 @@ async def test_rotation_needs_admin(client, make_client):
     assert_problem(await client.post("/v1/admin/keys/rotate", headers=generator), 403, "forbidden")
 
 
-async def test_checkpoint_signed_on_demand_and_public(client, admin):
-    assert_problem(await client.get("/v1/audit/checkpoint"), 404, "not_found")
+async def test_checkpoint_signed_on_demand_and_public(client, admin, make_client):
+    # Signed at start (issue 13: no longer a 404 for the first interval), then on demand.
+    started = (await client.get("/v1/audit/checkpoint")).json()
+    assert started["tree_size"] == 1
+    assert (await client.post("/v1/audit/checkpoint", headers=admin)).status_code == 200
+    await make_client("uploader")
     signed = await client.post("/v1/audit/checkpoint", headers=admin)
     assert signed.status_code == 201
     public = (await client.get("/v1/audit/checkpoint")).json()
@@ -222,8 +226,9 @@ async def test_checkpoint_signed_on_demand_and_public(client, admin):
         typ="audit-checkpoint+jwt",
     )
     claims = msgspec.json.decode(verified.payload)
-    assert claims["tree_size"] == public["tree_size"] >= 1
+    assert claims["tree_size"] == public["tree_size"] == 2
     assert claims["head"] == public["head_hash"]
+    assert claims["root"] == public["root_hash"]
 
 
 async def test_audit_events_admin_only(client, admin, make_client):

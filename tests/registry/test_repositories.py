@@ -24,10 +24,11 @@ MIGRATIONS = ROOT / "migrations"
 
 OWNERS: dict[str, frozenset[str]] = {
     # registry.core: API clients and keys (core.auth authenticates against both in one
-    # statement), the audit log (core.audit), the C2PA identity (core.signing_identity), the
-    # migrations' own record (core.db), the shared rate-limit buckets (core.ratelimit) and
-    # KPI snapshot (core.kpi_snapshot), and the registry's signing keys, which the key ring of
-    # the ``keys`` floor keeps for the service (its SQL lives there, below registry).
+    # statement), the audit log and its Merkle blocks (core.audit, core.audit_tree), the C2PA
+    # identity (core.signing_identity), the migrations' own record (core.db), the shared
+    # rate-limit buckets (core.ratelimit) and KPI snapshot (core.kpi_snapshot), and the
+    # registry's signing keys, which the key ring of the ``keys`` floor keeps for the service
+    # (its SQL lives there, below registry).
     "core": frozenset(
         {
             "api_clients",
@@ -35,6 +36,7 @@ OWNERS: dict[str, frozenset[str]] = {
             "audit_events",
             "audit_head",
             "audit_checkpoints",
+            "audit_merkle_blocks",
             "signing_keys",
             "c2pa_identity",
             "schema_migrations",

@@ -20,7 +20,8 @@ from verifier.cli.common import (
     safe,
     verdict,
 )
-from verifier.cli.sources import load_jwks, load_status_lists, read_file
+from verifier.cli.history import load_keys
+from verifier.cli.sources import load_status_lists, read_file
 from verifier.errors import AssertionInvalid, TrustSettingsInvalid
 from verifier.imaging import sha256_hex, sniff_media_type
 from verifier.tokens import (
@@ -32,7 +33,9 @@ from verifier.verify import TrustSettings, verify
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping
 
+    from verifier.key_history import KeyHistory
     from verifier.report import Action, ConsentRef, Ingredient, Report
     from verifier.statuslist import SignedStatusList
 
@@ -91,23 +94,25 @@ def verify_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _run(args: argparse.Namespace) -> Outcome:
-    if (args.assertion or args.status_list) and not args.jwks:
-        raise UsageError("--assertion and --status-list need --jwks to verify signatures")
+    if (args.assertion or args.status_list) and not (args.jwks or args.keys):
+        raise UsageError("--assertion and --status-list need --jwks or --keys to verify signatures")
     image_path = Path(args.image)
     data = read_file(image_path, MAX_IMAGE_BYTES)
     try:
         trust = TrustSettings.from_pem_files(*args.trust)
     except TrustSettingsInvalid as exc:
         raise UsageError(exc.message) from None
-    jwks = load_jwks(args.jwks) if args.jwks else None
+    jwks = load_keys(args)
     digest = sha256_hex(data)
     report = verify(data, sniff_media_type(data), trust)
 
     assertion = AssertionCheck(status="not_given")
     if args.assertion and jwks is not None:
-        assertion = _check_assertion(args.assertion, jwks, digest)
+        assertion = _check_assertion(args.assertion, jwks, digest, args.leeway)
 
-    lists, sources = load_status_lists(args.status_list, jwks or {})
+    lists, sources = load_status_lists(
+        args.status_list, {} if jwks is None else jwks, leeway_seconds=args.leeway
+    )
     consents = _check_consents(report, assertion, lists, args.leeway)
     reasons = tuple(dict.fromkeys(code for code, _ in _findings(report, assertion, consents)))
     return Outcome(
@@ -174,14 +179,16 @@ def _key(ref: ConsentRef) -> tuple[str, str, int]:
     return (ref.jti, ref.status_list_uri, ref.status_idx)
 
 
-def _check_assertion(value: str, jwks: dict[str, Any], digest: str) -> AssertionCheck:
+def _check_assertion(
+    value: str, jwks: Mapping[str, Any] | KeyHistory, digest: str, leeway: int
+) -> AssertionCheck:
     # A compact JWS is never a usable path: no "/" and exactly two dots between base64url.
     if COMPACT_JWS.fullmatch(value):
         token = value
     else:
         token = read_file(Path(value), MAX_DOCUMENT_BYTES).decode("ascii", "replace")
     try:
-        claims = verify_assertion(token.strip(), jwks, sha256=digest)
+        claims = verify_assertion(token.strip(), jwks, sha256=digest, leeway_seconds=leeway)
     except AssertionInvalid as exc:
         return AssertionCheck(status="invalid", code=exc.code, detail=exc.message)
     return AssertionCheck(status="valid", claims=claims)

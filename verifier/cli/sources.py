@@ -16,10 +16,13 @@ from verifier.cli.common import (
     StatusListSource,
     UsageError,
 )
+from verifier.clock import DEFAULT_LEEWAY_SECONDS
 from verifier.statuslist import SignedStatusList, StatusListError, verify_status_list_token
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
+
+    from verifier.key_history import KeyHistory
 
 
 def is_url(value: str) -> bool:
@@ -63,13 +66,20 @@ def load_jwks(value: str) -> dict[str, Any]:
 
 
 def load_status_lists(
-    sources: Iterable[str], jwks: dict[str, Any]
+    sources: Iterable[str],
+    jwks: Mapping[str, Any] | KeyHistory,
+    *,
+    leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
 ) -> tuple[dict[str, SignedStatusList], tuple[StatusListSource, ...]]:
-    """The lists that verified, by URI, and what became of each source."""
+    """The lists that verified, by URI, and what became of each source.
+
+    ``jwks`` may be a verified key history (each list's ``iat`` then checked against its
+    key's signing period, ``leeway_seconds`` either side).
+    """
     lists: dict[str, SignedStatusList] = {}
     loaded = []
     for source in sources:
-        uri, signed, error = _load_status_list(source, jwks)
+        uri, signed, error = _load_status_list(source, jwks, leeway_seconds)
         loaded.append(StatusListSource(source=source, uri=uri, error=error))
         if uri is not None and signed is not None:
             lists[uri] = signed
@@ -77,7 +87,7 @@ def load_status_lists(
 
 
 def _load_status_list(
-    source: str, jwks: dict[str, Any]
+    source: str, jwks: Mapping[str, Any] | KeyHistory, leeway_seconds: int
 ) -> tuple[str | None, SignedStatusList | None, str | None]:
     """(its URI, the verified list or None, why not); I/O problems raise UsageError."""
     token = read_source(source).decode("ascii", "replace").strip()
@@ -95,6 +105,9 @@ def _load_status_list(
         if uri is None:
             return None, None, "status list token names no URI (sub)"
     try:
-        return uri, verify_status_list_token(token, jwks=jwks, expected_uri=uri), None
+        signed = verify_status_list_token(
+            token, jwks=jwks, expected_uri=uri, leeway_seconds=leeway_seconds
+        )
     except StatusListError as exc:
         return uri, None, f"{exc.code}: {exc.message}"
+    return uri, signed, None

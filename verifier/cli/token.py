@@ -13,10 +13,12 @@ from verifier.cli.common import (
     EXIT_CODES,
     MAX_DOCUMENT_BYTES,
     StatusListSource,
+    UsageError,
     safe,
     verdict,
 )
-from verifier.cli.sources import load_jwks, load_status_lists, read_file
+from verifier.cli.history import load_keys
+from verifier.cli.sources import load_status_lists, read_file
 from verifier.tokens import (
     OfflineCheck,
     check_token_offline,
@@ -36,9 +38,11 @@ class TokenOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def token_command(args: argparse.Namespace, out: TextIO) -> int:
-    jwks = load_jwks(args.jwks)
+    jwks = load_keys(args)
+    if jwks is None:
+        raise UsageError("token needs --jwks or --keys to verify the signature")
     token = _token_text(args.token)
-    lists, sources = load_status_lists(args.status_list, jwks)
+    lists, sources = load_status_lists(args.status_list, jwks, leeway_seconds=args.leeway)
     check = check_token_offline(
         token,
         jwks=jwks,
