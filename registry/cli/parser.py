@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "needs_settings", True):
             settings = settings_module.load()
             logs.configure(settings.log_level, json_lines=settings.log_json)
-            from registry.app import check_settings  # noqa: PLC0415 - after the cheap checks
+            from registry.compose import check_settings  # noqa: PLC0415 - after the cheap checks
 
             check_settings(settings)
         code: int = args.func(settings, args)

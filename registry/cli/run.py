@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 async def with_services(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
     """Build the services, run ``work`` with them and close them; ``work``'s exit code."""
-    from registry.app import build_services  # noqa: PLC0415 - keeps `--help` fast
+    from registry.compose import build_services  # noqa: PLC0415 - keeps `--help` fast
 
     # Unbounded statements: an operator's import or verification may take minutes.
     services = await build_services(settings, bounded=False)

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
-    from registry.app import prepare_start  # noqa: PLC0415
     from registry.cli.supervise import become_supervisor  # noqa: PLC0415
+    from registry.compose import prepare_start  # noqa: PLC0415
 
     # Connect, migrate and load keys once before the server starts its workers, so a bad
     # setting or an unreachable database (or Redis) ends here with a clear message instead of
@@ -29,7 +29,7 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from registry.core import db  # noqa: PLC0415
 
     async def run() -> int:
-        from registry.app import resolve_database  # noqa: PLC0415
+        from registry.compose import resolve_database  # noqa: PLC0415
 
         database = await resolve_database(settings)
         try:

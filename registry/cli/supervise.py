@@ -1,7 +1,7 @@
 """The process ``registry serve`` becomes once its checks have passed: uvicorn, little else.
 
 ``registry serve`` loads the whole service to check the settings, the database, its
-migrations and the keys (``registry.app.prepare_start``), about 80 MB of modules. It then
+migrations and the keys (``registry.compose.prepare_start``), about 80 MB of modules. It then
 replaces itself with ``python -m registry.cli.supervise`` (``os.execv``: the same process id,
 so a process manager's signals and waits still reach it), which reads the same settings
 again and runs uvicorn. With REGISTRY_WORKERS > 1 uvicorn only starts the workers (fresh

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moderation import default_policy
-from registry.app import build_services
+from registry.compose import build_services
 from registry.core.settings import SettingsError
 from tests.gate_http.conftest import consented_source, counts, output, rows
 from tests.gate_http.test_hashlists import _cli

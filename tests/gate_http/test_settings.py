@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.app import build_services
+from registry.compose import build_services
 from registry.core.settings import SettingsError
 from tests.support import make_settings
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from registry.app import build_services, provenance_service
+from registry.compose import build_services, provenance_service
 from registry.core import auth
 from registry.core.settings import SettingsError
 from registry.provenance import ConsentTokenRejected, SignMetadata, Upload

@@ -11,7 +11,7 @@ import json
 import c2pa
 import pytest
 
-from registry.app import check_settings
+from registry.compose import check_settings
 from registry.core.settings import SettingsError
 from tests.provenance_http.conftest import counts, file_part, picture
 from tests.support import assert_problem, make_settings

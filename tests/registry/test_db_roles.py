@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 import keys
-from registry.app import build_services
+from registry.compose import build_services
 from registry.core import audit, db
 from registry.core.settings import Settings, SettingsError
 from tests.registry.cli_support import run
