@@ -4,7 +4,8 @@ A fresh virtualenv gets requirements-verifier.lock (``--require-hashes --no-deps
 wheel (``--no-deps``), nothing else: the service's libraries cannot be imported there, the
 ``registry`` command says it needs the extra, and ``python -m verifier`` verifies what the
 real service publishes: a signed output with our C2PA anchor, the JWKS, the detached
-assertion and the status list, and a consent token.
+assertion and the status list, a consent token, the person's consent receipt with the key
+history, and an audit event's inclusion proof against a signed checkpoint note.
 
 pip downloads the locked wheels (about 70 MB) unless its cache holds them: about 16 s with an
 empty cache on the development machine, a second or two with a warm one; ``_PIP_BUDGET``
@@ -147,17 +148,35 @@ def test_the_registry_command_says_it_needs_the_server_extra(base_venv):
 async def test_the_base_install_verifies_what_the_service_publishes(
     base_venv, world, signed, settings, tmp_path
 ):
-    response, token, _ = signed
+    response, token, consent = signed
     http = world.http
     claims = json.loads(_payload(token["token"]))
     status_path = urlsplit(claims["status"]["status_list"]["uri"]).path
+    # A checkpoint of the log as it now is (consent, grant, token, signing), and its newest
+    # event: what a holder of that event (its hash) and a monitor of the log have.
+    signing = await http.post("/v1/audit/checkpoint", headers=world.admin)
+    assert signing.status_code in {200, 201}, signing.text
+    checkpoint_note = (await http.get("/v1/audit/checkpoint.note")).content
+    tree_size = int(checkpoint_note.decode().splitlines()[1])
+    assert tree_size > 1
+    listed = await http.get(f"/v1/audit/events?after={tree_size - 1}&limit=1", headers=world.admin)
+    (event,) = listed.json()["events"]
+    assert event["seq"] == tree_size
+    inclusion = await http.get(
+        f"/v1/audit/proofs/inclusion?index={tree_size - 1}&tree_size={tree_size}"
+    )
+    assert inclusion.status_code == 200, inclusion.text
     published = {
         "anchor.pem": (await http.get("/v1/keys/c2pa/anchor")).content,
         "jwks.json": (await http.get("/.well-known/jwks.json")).content,
+        "registry-keys.jwt": (await http.get("/.well-known/registry-keys.json")).content,
         "status.jwt": (await http.get(status_path)).content,
         "output.jpg": response.content,
         "tampered.jpg": flip_pixel_byte(response.content),
         "token.jwt": token["token"].encode(),
+        "receipt.jwt": consent["receipt"].encode(),
+        "checkpoint.note": checkpoint_note,
+        "inclusion.json": inclusion.content,
     }
     for name, content in published.items():
         (tmp_path / name).write_bytes(content)
@@ -197,6 +216,34 @@ async def test_the_base_install_verifies_what_the_service_publishes(
         "reference.generate",
         "--json",
     )
+    receipt = base_venv.run(
+        "-m",
+        "verifier",
+        "signed",
+        tmp_path / "receipt.jwt",
+        "--keys",
+        tmp_path / "registry-keys.jwt",
+        "--typ",
+        "consent-receipt+jwt",
+        "--json",
+    )
+    included = base_venv.run(
+        "-m",
+        "verifier",
+        "audit",
+        "inclusion",
+        "--checkpoint",
+        tmp_path / "checkpoint.note",
+        "--proof",
+        tmp_path / "inclusion.json",
+        "--leaf",
+        event["hash"],
+        "--index",
+        str(tree_size - 1),
+        "--keys",
+        tmp_path / "registry-keys.jwt",
+        "--json",
+    )
 
     assert good.returncode == 0, good.stdout + good.stderr
     outcome = json.loads(good.stdout)
@@ -209,6 +256,18 @@ async def test_the_base_install_verifies_what_the_service_publishes(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     body = json.loads(checked.stdout)
     assert (body["result"], body["claims"]["jti"]) == ("valid", token["jti"])
+    assert receipt.returncode == 0, receipt.stdout + receipt.stderr
+    body = json.loads(receipt.stdout)
+    assert (body["result"], body["typ"], body["period_checked"]) == (
+        "valid",
+        "consent-receipt+jwt",
+        True,
+    )
+    assert body["claims"]["consent_id"] == consent["consent_id"]
+    assert included.returncode == 0, included.stdout + included.stderr
+    body = json.loads(included.stdout)
+    assert (body["result"], body["leaf_index"]) == ("verified", tree_size - 1)
+    assert body["checkpoint"]["tree_size"] == tree_size
 
 
 def test_every_verifier_module_imports_with_only_what_its_lock_installs():

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONSENT_TOKEN_TYP",
     "INDETERMINATE_CODES",
+    "KEYS_UNKNOWN",
     "STATUS_STALE",
     "TOKEN_ALGORITHMS",
     "ConsentTokenClaims",
@@ -59,6 +60,9 @@ TOKEN_ALGORITHMS: Final = ("EdDSA", "ES256")
 # Offline only: the supplied status list is older than its ttl (or past exp), so the token's
 # status is not known now. Online verification reads the live status and never says this.
 STATUS_STALE: Final = "status_stale"
+# Offline with --online only: the key history could not be fetched (or was refused), so no
+# signature could be checked. A network problem says nothing of the artifact.
+KEYS_UNKNOWN: Final = "keys_unknown"
 # Headers that change how the token must be read; a verifier that ignores them misreads it.
 _REJECTED_HEADERS = frozenset({"crit", "b64", "zip"})
 _MAX_KEYS = 100
@@ -81,7 +85,7 @@ class Reason(StrEnum):
 
 
 # Codes that say "could not be decided" rather than "not valid".
-INDETERMINATE_CODES: Final = frozenset({Reason.STATUS_UNKNOWN.value, STATUS_STALE})
+INDETERMINATE_CODES: Final = frozenset({Reason.STATUS_UNKNOWN.value, STATUS_STALE, KEYS_UNKNOWN})
 
 
 class TokenAssetClaim(msgspec.Struct, frozen=True):

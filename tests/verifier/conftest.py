@@ -102,6 +102,13 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[str] = []
         self.routes: dict[str, bytes] = {}
+        self.errors: dict[str, int] = {}
+        """Paths answered with this HTTP status and no body."""
+        self.redirects: dict[str, str] = {}
+        """Paths answered with a 302 to this location."""
+        self.hanging: set[str] = set()
+        """Paths never answered: the connection is held until the test ends."""
+        self.released = threading.Event()
 
     @property
     def base_url(self) -> str:
@@ -113,15 +120,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
+        if self.path in self.server.hanging:
+            self.server.released.wait(60)
+            return
+        if self.path in self.server.errors:
+            self._empty(self.server.errors[self.path])
+            return
+        if self.path in self.server.redirects:
+            self._empty(302, Location=self.server.redirects[self.path])
+            return
         body = self.server.routes.get(self.path)
         if body is None:
-            self.send_response(404)
-            self.end_headers()
+            self._empty(404)
             return
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _empty(self, status: int, **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def log_message(self, *_args) -> None:
         pass
@@ -129,11 +151,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server():
-    """A real HTTP server on 127.0.0.1 that records every request path it receives."""
+    """A real HTTP server on 127.0.0.1 that records every request path it receives; it can
+    also answer an error status, redirect, or hold a request without answering."""
     server = _Server()
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield server
+    server.released.set()
     server.shutdown()
     server.server_close()
     thread.join()

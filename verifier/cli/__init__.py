@@ -7,6 +7,21 @@ what was signed before a key rotation still verifies), a detached assertion and 
 lists, as files or URLs the user names. It imports nothing
 that needs a database or the service, and makes no request the user did not ask for.
 
+``--online`` (``verify``, ``token``, ``signed``; ``verifier.cli.online``) asks for more: the
+status list of every consent the artifact names, fetched from the ``uri`` of its status
+reference (unless ``--status-list`` gave one for that URI), and, when neither ``--keys`` nor
+``--jwks`` is given, the key history of the artifact's issuer,
+``<iss>/.well-known/registry-keys.json`` (``token --issuer`` names the issuer instead).
+Each fetch is bounded in size and by ``--timeout SECONDS`` (default 10, at most 300, also for
+the URLs the user names), and goes only to https://, or to http:// on 127.0.0.1 or localhost;
+other URIs are not fetched. A fetch that fails, times out, or is not made leaves the status
+``status_unknown`` (or, for the key history, the signature unchecked: ``keys_unknown``), so
+the answer is indeterminate (exit 2), never ``invalid`` for a network problem; the detail
+names the URI. A fetched list that does not verify counts as a supplied one that does not.
+A key history taken from the artifact's own ``iss`` proves only that whoever serves that
+address signed it: the output names the issuer; pin it (``token --issuer``) or give
+``--keys`` fetched from our address yourself.
+
 ``verify`` checks an image's C2PA provenance, a given detached assertion, and every consent
 the manifest or the assertion names against the supplied status lists. ``token`` checks one
 consent token: its signature with the JWKS (``typ: consent+jwt``, EdDSA or ES256), ``exp``,
@@ -25,16 +40,19 @@ Exit status, for both commands:
   anchor, an assertion that fails or names another image, a consent revoked or suspended; a
   token that is malformed, expired, not yet valid, or for another issuer, audience or use;
 - 2, ``indeterminate``: what could be checked holds, but a status could not be: no verified
-  status list for it (``status_unknown``), or one older than its ``ttl`` or past its ``exp``
-  (``status_stale``: fetch it again);
+  status list for it (``status_unknown``, also a list ``--online`` could not fetch), or one
+  older than its ``ttl`` or past its ``exp`` (``status_stale``: fetch it again); or, with
+  ``--online``, no key history to check a signature with (``keys_unknown``);
 - 64, a usage error or an unreadable input.
 
-``--json`` prints one document: ``verdict`` for ``verify``, ``result`` for ``token``, and
-``reasons``, the stable codes of every failing item (``provenance_<state>``, the assertion's
-code, ``revoked``, ``suspended``, ``status_stale``, ``status_unknown``, ``expired``,
-``not_yet_valid``, ``signature``, ``malformed``, ``issuer``, ``audience``,
-``use_not_permitted``; with ``--keys``: ``key_not_valid_at_iat``, the artifact's ``iat``
-outside its key's signing period, and ``key_not_valid_for_use``).
+``--json`` prints one document: ``verdict`` for ``verify``, ``result`` for ``token``
+(``detail`` when a status or the keys could not be had), ``fetched`` (what ``--online``
+fetched, each with its ``error``), and ``reasons``, the stable codes of every failing item
+(``provenance_<state>``, the assertion's code, ``revoked``, ``suspended``, ``status_stale``,
+``status_unknown``, ``keys_unknown``, ``expired``, ``not_yet_valid``, ``signature``,
+``malformed``, ``issuer``, ``audience``, ``use_not_permitted``; with ``--keys``:
+``key_not_valid_at_iat``, the artifact's ``iat`` outside its key's signing period, and
+``key_not_valid_for_use``). ``signed`` exits 0, 1, or 2 for ``keys_unknown``.
 """
 
 from __future__ import annotations
@@ -49,6 +67,7 @@ from verifier.cli.history import COMMANDS as HISTORY_COMMANDS
 from verifier.cli.history import add_commands as add_history_commands
 from verifier.cli.history import add_key_arguments
 from verifier.cli.image import verify_command
+from verifier.cli.online import add_online_arguments
 from verifier.cli.token import token_command
 from verifier.clock import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 
@@ -67,7 +86,10 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
     out = stdout or sys.stdout
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command in {"token", "signed"} and not (args.jwks or args.keys or args.online):
+        parser.error(f"{args.command} needs one of --jwks, --keys or --online")
     try:
         if args.command == "token":
             return token_command(args, out)
@@ -96,13 +118,23 @@ def _parser() -> argparse.ArgumentParser:
     add_key_arguments(check)
     check.add_argument("--assertion", metavar="JWS|FILE", help="the detached provenance assertion")
     _status_list_argument(check)
+    add_online_arguments(
+        check,
+        what="the status lists of the consents it names and, without --keys or --jwks, "
+        "the issuer's key history",
+    )
     _leeway_argument(check)
     check.add_argument("--json", action="store_true", help="print the result as JSON")
 
     token = commands.add_parser("token", help="verify one consent token")
     token.add_argument("token", metavar="TOKEN_OR_FILE", help="the consent token, or a file")
-    add_key_arguments(token, required=True)
+    add_key_arguments(token)
     _status_list_argument(token)
+    add_online_arguments(
+        token,
+        what="its status list and, without --keys or --jwks, the key history of --issuer "
+        "(or of its iss)",
+    )
     token.add_argument("--audience", metavar="AUD", help="the audience the token must name")
     token.add_argument("--issuer", metavar="ISS", help="the issuer the token must name")
     token.add_argument("--use", metavar="USE", help="a use the token must grant")

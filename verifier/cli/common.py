@@ -38,6 +38,10 @@ MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 10.0
 
 
+# ``--timeout`` accepts more than 0 and at most this many seconds.
+MAX_FETCH_TIMEOUT_SECONDS = 300.0
+
+
 DISPLAY_CHARS = 300
 
 

@@ -7,7 +7,9 @@ a detached assertion, a status list).
 key history (``GET /.well-known/registry-keys.json``) holds every key that ever signed, with
 its signing period, so what was signed before any number of rotations still verifies. A
 history that does not verify is refused (exit 64, like any unusable input) before anything
-is checked with it.
+is checked with it. ``signed --online`` without ``--keys`` fetches the history of the
+artifact's own ``iss`` (``verifier.cli.online``); when it cannot be had the answer is
+``keys_unknown``, exit 2.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from keys.errors import KeysError
 from keys.jws import parse_compact, verify_compact
 from verifier.cli.common import (
     COMPACT_JWS,
+    EXIT_INDETERMINATE,
     EXIT_INVALID,
     EXIT_VERIFIED,
+    FETCH_TIMEOUT_SECONDS,
     MAX_DOCUMENT_BYTES,
     UsageError,
     safe,
 )
+from verifier.cli.online import Online, add_online_arguments
 from verifier.cli.sources import load_jwks, read_file, read_source
 from verifier.key_history import (
     MAX_HISTORY_CHARS,
@@ -39,7 +44,7 @@ from verifier.key_history import (
     verify_key_history,
     verify_signed,
 )
-from verifier.tokens import jwks_resolver
+from verifier.tokens import KEYS_UNKNOWN, jwks_resolver
 
 if TYPE_CHECKING:
     import argparse
@@ -70,16 +75,19 @@ def add_key_arguments(parser: argparse.ArgumentParser, *, required: bool = False
 
 def load_keys(args: argparse.Namespace) -> Mapping[str, Any] | KeyHistory | None:
     """The JWKS or the verified key history the arguments name, or None for neither."""
+    timeout = getattr(args, "timeout", FETCH_TIMEOUT_SECONDS)
     if getattr(args, "keys", None):
-        return load_key_history(args.keys, leeway_seconds=args.leeway)
+        return load_key_history(args.keys, leeway_seconds=args.leeway, timeout=timeout)
     if args.jwks:
-        return load_jwks(args.jwks)
+        return load_jwks(args.jwks, timeout=timeout)
     return None
 
 
-def load_key_history(source: str, *, leeway_seconds: int) -> KeyHistory:
+def load_key_history(
+    source: str, *, leeway_seconds: int, timeout: float = FETCH_TIMEOUT_SECONDS
+) -> KeyHistory:
     """Read and verify a key history; a history that does not verify is a UsageError."""
-    text = read_source(source).decode("ascii", "replace").strip()
+    text = read_source(source, timeout=timeout).decode("ascii", "replace").strip()
     if len(text) > MAX_HISTORY_CHARS:
         raise UsageError(f"key history {source} is longer than {MAX_HISTORY_CHARS} characters")
     try:
@@ -98,7 +106,8 @@ def add_commands(commands: Any) -> list[argparse.ArgumentParser]:
         "signed", help="verify a receipt, checkpoint, notice, assertion or status list"
     )
     signed.add_argument("artifact", metavar="JWS_OR_FILE", help="the signed artifact, or a file")
-    add_key_arguments(signed, required=True)
+    add_key_arguments(signed)
+    add_online_arguments(signed, what="the key history (<iss>/.well-known/registry-keys.json)")
     signed.add_argument(
         "--typ", metavar="TYP", help="the typ it must have (e.g. consent-receipt+jwt)"
     )
@@ -170,16 +179,36 @@ class SignedOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 def signed_command(args: argparse.Namespace, out: TextIO) -> int:
     keys = load_keys(args)
+    if keys is None and not args.online:
+        raise UsageError("signed needs --keys or --jwks (or --online)")
     token = _artifact_text(args.artifact)
-    if isinstance(keys, KeyHistory):
+    if keys is None:
+        outcome = _online(token, args)
+    elif isinstance(keys, KeyHistory):
         outcome = _with_history(token, keys, typ=args.typ, leeway=args.leeway)
     else:
-        outcome = _with_jwks(token, keys or {}, typ=args.typ)
+        outcome = _with_jwks(token, keys, typ=args.typ)
     if args.json:
         out.write(msgspec.json.encode(outcome).decode("utf-8") + "\n")
     else:
         out.write("\n".join(_signed_lines(outcome)) + "\n")
-    return EXIT_VERIFIED if outcome.result == "valid" else EXIT_INVALID
+    if outcome.result == "valid":
+        return EXIT_VERIFIED
+    return EXIT_INDETERMINATE if outcome.result == KEYS_UNKNOWN else EXIT_INVALID
+
+
+def _online(token: str, args: argparse.Namespace) -> SignedOutcome:
+    """With the key history of the artifact's own ``iss``, fetched (``--online``)."""
+    try:
+        claims = msgspec.json.decode(parse_compact(token)[1], type=dict[str, Any])
+    except KeysError as exc:
+        return _failed("malformed", f"not a compact JWS: {exc.message}")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _failed("malformed", "the payload is not a JSON object")
+    found = Online(timeout=args.timeout, leeway_seconds=args.leeway).keys_for(claims.get("iss"))
+    if isinstance(found, str):
+        return _failed(KEYS_UNKNOWN, found)
+    return _with_history(token, found, typ=args.typ, leeway=args.leeway)
 
 
 def _with_history(

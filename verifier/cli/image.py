@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import msgspec
 
+from keys.errors import KeysError
+from keys.jws import parse_compact
 from verifier.assertion import ProvenanceClaims, verify_assertion
 from verifier.cli.common import (
     COMPACT_JWS,
@@ -21,10 +23,12 @@ from verifier.cli.common import (
     verdict,
 )
 from verifier.cli.history import load_keys
+from verifier.cli.online import Fetched, Online
 from verifier.cli.sources import load_status_lists, read_file
 from verifier.errors import AssertionInvalid, TrustSettingsInvalid
 from verifier.imaging import sha256_hex, sniff_media_type
 from verifier.tokens import (
+    KEYS_UNKNOWN,
     STATUS_STALE,
     Reason,
     status_on_lists,
@@ -33,9 +37,8 @@ from verifier.verify import TrustSettings, verify
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping
 
-    from verifier.key_history import KeyHistory
+    from verifier.cli.sources import Keys, KeysFor
     from verifier.report import Action, ConsentRef, Ingredient, Report
     from verifier.statuslist import SignedStatusList
 
@@ -67,7 +70,9 @@ class ConsentRefStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AssertionCheck(msgspec.Struct, frozen=True, kw_only=True):
-    status: Literal["valid", "invalid", "not_given"]
+    """``unchecked``: ``--online`` could not get the keys to check it (``keys_unknown``)."""
+
+    status: Literal["valid", "invalid", "unchecked", "not_given"]
     code: str | None = None
     detail: str | None = None
     claims: ProvenanceClaims | None = None
@@ -82,6 +87,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     consents: tuple[ConsentRefStatus, ...]
     verdict: Verdict
     reasons: tuple[str, ...]
+    fetched: tuple[Fetched, ...] = ()
+    """What ``--online`` fetched (or would not), in order."""
 
 
 def verify_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -94,26 +101,49 @@ def verify_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _run(args: argparse.Namespace) -> Outcome:
-    if (args.assertion or args.status_list) and not (args.jwks or args.keys):
-        raise UsageError("--assertion and --status-list need --jwks or --keys to verify signatures")
+    given = load_keys(args)
+    if (args.assertion or args.status_list) and given is None and not args.online:
+        raise UsageError(
+            "--assertion and --status-list need --jwks or --keys (or --online) to verify signatures"
+        )
     image_path = Path(args.image)
     data = read_file(image_path, MAX_IMAGE_BYTES)
     try:
         trust = TrustSettings.from_pem_files(*args.trust)
     except TrustSettingsInvalid as exc:
         raise UsageError(exc.message) from None
-    jwks = load_keys(args)
+    online = Online(timeout=args.timeout, leeway_seconds=args.leeway) if args.online else None
+    # Given keys for everything; else (--online) each artifact's own issuer's key history.
+    keys: Keys | KeysFor = (
+        given if given is not None else online.keys_for if online is not None else {}
+    )
     digest = sha256_hex(data)
     report = verify(data, sniff_media_type(data), trust)
 
     assertion = AssertionCheck(status="not_given")
-    if args.assertion and jwks is not None:
-        assertion = _check_assertion(args.assertion, jwks, digest, args.leeway)
+    if args.assertion:
+        assertion = _check_assertion(args.assertion, keys, digest, args.leeway)
 
     lists, sources = load_status_lists(
-        args.status_list, {} if jwks is None else jwks, leeway_seconds=args.leeway
+        args.status_list, keys, leeway_seconds=args.leeway, timeout=args.timeout
     )
-    consents = _check_consents(report, assertion, lists, args.leeway)
+    referenced = _referenced(report, assertion)
+    details: dict[str, str] = {}
+    if online is not None:
+        # A manifest that does not verify decides the verdict: what it names is not fetched.
+        wanted = {
+            uri
+            for (_, uri, _), found in referenced.items()
+            if report.state != "invalid" or "assertion" in found
+        }
+        for uri in sorted(wanted - lists.keys()):
+            signed, source, detail = online.status_list(uri, keys)
+            sources = (*sources, source)
+            if signed is not None:
+                lists[uri] = signed
+            elif detail is not None:
+                details[uri] = detail
+    consents = _check_consents(referenced, lists, args.leeway, details)
     reasons = tuple(dict.fromkeys(code for code, _ in _findings(report, assertion, consents)))
     return Outcome(
         image=str(image_path),
@@ -124,6 +154,7 @@ def _run(args: argparse.Namespace) -> Outcome:
         consents=consents,
         verdict=verdict(reasons),
         reasons=reasons,
+        fetched=tuple(online.fetched) if online is not None else (),
     )
 
 
@@ -139,6 +170,8 @@ def _findings(
     if assertion.status == "invalid":
         code = assertion.code or AssertionInvalid.code
         found.append((code, f"detached assertion is invalid ({code})"))
+    if assertion.status == "unchecked":
+        found.append((KEYS_UNKNOWN, "detached assertion could not be checked: no key history"))
     found.extend(
         (consent.reason, f"consent {consent.jti} is {consent.status}")
         for consent in consents
@@ -147,9 +180,7 @@ def _findings(
     return found
 
 
-def _check_consents(
-    report: Report, assertion: AssertionCheck, lists: dict[str, SignedStatusList], leeway: int
-) -> tuple[ConsentRefStatus, ...]:
+def _referenced(report: Report, assertion: AssertionCheck) -> dict[tuple[str, str, int], list[str]]:
     """Every consent the manifest or a verified assertion names, with where it was named."""
     referenced: dict[tuple[str, str, int], list[str]] = {}
     for ref in report.consents:
@@ -157,10 +188,23 @@ def _check_consents(
     if assertion.claims is not None:
         for ref in assertion.claims.consent_refs():
             referenced.setdefault(_key(ref), []).append("assertion")
+    return referenced
+
+
+def _check_consents(
+    referenced: dict[tuple[str, str, int], list[str]],
+    lists: dict[str, SignedStatusList],
+    leeway: int,
+    details: dict[str, str],
+) -> tuple[ConsentRefStatus, ...]:
+    """Each referenced consent's status; ``details`` says why a URI's list is missing."""
     now = datetime.now(UTC)
     checks = []
     for (jti, uri, idx), found in referenced.items():
         status = status_on_lists(lists, uri=uri, idx=idx, now=now, leeway_seconds=leeway)
+        detail = status.detail
+        if status.code == Reason.STATUS_UNKNOWN.value and uri in details:
+            detail = details[uri]
         checks.append(
             ConsentRefStatus(
                 jti=jti,
@@ -169,7 +213,7 @@ def _check_consents(
                 sources=tuple(found),
                 status=_STATUS_NAMES.get(status.code, "unknown"),
                 reason=None if status.code == "valid" else status.code,
-                detail=status.detail,
+                detail=detail,
             )
         )
     return tuple(checks)
@@ -179,19 +223,29 @@ def _key(ref: ConsentRef) -> tuple[str, str, int]:
     return (ref.jti, ref.status_list_uri, ref.status_idx)
 
 
-def _check_assertion(
-    value: str, jwks: Mapping[str, Any] | KeyHistory, digest: str, leeway: int
-) -> AssertionCheck:
+def _check_assertion(value: str, keys: Keys | KeysFor, digest: str, leeway: int) -> AssertionCheck:
     # A compact JWS is never a usable path: no "/" and exactly two dots between base64url.
     if COMPACT_JWS.fullmatch(value):
         token = value
     else:
         token = read_file(Path(value), MAX_DOCUMENT_BYTES).decode("ascii", "replace")
+    token = token.strip()
+    found = keys(_unverified_issuer(token)) if callable(keys) else keys
+    if isinstance(found, str):
+        return AssertionCheck(status="unchecked", code=KEYS_UNKNOWN, detail=found)
     try:
-        claims = verify_assertion(token.strip(), jwks, sha256=digest, leeway_seconds=leeway)
+        claims = verify_assertion(token, found, sha256=digest, leeway_seconds=leeway)
     except AssertionInvalid as exc:
         return AssertionCheck(status="invalid", code=exc.code, detail=exc.message)
     return AssertionCheck(status="valid", claims=claims)
+
+
+def _unverified_issuer(token: str) -> object:
+    """The ``iss`` a token claims, unchecked: only which key history to fetch."""
+    try:
+        return msgspec.json.decode(parse_compact(token)[1], type=dict[str, Any]).get("iss")
+    except (KeysError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _render(outcome: Outcome, out: TextIO) -> None:
@@ -273,6 +327,15 @@ def _check_lines(outcome: Outcome) -> list[str]:
         )
     elif assertion.status == "invalid":
         lines.append(f"detached assertion: INVALID {assertion.code}: {safe(assertion.detail)}")
+    elif assertion.status == "unchecked":
+        lines.append(f"detached assertion: UNCHECKED {assertion.code}: {safe(assertion.detail)}")
+    # A status list that failed is reported below, with the other lists.
+    lines.extend(
+        f"{fetched.kind.replace('_', ' ')} {safe(fetched.uri)}: "
+        + (safe(fetched.error) if fetched.error else "fetched")
+        for fetched in outcome.fetched
+        if fetched.error is None or fetched.kind == "key_history"
+    )
     lines.extend(
         f"status list {safe(source.source)}: {safe(source.error)}"
         for source in outcome.status_lists

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
+from keys.errors import KeysError
+from keys.jws import parse_compact
 from verifier.cli.common import (
     COMPACT_JWS,
     EXIT_CODES,
@@ -18,34 +20,104 @@ from verifier.cli.common import (
     verdict,
 )
 from verifier.cli.history import load_keys
+from verifier.cli.online import Fetched, Online
 from verifier.cli.sources import load_status_lists, read_file
 from verifier.tokens import (
+    KEYS_UNKNOWN,
+    DecodedToken,
     OfflineCheck,
+    Reason,
     check_token_offline,
+    decode_token,
+    jwks_resolver,
 )
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterable
 
+    from verifier.cli.sources import Keys
 
-class TokenOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """``--json`` of ``token``: ``valid`` or the deciding reason, every reason, the claims."""
+
+class TokenOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``--json`` of ``token``: ``valid`` or the deciding reason, every reason, the claims;
+    ``detail`` when a status or the keys could not be had, and what ``--online`` fetched."""
 
     result: str
     reasons: tuple[str, ...]
     claims: dict[str, Any] | None
+    detail: str | None = None
+    fetched: tuple[Fetched, ...] = ()
 
 
 def token_command(args: argparse.Namespace, out: TextIO) -> int:
-    jwks = load_keys(args)
-    if jwks is None:
-        raise UsageError("token needs --jwks or --keys to verify the signature")
+    given = load_keys(args)
+    if given is None and not args.online:
+        raise UsageError("token needs --jwks or --keys (or --online) to verify the signature")
     token = _token_text(args.token)
-    lists, sources = load_status_lists(args.status_list, jwks, leeway_seconds=args.leeway)
+    online = Online(timeout=args.timeout, leeway_seconds=args.leeway) if args.online else None
+    keys: Keys | str | None = given
+    if keys is None and online is not None:
+        keys = _online_keys(token, args.issuer, online)
+    sources: tuple[StatusListSource, ...] = ()
+    if keys is None:
+        malformed = Reason.MALFORMED.value
+        check = OfflineCheck(result=malformed, reasons=(malformed,), claims=None)
+    elif isinstance(keys, str):
+        # No keys to check it with (--online): indeterminate, whatever the token says.
+        check = OfflineCheck(
+            result=KEYS_UNKNOWN, reasons=(KEYS_UNKNOWN,), claims=None, status_detail=keys
+        )
+    else:
+        check, sources = _check(token, keys, online, args)
+    fetched = tuple(online.fetched) if online is not None else ()
+    if args.json:
+        outcome = TokenOutcome(
+            result=check.result,
+            reasons=check.reasons,
+            claims=check.claims,
+            detail=check.status_detail,
+            fetched=fetched,
+        )
+        out.write(msgspec.json.encode(outcome).decode("utf-8") + "\n")
+    else:
+        out.write("\n".join(_token_lines(check, sources, fetched)) + "\n")
+    return EXIT_CODES[verdict(check.reasons)]
+
+
+def _online_keys(token: str, issuer: str | None, online: Online) -> Keys | str | None:
+    """The key history of ``--issuer`` or of the token's ``iss``; None when the token has no
+    readable ``iss`` (malformed: a consent token always names its issuer)."""
+    if issuer is not None:
+        return online.keys_for(issuer)
+    try:
+        claims = msgspec.json.decode(parse_compact(token)[1], type=dict[str, Any])
+    except (KeysError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if not isinstance(claims.get("iss"), str):
+        return None
+    return online.keys_for(claims["iss"])
+
+
+def _check(
+    token: str, keys: Keys, online: Online | None, args: argparse.Namespace
+) -> tuple[OfflineCheck, tuple[StatusListSource, ...]]:
+    lists, sources = load_status_lists(
+        args.status_list, keys, leeway_seconds=args.leeway, timeout=args.timeout
+    )
+    detail = None
+    # The list the token names is fetched only once its signature verified.
+    decoded = decode_token(token, jwks_resolver(keys)) if online is not None else None
+    if online is not None and isinstance(decoded, DecodedToken):
+        uri = decoded.claims.status.status_list.uri
+        if uri not in lists:
+            signed, source, detail = online.status_list(uri, keys)
+            sources = (*sources, source)
+            if signed is not None:
+                lists[uri] = signed
     check = check_token_offline(
         token,
-        jwks=jwks,
+        jwks=keys,
         status_lists=lists,
         now=datetime.now(UTC),
         leeway_seconds=args.leeway,
@@ -53,12 +125,9 @@ def token_command(args: argparse.Namespace, out: TextIO) -> int:
         issuer=args.issuer,
         use=args.use,
     )
-    if args.json:
-        outcome = TokenOutcome(result=check.result, reasons=check.reasons, claims=check.claims)
-        out.write(msgspec.json.encode(outcome).decode("utf-8") + "\n")
-    else:
-        out.write("\n".join(_token_lines(check, sources)) + "\n")
-    return EXIT_CODES[verdict(check.reasons)]
+    if detail is not None and Reason.STATUS_UNKNOWN.value in check.reasons:
+        check = msgspec.structs.replace(check, status_detail=detail)
+    return check, sources
 
 
 def _token_text(value: str) -> str:
@@ -76,7 +145,9 @@ def _token_text(value: str) -> str:
     return read_file(path, MAX_DOCUMENT_BYTES).decode("ascii", "replace").strip()
 
 
-def _token_lines(check: OfflineCheck, sources: Iterable[StatusListSource]) -> list[str]:
+def _token_lines(
+    check: OfflineCheck, sources: Iterable[StatusListSource], fetched: Iterable[Fetched]
+) -> list[str]:
     lines = [check.result]
     if len(check.reasons) > 1:
         lines.append(f"  reasons: {', '.join(check.reasons)}")
@@ -97,8 +168,14 @@ def _token_lines(check: OfflineCheck, sources: Iterable[StatusListSource]) -> li
         for label, name in (("not before", "nbf"), ("expires", "exp"))
         if name in claims
     )
+    lines.extend(
+        f"  {item.kind.replace('_', ' ')} {safe(item.uri)}: fetched"
+        for item in fetched
+        if item.error is None
+    )
     if check.status_detail:
-        lines.append(f"  status: {safe(check.status_detail)}")
+        label = "keys" if check.result == KEYS_UNKNOWN else "status"
+        lines.append(f"  {label}: {safe(check.status_detail)}")
     lines.extend(
         f"  status list {safe(source.source)}: {safe(source.error)}"
         for source in sources
