@@ -14,6 +14,7 @@ from registry.cli.openapi import cmd_openapi
 from registry.cli.output import CommandError
 from registry.cli.policy import cmd_policy_check
 from registry.cli.serve import cmd_migrate, cmd_serve
+from registry.cli.supervise import drop_metrics_dir
 from registry.core import settings as settings_module
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``registry`` with ``argv`` (default: the process's arguments); the exit code."""
+    # Before anything imports prometheus_client: the commands keep their metrics in memory,
+    # and `registry serve`'s supervisor names a fresh directory for its workers itself.
+    drop_metrics_dir()
     args = _parser().parse_args(argv)
     import keys  # noqa: PLC0415
     from registry.core import db, logs  # noqa: PLC0415

@@ -6,19 +6,36 @@ The metrics keep the names and labels Litestar's Prometheus middleware gave them
 ``registry_requests_in_progress``, ``registry_requests_error_total``; labels ``method``,
 ``path`` (the route's template), ``status_code``, ``app_name``), but each combination of
 labels is looked up once per process and its children kept, not resolved on every request.
+
+``GET /metrics`` shows this process's registry when it is the only one. With several workers
+``registry.cli.supervise`` sets PROMETHEUS_MULTIPROC_DIR before they start: each worker's
+metrics are then kept in files there, and every scrape merges all of them (a fresh
+``CollectorRegistry`` with a ``MultiProcessCollector``), so any worker answers with the same
+whole-service figures. The process and garbage-collector collectors (``process_*``,
+``python_*``) have no multiprocess form and are left out then.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from litestar import Controller, Response, get
 from litestar.enums import ScopeType
-from litestar.plugins.prometheus import PrometheusController
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from registry.core.logs import request_id
 from registry.core.proxies import NO_PROXIES, TrustedProxies, client_address
@@ -46,9 +63,32 @@ _IN_PROGRESS = Gauge(
 _ERRORS = Counter("registry_requests_error_total", "Total errors in requests", _LABELS)
 
 
-class MetricsController(PrometheusController):
+def multiprocess_dir() -> str | None:
+    """The directory of the workers' metric files, or None when this process is the only one.
+
+    prometheus_client chose between the two when it was imported, from the same variable
+    (which it also sets from the deprecated lower-case name)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def exposition() -> bytes:
+    """The metrics in Prometheus' text format: every worker's, merged, in multiprocess mode."""
+    path = multiprocess_dir()
+    if path is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+class MetricsController(Controller):
     path = "/metrics"
     include_in_schema = False
+
+    # Reading and merging the workers' files is file work: off the event loop.
+    @get(sync_to_thread=True)
+    def metrics(self) -> Response[bytes]:
+        return Response(exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class _Route:
