@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
+# The base dependencies alone (the offline verifier), at the versions of $(LOCK).
+VERIFIER_LOCK := requirements-verifier.lock
 UV_VERSION := 0.13.8
 
 .DEFAULT_GOAL := help
@@ -43,7 +45,12 @@ browser: ## Debian's Chromium for the browser tests (apt-get, when missing and r
 test: lint browser ## Lint, then the whole test suite (browser tests included) on a real PostgreSQL
 	$(BIN)/pytest
 
-bench: $(STAMP) ## Benchmarks: our code against the raw libraries, in one run
+bench: $(STAMP) ## Benchmarks, each row next to its floor; HTTP rows with wrk (apt-get, as root)
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) \
+		|| echo "could not install wrk: the HTTP rows will be skipped"; \
+	else echo "wrk is missing and this user cannot install it (as root: apt-get install -y wrk): the HTTP rows will be skipped"; fi
 	$(BIN)/python -m bench
 
 openapi: $(STAMP) ## Regenerate openapi/openapi.json
@@ -53,11 +60,15 @@ format: $(STAMP) ## Apply ruff's formatter and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-lock: ## Re-resolve requirements.lock from pyproject.toml (newest versions allowed by it)
+LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command 'make lock' $(UPGRADE) --quiet
+
+lock: ## Re-resolve requirements.lock (base, server, dev) and requirements-verifier.lock (base)
 	@test -x $(VENV)-lock/bin/uv || ($(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install --quiet uv==$(UV_VERSION))
-	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra dev --group pyproject.toml:bootstrap \
-		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' \
-		$(UPGRADE) --quiet -o $(LOCK)
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra server --extra dev --group pyproject.toml:bootstrap \
+		$(LOCK_FLAGS) -o $(LOCK)
+	@# Constrained by the full lock, so a third party's verifier runs the versions CI tested.
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --constraint $(LOCK) $(LOCK_FLAGS) -o $(VERIFIER_LOCK)
 
 upgrade: ## Like lock, but move every package to its newest allowed version
 	$(MAKE) lock UPGRADE=--upgrade

@@ -1,33 +1,45 @@
-"""`make bench`: every benchmark table. Each row puts our code next to the raw library."""
+"""`make bench`: every benchmark table, each row next to its floor measured in the same run.
+
+``python -m bench [section ...]`` runs the named sections only (foundation, consent,
+provenance, gate, workers, bench_hashlists). HTTP rows need wrk; without it they are skipped
+with a message and the in-process rows still run. Durations: see ``bench.load``.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import sys
+import time
 
-from bench.harness import print_table
+from bench.context import Bench
+from bench.load import INSTALL_HINT
 
-SECTIONS = [
-    ("Foundation (issue 2)", "bench.foundation"),
-    ("Consent (issue 3)", "bench.consent"),
-    ("Provenance (issue 4)", "bench.provenance"),
-    ("Publish gate (issue 5)", "bench.gate"),
-    ("Hash lists (issue 5)", "bench.bench_hashlists"),
-]
+SECTIONS = ["foundation", "consent", "provenance", "gate", "workers", "bench_hashlists"]
 
 
 def main() -> int:
-    only = set(sys.argv[1:])
-    print(
-        f"# Benchmarks ({platform.python_implementation()} {platform.python_version()}, "
-        f"{platform.machine()})"
-    )
-    for title, module in SECTIONS:
-        if only and module.rsplit(".", 1)[-1] not in only:
-            continue
-        rows = importlib.import_module(module).run()
-        print_table(title, rows)
+    only = sys.argv[1:]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        print(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+        return 2
+    started = time.monotonic()
+    with Bench() as bench:
+        print(
+            f"# Benchmarks ({platform.python_implementation()} {platform.python_version()}, "
+            f"{platform.machine()}, {os.cpu_count()} CPUs)"
+        )
+        if not bench.http:
+            print(f"\nHTTP rows skipped: {INSTALL_HINT}.")
+        for name in SECTIONS:
+            if only and name not in only:
+                continue
+            for table in importlib.import_module(f"bench.{name}").run(bench):
+                table.show(bench.settings)
+                sys.stdout.flush()
+    print(f"\n(total {time.monotonic() - started:,.0f} s)")
     return 0
 
 

@@ -1,25 +1,24 @@
 """Hash-list rows: matching one image against 1,000,000 entries, and importing them.
 
-Run alone with ``python -m bench.bench_hashlists``; ``run()`` returns the rows for the
-``make bench`` table. Each row puts ``moderation.HashIndex`` next to raw numpy (or a bare
-line loop) doing the same work in the same run.
+Run alone with ``python -m bench bench_hashlists``. Each row puts ``moderation.HashIndex``
+next to raw numpy (or a bare line loop) doing the same work in the same run, in-process.
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.harness import Row, Stats, print_table, timed
+from bench.context import InProcessTable
+from bench.harness import Row, once, timed
 from moderation import HashIndex, iter_csv
 from moderation.hashlists import EntryInput
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from bench.context import Bench, Table
 
 ENTRIES = 1_000_000
 VARIANTS = 5  # the image's pHash, its mirror and three rotations
@@ -37,13 +36,11 @@ def _write_csv(path: Path, hashes: np.ndarray) -> None:
         out.writelines(f"{int(h):016x},entry-{i},bench\n" for i, h in enumerate(hashes))
 
 
-def _once(fn: Callable[[], object]) -> Stats:
-    start = time.perf_counter()
-    fn()
-    return Stats.of([time.perf_counter() - start])
+def run(_: Bench) -> list[Table]:
+    return [InProcessTable("Hash lists (issue 5)", _rows())]
 
 
-def run() -> list[Row]:
+def _rows() -> list[Row]:
     hashes = _random_hashes(ENTRIES, seed=1)
     queries = [int(q) for q in _random_hashes(VARIANTS, seed=2)]
     rows = []
@@ -63,8 +60,8 @@ def run() -> list[Row]:
                 next(lines)
                 np.fromiter((int(line[:16], 16) for line in lines), dtype=np.uint64)
 
-        ours = _once(ours_import)
-        raw = _once(raw_import)
+        ours = once(ours_import)
+        raw = once(raw_import)
         rows.append(
             Row(
                 f"import {ENTRIES:,} CSV lines (iter_csv + add_many)",
@@ -113,12 +110,8 @@ def run() -> list[Row]:
     rows.append(
         Row(
             "add_many 200,000 EntryInput values",
-            _once(lambda: built.add_many("bench", entries)),
+            once(lambda: built.add_many("bench", entries)),
             None,
         )
     )
     return rows
-
-
-if __name__ == "__main__":
-    print_table("Hash lists (issue 5)", run())

@@ -25,7 +25,10 @@ def b64(data: bytes) -> str:
 
 
 def photo(size: tuple[int, int], seed: int) -> bytes:
-    """A JPEG with enough detail that decoding it is real work (a tiled noise pattern)."""
+    """A JPEG with enough detail that decoding it is real work (a tiled noise pattern).
+
+    Used for the gate's inputs; ``smooth_photo`` for the outputs that are signed.
+    """
     rng = np.random.default_rng(seed)
     tile = Image.fromarray(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8))
     image = Image.new("RGB", size)
@@ -35,6 +38,37 @@ def photo(size: tuple[int, int], seed: int) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
     return out.getvalue()
+
+
+def smooth_photo(size: tuple[int, int], seed: int) -> bytes:
+    """A JPEG with smooth structure plus grain, so it compresses like a photo."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    x = np.linspace(0, 4 * np.pi, width)
+    y = np.linspace(0, 3 * np.pi, height)
+    base = (np.sin(x)[None, :] + np.cos(y)[:, None]) * 60 + 128
+    channels = [base + rng.normal(0, 12, (height, width)) + shift for shift in (0, 30, -30)]
+    pixels = np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def multipart(parts: Sequence[tuple[str, str | None, str | None, bytes]]) -> tuple[str, bytes]:
+    """A multipart/form-data body of (name, filename, content type, bytes) parts, and its
+    Content-Type header."""
+    boundary = "bench" + secrets.token_hex(16)
+    chunks: list[bytes] = []
+    for name, filename, content_type, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+        if content_type is not None:
+            head += f"Content-Type: {content_type}\r\n"
+        chunks += [head.encode(), b"\r\n", data, b"\r\n"]
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(chunks)
 
 
 def consent_form(

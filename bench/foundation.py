@@ -1,68 +1,55 @@
-"""Issue 2 rows: JWKS over HTTP and token-key sign/verify through the key ring."""
+"""Issue 2 rows: healthz and JWKS over HTTP (against the floor), the key ring in-process."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import tempfile
+import json
 from datetime import timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import jwt
 import msgspec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import keys
-from bench.harness import (
-    REPO,
-    Row,
-    Server,
-    Stats,
-    database_urls,
-    free_port,
-    load,
-    timed,
-    wait_for_port,
-)
+from bench.context import HttpTable, InProcessTable
+from bench.harness import Row, timed
+from bench.load import Request, check, compare
 from registry.core import db
 
-N_HTTP = 3000
-CONCURRENCY = 16
+if TYPE_CHECKING:
+    from bench.context import Bench, Table
+
 N_CRYPTO = 3000
 
 
-async def _http_rows(server_url: str) -> tuple[Row, bytes]:
-    async with httpx.AsyncClient(base_url=server_url) as client:
-        body = (await client.get("/.well-known/jwks.json")).content
-        ours = await load(lambda: client.get("/.well-known/jwks.json"), N_HTTP, CONCURRENCY)
-    return Row(
-        f"GET /.well-known/jwks.json (c={CONCURRENCY})", ours, None, "bare ASGI app, same bytes"
-    ), body
-
-
-def _raw_http(body: bytes) -> Row:
-    """The floor: a bare ASGI app on the same uvicorn setup serving the same bytes."""
-    port = free_port()
-    path = Path(tempfile.mkdtemp()) / "jwks.json"
-    path.write_bytes(body)
-    proc = subprocess.Popen(  # noqa: S603 - our own benchmark server
-        [sys.executable, "-m", "bench.raw_server", str(port), str(path), "application/json"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def _http_rows(bench: Bench) -> HttpTable:
+    world = bench.world()
+    healthz = Request("/healthz")
+    jwks = Request("/.well-known/jwks.json")
+    expected = world.jwks_path.read_bytes()
+    for target in world.both(healthz):
+        check(target.base_url, healthz, lambda body: json.loads(body) == {"status": "ok"})
+    for target in world.both(jwks):
+        check(target.base_url, jwks, lambda body: json.loads(body) == json.loads(expected))
+    return HttpTable(
+        "Foundation (issue 2)",
+        [
+            compare(
+                "GET /healthz",
+                "a Litestar handler returning the same JSON (no middleware, no access log)",
+                *world.both(healthz),
+                bench.settings,
+            ),
+            compare(
+                "GET /.well-known/jwks.json",
+                "the same JWKS bytes from memory, same media type and Cache-Control",
+                *world.both(jwks),
+                bench.settings,
+            ),
+        ],
     )
-    try:
-        wait_for_port(port)
-        return Row("", asyncio.run(_load_root(f"http://127.0.0.1:{port}")), None)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-async def _load_root(url: str) -> Stats:
-    async with httpx.AsyncClient(base_url=url) as client:
-        return await load(lambda: client.get("/"), N_HTTP, CONCURRENCY)
 
 
 async def _ring_rows(database_url: str) -> list[Row]:
@@ -78,9 +65,10 @@ async def _ring_rows(database_url: str) -> list[Row]:
         await ring.start()
         signer = ring.signer()
         claims = {"iss": "http://bench", "sub": "s", "aud": "a", "iat": 1, "exp": 4_000_000_000}
-        # The raw floor: pyjwt with the same Ed25519 key object and the same claims.
+        # The floor: pyjwt with the same Ed25519 key object and the same claims.
         raw_key = _private_key_of(signer)
         public = ring.public_key(signer.kid)
+        assert public is not None
         token = ring.sign_jws(claims, typ="JWT")
         raw_token = jwt.encode(claims, raw_key, algorithm="EdDSA", headers={"kid": signer.kid})
         sign_ours = timed(lambda: ring.sign_jws(claims, typ="JWT"), N_CRYPTO)
@@ -102,17 +90,18 @@ async def _ring_rows(database_url: str) -> list[Row]:
     ]
 
 
-def _private_key_of(signer: keys.Signer) -> object:
+def _private_key_of(signer: keys.Signer) -> Ed25519PrivateKey:
     """The raw key for the floor measurement only: rebuilt from the ring's PKCS#8 export."""
-    from cryptography.hazmat.primitives import serialization
-
     assert isinstance(signer, keys.LocalSigner)
-    return serialization.load_der_private_key(signer.private_pkcs8_der(), password=None)
+    key = serialization.load_der_private_key(signer.private_pkcs8_der(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
 
 
-def run() -> list[Row]:
-    http_db, ring_db = database_urls(2)
-    with Server(http_db) as server:
-        jwks_row, body = asyncio.run(_http_rows(server.url))
-    jwks_row.raw = _raw_http(body).ours
-    return [jwks_row, *asyncio.run(_ring_rows(ring_db))]
+def run(bench: Bench) -> list[Table]:
+    tables: list[Table] = [
+        _http_rows(bench) if bench.http else bench.skipped("Foundation (issue 2), HTTP rows")
+    ]
+    rows = asyncio.run(_ring_rows(bench.postgres().database()))
+    tables.append(InProcessTable("Foundation (issue 2)", rows))
+    return tables

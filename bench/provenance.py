@@ -1,255 +1,172 @@
-"""Issue 4 rows: C2PA verify and sign through the service, and lookup over 100,000 outputs.
+"""Issue 4 rows: C2PA sign and verify, and lookup over 100,000 outputs.
 
-Each row is set next to the raw library call on the same bytes, in the same run: c2pa-python
-reading (with the same trust anchor) or signing (same certificate chain, same callback
-signer, thumbnail off as in the service) the same file, and a bare numpy scan of the same
-100,000 hashes. The service rows include HTTP, multipart parsing, Pillow decoding and
-pHash, the database, and for sign the detached assertion, the record and its audit event.
+Over HTTP each row is set against the floor (``bench.floor_server``): the same multipart
+body, the same C2PA identity and trust anchor. In-process, the service's image functions
+(``registry.provenance.images``: checks, decode, hashes, C2PA) are set against the floor's
+library calls on the same bytes (``ImageWork``: decode, pHash, SHA-256, c2pa-python), and
+``PhashIndex.nearest`` against a bare numpy scan of the same hashes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import itertools
+import functools
 import json
-import secrets
+from typing import TYPE_CHECKING
 
 import asyncpg
-import c2pa
-import httpx
 import numpy as np
-from PIL import Image
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.harness import Row, Server, database_urls, timed, timed_async
+import keys
+from bench import fixtures
+from bench.context import HttpTable, InProcessTable
+from bench.floor_server import ImageWork
+from bench.harness import Row, timed
+from bench.load import HttpRow, check, compare, probe
+from bench.world import OUTPUTS
 from keys.c2pa_identity import generate_dev_identity
 from registry.provenance import PhashIndex
+from registry.provenance.images import Upload, sign_image, verify_image
+from verifier import GenerationFacts, ImageLimits, TrustSettings
 
-N_SMALL = 60
-N_LARGE = 20
-N_LOOKUP = 300
-OUTPUTS = 100_000
+if TYPE_CHECKING:
+    from bench.context import Bench, Table
+    from bench.world import World
+
 SIZES = {"0.3 MP": (640, 480), "4 MP": (2310, 1732)}
-TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+N_IMAGE = {"0.3 MP": 40, "4 MP": 10}
+N_LOOKUP = 300
 
 
-def _photo(size: tuple[int, int], seed: int) -> bytes:
-    """A JPEG with smooth structure plus grain, so it compresses like a photo."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    x = np.linspace(0, 4 * np.pi, width)
-    y = np.linspace(0, 3 * np.pi, height)
-    base = (np.sin(x)[None, :] + np.cos(y)[:, None]) * 60 + 128
-    channels = [base + rng.normal(0, 12, (height, width)) + shift for shift in (0, 30, -30)]
-    pixels = np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(out, "JPEG", quality=90)
-    return out.getvalue()
+def _is_jpeg(body: bytes) -> bool:
+    return body.startswith(b"\xff\xd8")
 
 
-def _raw_verify(data: bytes, anchor_pem: str) -> None:
-    settings = {
-        "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
-        "trust": {"trust_anchors": anchor_pem},
-    }
-    with (
-        c2pa.Context.from_dict(settings) as context,
-        c2pa.Reader("image/jpeg", io.BytesIO(data), None, context) as reader,
-    ):
-        json.loads(reader.json())
-
-
-class _RawSigner:
-    """c2pa-python's Builder with our kind of manifest and a callback signer (no thumbnail)."""
-
-    def __init__(self) -> None:
-        self.identity = generate_dev_identity("Bench Raw Signer")
-
-    def sign(self, data: bytes) -> bytes:
-        manifest = {
-            "claim_generator_info": [{"name": "bench", "version": "1"}],
-            "title": "out.jpg",
-            "format": "image/jpeg",
-            "assertions": [
-                {
-                    "label": "c2pa.actions",
-                    "data": {
-                        "actions": [
-                            {
-                                "action": "c2pa.created",
-                                "digitalSourceType": TRAINED,
-                                "softwareAgent": {"name": "bench-model"},
-                            }
-                        ]
-                    },
-                }
-            ],
-        }
-        signer = c2pa.Signer.from_callback(
-            self.identity.signer.sign, c2pa.C2paSigningAlg.ES256, self.identity.chain_pem, None
+def _c2pa_rows(bench: Bench, world: World) -> list[HttpRow]:
+    rows = []
+    for label, size in SIZES.items():
+        photo = fixtures.smooth_photo(size, seed=size[0])
+        kib = len(photo) // 1024
+        sign = world.sign_request(label, photo)
+        for target in world.both(sign):
+            check(target.base_url, sign, _is_jpeg)
+        rows.append(
+            compare(
+                f"POST /v1/provenance/sign, {label} JPEG ({kib} KiB)",
+                "key lookup; sha256 + Pillow decode (draft) + pHash + c2pa Builder.sign "
+                "(same identity, callback signer, no thumbnail) + sha256 of the output; "
+                "the detached EdDSA assertion; one INSERT",
+                *world.both(sign),
+                bench.settings,
+            )
         )
-        with c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}}) as context:
-            builder = c2pa.Builder(manifest, context)
-            output = io.BytesIO()
-            builder.sign(signer, "image/jpeg", io.BytesIO(data), output)
-        signer.close()
-        return output.getvalue()
-
-
-async def _generator(client: httpx.AsyncClient, admin_key: str) -> dict[str, str]:
-    response = await client.post(
-        "/v1/admin/clients",
-        json={"name": "bench generator", "roles": ["generator"], "tenant": "bench"},
-        headers={"Authorization": f"Bearer {admin_key}"},
-    )
-    response.raise_for_status()
-    return {"Authorization": f"Bearer {response.json()['api_key']}"}
-
-
-async def _c2pa_rows(server: Server) -> list[Row]:
-    rows: list[Row] = []
-    raw_signer = _RawSigner()
-    counter = itertools.count()
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-        headers = await _generator(client, server.admin_key)
-        anchor = (await client.get("/v1/keys/c2pa/anchor")).text
-
-        async def sign(data: bytes) -> httpx.Response:
-            metadata = json.dumps(
-                {"generation_id": f"g{next(counter)}", "model": "bench-model", "consent_tokens": []}
+        status, signed = probe(world.service.url, sign)
+        if status != 200 or not _is_jpeg(signed):
+            msg = f"signing the verify input failed: {status}"
+            raise RuntimeError(msg)
+        verify = world.file_request("/v1/provenance/verify", label, signed)
+        check(world.service.url, verify, lambda body: json.loads(body)["state"] == "trusted")
+        check(world.floor.url, verify, lambda body: json.loads(body)["state"] == "Trusted")
+        rows.append(
+            compare(
+                f"POST /v1/provenance/verify, {label} signed JPEG",
+                "sha256 + Pillow decode (draft) + pHash + c2pa Reader (same trust anchor) "
+                "+ json; one SELECT of the output by sha256",
+                *world.both(verify),
+                bench.settings,
             )
-            response = await client.post(
-                "/v1/provenance/sign",
-                files={"file": ("o.jpg", data, "image/jpeg"), "metadata": (None, metadata)},
-                headers=headers,
-            )
-            response.raise_for_status()
-            return response
-
-        for label, size in SIZES.items():
-            n = N_SMALL if label == "0.3 MP" else N_LARGE
-            photo = _photo(size, seed=len(rows))
-            signed = (await sign(photo)).content
-
-            async def verify(data: bytes = signed) -> None:
-                response = await client.post(
-                    "/v1/provenance/verify", files={"file": ("o.jpg", data, "image/jpeg")}
-                )
-                response.raise_for_status()
-
-            ours_sign = await timed_async(lambda photo=photo: sign(photo), n, warmup=3)
-            raw_sign = timed(lambda photo=photo: raw_signer.sign(photo), n, warmup=3)
-            ours_verify = await timed_async(verify, n, warmup=3)
-            raw_verify = timed(lambda signed=signed: _raw_verify(signed, anchor), n, warmup=3)
-            kib = len(photo) // 1024
-            rows += [
-                Row(
-                    f"POST /v1/provenance/sign, {label} JPEG ({kib} KiB)",
-                    ours_sign,
-                    raw_sign,
-                    "c2pa Builder.sign, same file",
-                ),
-                Row(
-                    f"POST /v1/provenance/verify, {label} signed JPEG",
-                    ours_verify,
-                    raw_verify,
-                    "c2pa Reader + json, same file",
-                ),
-            ]
+        )
     return rows
 
 
-async def _insert_outputs(database_url: str, count: int) -> np.ndarray:
-    """``count`` recorded outputs with random pHashes, written with COPY; their hashes."""
-    rng = np.random.default_rng(7)
-    hashes = rng.integers(-(2**63), 2**63 - 1, size=count, dtype=np.int64)
-    conn = await asyncpg.connect(database_url)
-    try:
-        client_id = await conn.fetchval("SELECT client_id FROM api_clients LIMIT 1")
-        records = [
-            (
-                f"out_bench{i:012d}",
-                "bench",
-                client_id,
-                f"bench-{i}",
-                "bench-model",
-                "image/jpeg",
-                640,
-                480,
-                secrets.token_hex(32),
-                int(value),
-                "a.b.c",
-            )
-            for i, value in enumerate(hashes)
+def _lookup_row(bench: Bench, world: World) -> HttpRow:
+    world.insert_outputs()
+    probe_image = fixtures.smooth_photo(SIZES["0.3 MP"], seed=99)
+    lookup = world.file_request("/v1/provenance/lookup", "0.3 MP", probe_image)
+    for target in world.both(lookup):
+        check(target.base_url, lookup, lambda body: "matches" in json.loads(body))
+    return compare(
+        f"POST /v1/provenance/lookup, {OUTPUTS:,} outputs (0.3 MP probe)",
+        f"sha256 + Pillow decode (draft) + pHash; numpy scan of the {OUTPUTS:,} pHashes "
+        "(loaded once); one SELECT of the matches",
+        *world.both(lookup),
+        bench.settings,
+    )
+
+
+def _image_rows() -> list[Row]:
+    """Our image functions against the floor's library calls, one call at a time."""
+    identity = generate_dev_identity("Bench In-process")
+    assert isinstance(identity.signer, keys.LocalSigner)
+    key = serialization.load_der_private_key(identity.signer.private_pkcs8_der(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    anchor = identity.anchor_pem or ""
+    floor = ImageWork(chain_pem=identity.chain_pem, key=key, anchor_pem=anchor)
+    trust = TrustSettings.from_pem(anchor)
+    limits = ImageLimits(max_bytes=26_214_400, max_pixels=40_000_000)
+    facts = GenerationFacts(generation_id="bench-1", model="bench-model")
+    rows = []
+    for label, size in SIZES.items():
+        photo = fixtures.smooth_photo(size, seed=size[0])
+        upload = Upload(data=photo, content_type="image/jpeg", filename="o.jpg")
+        signed = Upload(data=floor.sign_work(photo, "bench-1")[0], content_type="image/jpeg")
+        n = N_IMAGE[label]
+        rows += [
+            Row(
+                f"provenance sign_image, {label}",
+                timed(
+                    functools.partial(sign_image, upload, limits, facts, identity, thumbnail=False),
+                    n,
+                    3,
+                ),
+                timed(functools.partial(floor.sign_work, photo, "bench-1"), n, 3),
+                "sha256 + decode + pHash + c2pa sign + sha256",
+            ),
+            Row(
+                f"provenance verify_image, {label}",
+                timed(functools.partial(verify_image, signed, limits, trust), n, 3),
+                timed(functools.partial(floor.read_work, signed.data), n, 3),
+                "sha256 + decode + pHash + c2pa read + json",
+            ),
         ]
-        await conn.copy_records_to_table(
-            "signed_outputs",
-            records=records,
-            columns=[
-                "output_id",
-                "tenant",
-                "client_id",
-                "generation_id",
-                "model",
-                "media_type",
-                "width",
-                "height",
-                "sha256",
-                "phash",
-                "assertion",
-            ],
-        )
-    finally:
-        await conn.close()
-    return hashes.view(np.uint64)
+    return rows
 
 
-async def _lookup_row(server: Server, database_url: str) -> list[Row]:
-    hashes = await _insert_outputs(database_url, OUTPUTS)
-    probe = _photo(SIZES["0.3 MP"], seed=99)
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-
-        async def lookup() -> None:
-            response = await client.post(
-                "/v1/provenance/lookup", files={"file": ("q.jpg", probe, "image/jpeg")}
-            )
-            response.raise_for_status()
-
-        ours = await timed_async(lookup, N_LOOKUP, warmup=5)
+async def _index_row(database_url: str, hashes: np.ndarray) -> Row:
     query = np.uint64(0x0123456789ABCDEF)
 
     def scan() -> None:
         distances = np.bitwise_count(hashes ^ query)
         np.flatnonzero(distances <= 8)
 
-    raw = timed(scan, N_LOOKUP)
     index = PhashIndex()
     conn = await asyncpg.connect(database_url)
     try:
         await index.refresh(conn)
     finally:
         await conn.close()
-    nearest = timed(lambda: index.nearest(int(query), max_distance=8, limit=20), N_LOOKUP)
-    return [
-        Row(
-            f"POST /v1/provenance/lookup, {OUTPUTS:,} outputs (0.3 MP probe)",
-            ours,
-            raw,
-            f"numpy bitwise_count scan of {OUTPUTS:,}",
-        ),
-        Row(
-            f"PhashIndex.nearest over {OUTPUTS:,} outputs",
-            nearest,
-            raw,
-            f"numpy bitwise_count scan of {OUTPUTS:,}",
-        ),
-    ]
+    return Row(
+        f"PhashIndex.nearest over {OUTPUTS:,} outputs",
+        timed(lambda: index.nearest(int(query), max_distance=8, limit=20), N_LOOKUP),
+        timed(scan, N_LOOKUP),
+        f"numpy bitwise_count scan of {OUTPUTS:,}",
+    )
 
 
-def run() -> list[Row]:
-    c2pa_db, lookup_db = database_urls(2)
-    with Server(c2pa_db) as server:
-        rows = asyncio.run(_c2pa_rows(server))
-    with Server(lookup_db) as server:
-        rows += asyncio.run(_lookup_row(server, lookup_db))
-    return rows
+def run(bench: Bench) -> list[Table]:
+    tables: list[Table] = []
+    rows = _image_rows()
+    if bench.http:
+        world = bench.world()
+        tables.append(
+            HttpTable(
+                "Provenance (issue 4)", [*_c2pa_rows(bench, world), _lookup_row(bench, world)]
+            )
+        )
+        rows.append(asyncio.run(_index_row(world.database_url, world.insert_outputs())))
+    else:
+        tables.append(bench.skipped("Provenance (issue 4), HTTP rows"))
+    tables.append(InProcessTable("Provenance (issue 4)", rows))
+    return tables
