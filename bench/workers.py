@@ -9,7 +9,11 @@ servers share its cores), so the service's ratio is best read next to it.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import httpx
 
 from bench.context import ScalingTable
 from bench.gate import gate_request
@@ -42,4 +46,38 @@ def run(bench: Bench) -> list[Table]:
             ]
             runs = interleave(targets, bench.settings)
             rows.append(ScalingRow(name, {k: Medians.of(v) for k, v in runs.items()}))
-    return [ScalingTable("Workers (issue 12): throughput with 2 uvicorn workers", rows)]
+        notes = [_supervisor_rss(service.proc.pid if service.proc else None), _scrapes(service.url)]
+    return [ScalingTable("Workers (issue 12): throughput with 2 uvicorn workers", rows, notes)]
+
+
+def _supervisor_rss(pid: int | None) -> str:
+    """The supervisor's resident memory (``registry serve`` execs into it, same pid)."""
+    if pid is None:
+        return "Supervisor RSS: not measured (no process)."
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    rss = int(match.group(1)) / 1024 if match else float("nan")
+    return (
+        f"Supervisor RSS with 2 workers and the 1,000,000-entry list loaded: {rss:.1f} MB "
+        "(target <= 60 MB)."
+    )
+
+
+_VERIFY_COUNT = re.compile(
+    r'^registry_requests_total\{[^}]*path="/v1/tokens/verify"[^}]*\} ([0-9.e+]+)$', re.MULTILINE
+)
+
+
+def _scrapes(url: str, times: int = 12) -> str:
+    """/metrics over fresh connections (so both workers answer): the same count every time?"""
+    counts = []
+    for _ in range(times):
+        with httpx.Client(base_url=url, timeout=30) as http:
+            body = http.get("/metrics").text
+        counts.append(sum(float(v) for v in _VERIFY_COUNT.findall(body)))
+    same = len(set(counts)) == 1
+    return (
+        f"/metrics from the 2-worker service, {times} scrapes on fresh connections: "
+        f"tokens/verify request count {'equal in every scrape' if same else 'DIFFERS'} "
+        f"({', '.join(f'{c:,.0f}' for c in sorted(set(counts)))})."
+    )
