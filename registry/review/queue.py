@@ -20,6 +20,7 @@ import msgspec
 
 from registry.core.auth import SYSTEM_TENANT
 from registry.gate import repository as gate_repository
+from registry.gate.repository.tickets import TicketKind, TicketStatus
 from registry.review import repository
 from registry.review.appeals import settle_appeal
 from registry.review.errors import TicketClosed, TicketNotFound, TicketNotHeld
@@ -46,8 +47,6 @@ __all__ = [
     "review_scope",
 ]
 
-TicketKind: TypeAlias = Literal["review", "appeal"]
-TicketStatus: TypeAlias = Literal["open", "claimed", "closed"]
 Outcome: TypeAlias = Literal["allowed", "blocked"]
 
 
