@@ -17,7 +17,12 @@ help: ## List the targets
 # backend included (hence --no-build-isolation), so a fresh machine gets what CI tested.
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	@# pdqhash ships as source only. Its build tools (Cython, numpy, setuptools) come from the
+	@# lock first, so the whole lock then installs without build isolation: nothing unpinned
+	@# is fetched to build it.
+	awk '/^[^ #]/ { keep = ($$1 ~ /^(cython|numpy|setuptools)==/) } keep' $(LOCK) > $(VENV)/build.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(VENV)/build.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps --no-build-isolation -r $(LOCK)
 	@# setuptools warns about editable installs in general; nothing to act on.
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
