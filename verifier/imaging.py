@@ -30,6 +30,7 @@ __all__ = [
     "Hashes",
     "ImageLimits",
     "decode",
+    "dihedral_phashes",
     "grey",
     "hamming",
     "hash_variants",
@@ -53,14 +54,25 @@ _FORMATS: dict[str, str] = {
     "image/avif": "AVIF",
 }
 _ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
-# Large enough that the 32x32 DCT of pHash sees the same content; JPEG draft mode then
-# decodes at 1/2, 1/4 or 1/8 scale instead of full size.
-_HASH_DRAFT_SIZE = (256, 256)
+# JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale instead of full size, keeping both sides
+# at least this large: PDQ hashes a copy whose longer side is 512 (moderation.pdq), and the
+# 32x32 DCT of pHash sees the same content from it.
+_HASH_DRAFT_SIZE = (512, 512)
 _HASH_HEX_CHARS = 16
-# The sizes imagehash resizes to (pHash: 8 x 4; dHash: 9 x 8), and the variants' grey copy.
+# The sizes imagehash resizes to (pHash: 8 x 4; dHash: 9 x 8).
 _PHASH_SIZE = (32, 32)
 _DHASH_SIZE = (9, 8)
-_VARIANTS_SIZE = (64, 64)
+# The flips and rotations after the image as it is, in moderation.signals.DIHEDRAL's order
+# (rotations counter-clockwise, as Pillow's).
+_VARIANT_TRANSPOSES = (
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
 _FTYP_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heic"}
 _FTYP_BRANDS |= {b"avif": "image/avif", b"avis": "image/avif"}
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -103,15 +115,31 @@ class Hashes(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HashVariants(msgspec.Struct, frozen=True, kw_only=True):
-    """pHash of simple transforms, so a flipped or rotated copy still matches."""
+    """pHash of the seven other flips and rotations, so a flipped or rotated copy still matches.
 
-    flip_horizontal: str
+    ``flip_vertical`` is top to bottom, ``flip_horizontal`` a mirror image; ``transpose``
+    mirrors across the main diagonal, ``transverse`` across the other one.
+    """
+
     rotate_90: str
     rotate_180: str
     rotate_270: str
+    flip_vertical: str
+    flip_horizontal: str
+    transpose: str
+    transverse: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.flip_horizontal, self.rotate_90, self.rotate_180, self.rotate_270)
+        """The seven, in ``moderation.signals.DIHEDRAL`` order (without ``original``)."""
+        return (
+            self.rotate_90,
+            self.rotate_180,
+            self.rotate_270,
+            self.flip_vertical,
+            self.flip_horizontal,
+            self.transpose,
+            self.transverse,
+        )
 
 
 def sha256_hex(data: bytes) -> str:
@@ -228,14 +256,43 @@ def perceptual_hashes(image: Image.Image) -> Hashes:
     return Hashes(phash=phash(shared), dhash=str(imagehash.dhash(_resized(shared, _DHASH_SIZE))))
 
 
+def dihedral_phashes(image: Image.Image) -> tuple[str, ...]:
+    """The pHash of ``image`` (``phash``'s value) and of its seven flips and rotations.
+
+    Each transform is of the same 32x32 grey copy the pHash itself is computed from: LANCZOS
+    weighs pixels symmetrically about each sample, so resizing then flipping is, within a bit
+    or two, what pHash does to a flipped copy, and the transforms cost nothing next to the
+    one resize. A copy of another size is hashed through a second resize and tells another
+    story: from a 64x64 copy, the mirror image of a finely textured photo lay 34 bits from
+    its "variant".
+    """
+    small = _resized(image, _PHASH_SIZE)
+    return (
+        str(imagehash.phash(small)),
+        *(str(imagehash.phash(small.transpose(t))) for t in _VARIANT_TRANSPOSES),
+    )
+
+
 def hash_variants(image: Image.Image) -> HashVariants:
-    # Hash a small grey copy: the transforms then cost nothing next to the decode.
-    small = _resized(image, _VARIANTS_SIZE)
+    """The seven other flips and rotations; for the pHash too, call ``dihedral_phashes``."""
+    (
+        _,
+        rotate_90,
+        rotate_180,
+        rotate_270,
+        flip_vertical,
+        flip_horizontal,
+        transpose,
+        transverse,
+    ) = dihedral_phashes(image)
     return HashVariants(
-        flip_horizontal=str(imagehash.phash(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT))),
-        rotate_90=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_90))),
-        rotate_180=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_180))),
-        rotate_270=str(imagehash.phash(small.transpose(Image.Transpose.ROTATE_270))),
+        rotate_90=rotate_90,
+        rotate_180=rotate_180,
+        rotate_270=rotate_270,
+        flip_vertical=flip_vertical,
+        flip_horizontal=flip_horizontal,
+        transpose=transpose,
+        transverse=transverse,
     )
 
 

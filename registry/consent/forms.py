@@ -101,11 +101,14 @@ class FormTemplate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
 
 
 class FormAsset(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """A reference photo, by the SHA-256 of its file (lowercase hex)."""
+    """A reference photo, by the SHA-256 of its file (lowercase hex), and optionally its
+    perceptual hashes, for a form whose photos are not uploaded: pHash (16 hex digits) and
+    PDQ (64)."""
 
     sha256: str
     label: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     phash: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$")] | None = None
+    pdq: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
 class ConsentForm(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

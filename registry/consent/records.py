@@ -61,12 +61,18 @@ class Personal(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class AssetData(msgspec.Struct, kw_only=True, frozen=True):
-    """The sealed part of an asset."""
+    """The sealed part of an asset.
+
+    ``pdq`` is the asset's PDQ hash (hex); ``pdq_quality`` its quality, known only when the
+    photo was uploaded and hashed here. Assets sealed before PDQ was kept have neither.
+    """
 
     sha256: str
     phash: str | None = None
     dhash: str | None = None
     label: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
 
 
 class DataKeys:

@@ -1,10 +1,11 @@
 """Submission: a signed consent form (and its photos) in, a consent record and its receipt out.
 
-Photos are decoded and hashed before the transaction (``prepare_uploads``): decoding costs
-milliseconds of CPU each. Inside it, ``submit`` reads the form once, looks up the enrolled key
-and the template it names, verifies the form against exactly those, matches the uploads to the
-assets it lists and records it, its personal data sealed under a data key of its own. The
-registry signs a receipt of what it recorded, for the uploader to keep.
+Photos are decoded and hashed before the transaction (``prepare_uploads``): decoding and
+hashing (SHA-256, pHash, dHash, PDQ and its quality) cost milliseconds of CPU each. Inside
+it, ``submit`` reads the form once, looks up the enrolled key and the template it names,
+verifies the form against exactly those, matches the uploads to the assets it lists and
+records it, its personal data sealed under a data key of its own. The registry signs a
+receipt of what it recorded, for the uploader to keep.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from moderation.signals import pdq_hash
 from registry.consent import repository
 from registry.consent.crypto import text_sha256
 from registry.consent.enrolment import enrolled_signer, template_ref
@@ -60,6 +62,8 @@ class PreparedAsset(msgspec.Struct, kw_only=True, frozen=True):
     sha256: str
     phash: str
     dhash: str
+    pdq: str
+    pdq_quality: int
     media_type: str
     width: int
     height: int
@@ -94,10 +98,13 @@ def _prepare(upload: Upload, limits: imaging.ImageLimits) -> PreparedAsset:
         declared = None
     decoded = imaging.decode(upload.data, limits, declared, hash_only=True)
     hashes = imaging.perceptual_hashes(decoded.image)
+    pdq, pdq_quality = pdq_hash(decoded.image)
     return PreparedAsset(
         sha256=imaging.sha256_hex(upload.data),
         phash=hashes.phash,
         dhash=hashes.dhash,
+        pdq=pdq,
+        pdq_quality=pdq_quality,
         media_type=decoded.media_type,
         width=decoded.width,
         height=decoded.height,
@@ -350,6 +357,8 @@ async def _insert_assets(
             phash=photo.phash if photo else asset.phash,
             dhash=photo.dhash if photo else None,
             label=asset.label,
+            pdq=photo.pdq if photo else asset.pdq,
+            pdq_quality=photo.pdq_quality if photo else None,
         )
         await repository.insert_asset(
             conn,

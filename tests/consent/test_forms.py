@@ -390,10 +390,20 @@ def test_missing_field(h, registry, ed25519):
         ({"nonce": "short"}, "invalid_value"),
         ({"subject_ref": ""}, "invalid_value"),
         ({"template": {"id": "tmpl-likeness-v1", "sha256": "ABC"}}, "invalid_value"),
+        ({"assets": [{"sha256": "0" * 64, "phash": "0" * 64}]}, "invalid_value"),
+        ({"assets": [{"sha256": "0" * 64, "pdq": "0" * 16}]}, "invalid_value"),  # a pHash
+        ({"assets": [{"sha256": "0" * 64, "pdq": "0" * 63 + "g"}]}, "invalid_value"),
+        ({"assets": [{"sha256": "0" * 64, "pdq": "A" * 64}]}, "invalid_value"),
     ],
 )
 def test_field_faults(h, registry, ed25519, change, code):
     assert _payload_code(h, ed25519, registry, h.form_payload(**change)) == code
+
+
+def test_an_asset_may_carry_its_perceptual_hashes(h, registry, ed25519):
+    asset = {"sha256": h.ASSET_SHA256, "phash": "0123456789abcdef", "pdq": "5a" * 32}
+    form = _verify(_enrolled_form(h, ed25519, h.form_payload(assets=[asset])), registry).form
+    assert (form.assets[0].phash, form.assets[0].pdq) == ("0123456789abcdef", "5a" * 32)
 
 
 def test_over_deep_payload(h, registry, ed25519):

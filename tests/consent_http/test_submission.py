@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import importlib.resources
+import io
 import json
 
 import asyncpg
+import msgspec
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from litestar.testing import AsyncTestClient
+from PIL import Image
 
 import keys
+from moderation.signals import pdq_hash
 from registry.app import create_app
+from registry.consent.crypto import FieldCipher
+from registry.consent.records import AssetData, DataKeys
 from tests.consent_http import helpers
 from tests.support import ADMIN_KEY, assert_problem, bearer, make_settings
 
@@ -159,6 +166,93 @@ async def test_multipart_photos_are_hashed_and_not_kept(world, database_url):
     assert len(stored) < len(first) + len(second)  # only hashes, sealed
     assert helpers.sha256(first).encode() not in stored  # and not in clear
     assert {r["media_type"] for r in rows} == {"image/png", "image/jpeg"}
+
+
+async def _sealed_assets(database_url: str, settings, consent_id: str) -> list[AssetData]:
+    """The assets of a record as sealed, opened with the data key the service wrapped."""
+    data_keys = DataKeys(FieldCipher(keys.MasterKey.from_text(settings.master_key)))
+    conn = await asyncpg.connect(database_url)
+    try:
+        key_id = await conn.fetchval(
+            "SELECT data_key_id FROM consent_records WHERE consent_id = $1", consent_id
+        )
+        key = await data_keys.get(conn, key_id)
+        rows = await conn.fetch(
+            "SELECT asset_id, sealed FROM consent_assets WHERE consent_id = $1 ORDER BY position",
+            consent_id,
+        )
+    finally:
+        await conn.close()
+    return [
+        msgspec.convert(key.open(bytes(r["sealed"]), aad=r["asset_id"]), AssetData) for r in rows
+    ]
+
+
+def _skimage_jpeg(name: str) -> bytes:
+    folder = importlib.resources.files("skimage") / "data"
+    with (folder / name).open("rb") as file, Image.open(file) as image:
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+async def test_uploaded_photos_keep_their_pdq_sealed_and_tokens_carry_no_pdq(
+    world, database_url, settings
+):
+    photo = _skimage_jpeg("chelsea.png")
+    blocks_photo = helpers.photo(12)
+    form = helpers.sign_form(
+        world.signer,
+        helpers.form_payload([helpers.sha256(photo), helpers.sha256(blocks_photo)]),
+    )
+    response = await world.submit(
+        form,
+        files=[
+            ("assets", ("cat.jpg", photo, "image/jpeg")),
+            ("assets", ("blocks.png", blocks_photo, "image/png")),
+        ],
+    )
+    assert response.status_code == 201, response.text
+    consent = response.json()
+
+    cat, blocks = await _sealed_assets(database_url, settings, consent["consent_id"])
+    with Image.open(io.BytesIO(photo)) as decoded:
+        assert (cat.pdq, cat.pdq_quality) == pdq_hash(decoded)
+    assert cat.pdq_quality >= 50
+    assert blocks.pdq is not None
+    assert len(blocks.pdq) == 64
+    assert blocks.pdq != cat.pdq
+    assert blocks.pdq_quality is not None
+    assert (cat.sha256, cat.phash) == (helpers.sha256(photo), consent["assets"][0]["phash"])
+
+    assert (await world.grant(consent["consent_id"])).status_code == 201
+    issued = await world.token(consent["consent_id"])
+    assert issued.status_code == 201, issued.text
+    claims = (await world.verify(issued.json()["token"]))["claims"]
+    assert [set(asset) for asset in claims["assets"]] == [{"id", "sha256", "phash"}] * 2
+
+
+async def test_a_hash_only_form_may_name_each_assets_pdq(world, database_url, settings):
+    pdq, phash = "5a" * 32, "0123456789abcdef"
+    payload = helpers.form_payload()
+    payload["assets"][0] |= {"pdq": pdq, "phash": phash}
+    consent = await world.consent(assets=payload["assets"])
+
+    [asset] = await _sealed_assets(database_url, settings, consent["consent_id"])
+    assert (asset.pdq, asset.pdq_quality, asset.phash) == (pdq, None, phash)
+    plain = await world.consent()
+    [asset] = await _sealed_assets(database_url, settings, plain["consent_id"])
+    assert (asset.pdq, asset.pdq_quality) == (None, None)
+
+
+@pytest.mark.parametrize("pdq", ["5a" * 16, "5a" * 31 + "5g", "5A" * 32, 42])
+async def test_a_hash_only_form_with_a_bad_pdq_is_refused(world, database_url, pdq):
+    payload = helpers.form_payload()
+    payload["assets"][0]["pdq"] = pdq
+    before = await helpers.counts(database_url)
+    response = await world.submit(helpers.sign_form(world.signer, payload))
+    assert_problem(response, 422, "invalid_type" if pdq == 42 else "invalid_value")
+    assert await helpers.counts(database_url) == before
 
 
 async def test_idempotency_key_replays_the_same_record_once(world, database_url):

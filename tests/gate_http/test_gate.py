@@ -66,7 +66,7 @@ async def test_consented_edit_is_allowed_recorded_and_signed(world, make_client,
     evidence = decode_evidence(row["raw"].encode())
     assert evidence.image is not None
     assert evidence.image.decoded
-    assert len(evidence.image.variants) == 4
+    assert len(evidence.image.variants) == 7
     assert evidence.provenance is not None
     assert evidence.provenance.state == "absent"
     assert [s.check.valid for s in evidence.sources if s.check] == [True, True]

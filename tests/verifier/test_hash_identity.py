@@ -2,7 +2,8 @@
 
 Hash lists, consent records and signed outputs store pHashes made before the hashing was
 folded into one conversion: the values must not move. The reference below is what the
-service computed before (imagehash on the decoded image, palette images through RGBA).
+service computed before (imagehash on the decoded image, palette images through RGBA). The
+variants, which nothing stores (only queries use them), are of pHash's own 32x32 grey copy.
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ LIMITS = ImageLimits(max_bytes=50_000_000, max_pixels=50_000_000)
 
 
 def _reference(image: Image.Image) -> tuple[str, str, tuple[str, ...]]:
+    """pHash, dHash, and the pHash of each flip and rotation of pHash's own 32x32 grey copy
+    (in moderation.signals.DIHEDRAL order, without the original)."""
     image = image.convert("RGBA") if image.mode == "P" else image
-    small = image.convert("L").resize((64, 64), Image.Resampling.LANCZOS)
+    small = image.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
     variants = tuple(
         str(imagehash.phash(small.transpose(t)))
         for t in (
-            Image.Transpose.FLIP_LEFT_RIGHT,
             Image.Transpose.ROTATE_90,
             Image.Transpose.ROTATE_180,
             Image.Transpose.ROTATE_270,
+            Image.Transpose.FLIP_TOP_BOTTOM,
+            Image.Transpose.FLIP_LEFT_RIGHT,
+            Image.Transpose.TRANSPOSE,
+            Image.Transpose.TRANSVERSE,
         )
     )
     return str(imagehash.phash(image)), str(imagehash.dhash(image)), variants
@@ -59,14 +65,14 @@ def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
 
 
 def _cases() -> list[tuple[str, bytes]]:
-    photo = _photo((1200, 900), seed=7)
+    photo = _photo((1600, 1200), seed=7)
     small = _photo((333, 257), seed=8)
     alpha = small.convert("RGBA")
     alpha.putalpha(Image.linear_gradient("L").resize(small.size))
     palette = small.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     palette.info["transparency"] = 3
     return [
-        ("jpeg 1200x900 (draft-decoded)", _encoded(photo, "JPEG", quality=90)),
+        ("jpeg 1600x1200 (draft-decoded)", _encoded(photo, "JPEG", quality=90)),
         ("jpeg 4000x3000 (draft-decoded)", _encoded(_photo((4000, 3000), 9), "JPEG")),
         ("jpeg grey", _encoded(small.convert("L"), "JPEG")),
         ("jpeg cmyk", _encoded(small.convert("CMYK"), "JPEG")),

@@ -23,6 +23,7 @@ from verifier import (
     perceptual_hashes,
     sniff_media_type,
 )
+from verifier.imaging import dihedral_phashes
 
 LIMITS = ImageLimits(max_bytes=1_000_000, max_pixels=1_000_000)
 
@@ -194,22 +195,37 @@ def test_draft_decode_for_hashing_stays_close_to_the_full_decode():
     assert distance <= 4
 
 
+def test_draft_decode_for_hashing_keeps_both_sides_at_least_512():
+    """PDQ hashes a copy whose longer side is 512: the draft must not go below it."""
+    data = encode(textured((4000, 3000)), "JPEG")
+    limits = ImageLimits(max_bytes=10**8, max_pixels=10**8)
+
+    draft = decode(data, limits, hash_only=True)
+
+    assert draft.image.size == (1000, 750)  # a quarter; an eighth would be 500 x 375
+    assert (draft.width, draft.height) == (4000, 3000)
+
+
 def test_hash_variants_match_flipped_and_rotated_copies():
     image = textured()
     variants = hash_variants(image)
     copies = {
-        "flip_horizontal": image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-        "rotate_90": image.transpose(Image.Transpose.ROTATE_90),
-        "rotate_180": image.transpose(Image.Transpose.ROTATE_180),
-        "rotate_270": image.transpose(Image.Transpose.ROTATE_270),
+        "rotate_90": Image.Transpose.ROTATE_90,
+        "rotate_180": Image.Transpose.ROTATE_180,
+        "rotate_270": Image.Transpose.ROTATE_270,
+        "flip_vertical": Image.Transpose.FLIP_TOP_BOTTOM,
+        "flip_horizontal": Image.Transpose.FLIP_LEFT_RIGHT,
+        "transpose": Image.Transpose.TRANSPOSE,
+        "transverse": Image.Transpose.TRANSVERSE,
     }
     original = perceptual_hashes(image).phash
 
-    for name, copy in copies.items():
-        copy_hash = perceptual_hashes(copy).phash
-        assert hamming(getattr(variants, name), copy_hash) <= 6, name
+    for name, transform in copies.items():
+        copy_hash = perceptual_hashes(image.transpose(transform)).phash
+        assert hamming(getattr(variants, name), copy_hash) <= 2, name
         assert hamming(original, copy_hash) > 10, name
-    assert len(variants.all()) == 4
+    assert variants.all() == tuple(getattr(variants, name) for name in copies)
+    assert dihedral_phashes(image) == (original, *variants.all())
 
 
 @pytest.mark.parametrize(("a", "b"), [("abc", "0" * 16), ("g" * 16, "0" * 16)])
