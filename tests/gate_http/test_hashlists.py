@@ -293,3 +293,39 @@ async def test_cli_refuses_a_bad_file_whole(world, settings, tmp_path, database_
     missing = _cli(settings, "hashes", "import", "no-such-list", str(path))
     assert missing.returncode == 2
     assert "no hash list named 'no-such-list'" in missing.stderr
+
+
+def _photo_png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "transpose",
+    ["FLIP_TOP_BOTTOM", "FLIP_LEFT_RIGHT", "TRANSPOSE", "TRANSVERSE", "ROTATE_90", "ROTATE_270"],
+)
+async def test_every_flip_and_rotation_of_a_protected_real_photo_is_blocked(world, gate, transpose):
+    """A real photo (scikit-image's astronaut) on a block list by its pHash: every flip and
+    rotation of it is blocked, the vertical flip and both transposes included (before, only
+    the mirror and three rotations were hashed)."""
+    from importlib.resources import files
+
+    from PIL import Image
+
+    from verifier import ImageLimits, decode, phash
+
+    photo = Image.open(files("skimage") / "data" / "astronaut.png").convert("RGB")
+    stored = phash(decode(_photo_png(photo), ImageLimits(max_bytes=10**7, max_pixels=10**7)).image)
+    await _create(world.http, world.admin)
+    await _add(world.http, world.admin, "known-abuse", [{"hash": stored, "label": "case-31"}])
+
+    copy = photo.transpose(getattr(Image.Transpose, transpose))
+    response = await gate(_photo_png(copy), generation_id=f"gen-{transpose.lower()}")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["safety_status"] == "blocked", body
+    assert "hash_match_block" in body["reasons"], body
