@@ -12,9 +12,12 @@ __all__ = [
     "ClassifierConfigInvalid",
     "ClassifierHostNotAllowed",
     "ClassifierNotInstalled",
+    "HashFormatUnknown",
     "HashListError",
     "HashListLineInvalid",
     "HashListUnknown",
+    "HashSignalMismatch",
+    "HashSignalsMixed",
     "HashValueInvalid",
     "ModerationError",
     "PolicyError",
@@ -95,6 +98,33 @@ class HashListUnknown(HashListError):
     """A hash list the index has not been told about."""
 
     code = "hash_list_unknown"
+
+
+class HashSignalMismatch(HashListError):
+    """An entry of another signal than its list's (or its format's); ``line`` is 1-based,
+    None when the list as a whole does not fit (a pHash list exported as StopNCII's)."""
+
+    code = "hash_signal_mismatch"
+
+    def __init__(self, message: str, *, line: int | None) -> None:
+        super().__init__(message if line is None else f"line {line}: {message}")
+        self.line = line
+
+
+class HashSignalsMixed(HashListError):
+    """An import file of more than one signal; ``line`` is the first entry of a second one."""
+
+    code = "hash_signals_mixed"
+
+    def __init__(self, message: str, *, line: int) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+class HashFormatUnknown(HashListError):
+    """A hash-list file format that is not one we read, or that cannot be detected."""
+
+    code = "hash_format_unknown"
 
 
 class ClassifierConfigInvalid(ModerationError):
