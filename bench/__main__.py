@@ -16,7 +16,15 @@ import time
 from bench.context import Bench
 from bench.load import INSTALL_HINT
 
-SECTIONS = ["foundation", "consent", "provenance", "gate", "workers", "bench_hashlists"]
+SECTIONS = [
+    "foundation",
+    "consent",
+    "provenance",
+    "gate",
+    "workers",
+    "bench_hashlists",
+    "robustness",
+]
 
 
 def main() -> int:

@@ -36,6 +36,7 @@ import imagehash
 import jwt
 import msgspec
 import numpy as np
+import pdqhash
 import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -68,6 +69,14 @@ KEY_SQL = (
     " AND (k.expires_at IS NULL OR k.expires_at > now())"
 )
 STATUS_SQL = "SELECT status FROM issued_tokens WHERE status_list_id = $1 AND status_idx = $2"
+PDQ_SQL = (
+    "SELECT e.entry_id, e.list_id, e.hash FROM hash_list_entries e JOIN hash_lists l"
+    " USING (list_id) WHERE l.signal = 'pdq' AND l.enabled AND e.enabled ORDER BY e.entry_id"
+)
+MATCHED_SQL = (
+    "SELECT e.entry_id, l.name, e.label, e.source, e.reviewed, e.crop FROM hash_list_entries e"
+    " JOIN hash_lists l USING (list_id) WHERE e.entry_id = ANY($1::bigint[])"
+)
 
 
 class Config(msgspec.Struct, kw_only=True, frozen=True):
@@ -108,6 +117,11 @@ class GateBody(msgspec.Struct, kw_only=True, frozen=True):
     metadata: GateMetadata
     scores: dict[str, float]
     user_id: str | None = None
+
+
+class HashLookupBody(msgspec.Struct, kw_only=True, frozen=True):
+    signal: str
+    hash: str
 
 
 class SignBody(msgspec.Struct, kw_only=True, frozen=True):
@@ -278,18 +292,33 @@ class ImageWork:
         return sha256, phash, store
 
     def gate_work(self, data: bytes) -> dict[str, Any]:
-        """sha256, decode, pHash and its 4 flips/rotations, C2PA read, 1M-entry scan."""
+        """sha256, decode, pHash of the 8 flips/rotations (one 32x32 grey copy), PDQ of the 8
+        (four pdqhash dihedral runs on the <= 512 px copy), C2PA read, 1M-entry pHash scan."""
         sha256 = hashlib.sha256(data).hexdigest()
         image = self.decode(data)
-        small = image.convert("L").resize((64, 64), Image.Resampling.LANCZOS)
-        queries = [_phash_int(imagehash.phash(image))] + [
+        small = image.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+        queries = [_phash_int(imagehash.phash(small))] + [
             _phash_int(imagehash.phash(small.transpose(transpose)))
             for transpose in (
-                Image.Transpose.FLIP_LEFT_RIGHT,
                 Image.Transpose.ROTATE_90,
                 Image.Transpose.ROTATE_180,
                 Image.Transpose.ROTATE_270,
+                Image.Transpose.FLIP_TOP_BOTTOM,
+                Image.Transpose.FLIP_LEFT_RIGHT,
+                Image.Transpose.TRANSPOSE,
+                Image.Transpose.TRANSVERSE,
             )
+        ]
+        rgb = image.convert("RGB")
+        if max(rgb.size) > 512:
+            scale = 512 / max(rgb.size)
+            rgb = rgb.resize(
+                (round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BOX
+            )
+        pixels = np.asarray(rgb)
+        pdq = [
+            pdqhash.compute_dihedral(view)[0]
+            for view in (pixels, pixels[:, ::-1], pixels[::-1], pixels[::-1, ::-1])
         ]
         try:
             with c2pa.Reader("image/jpeg", io.BytesIO(data), None, self.read_context()) as r:
@@ -312,6 +341,7 @@ class ImageWork:
             "sha256": sha256,
             "phash": f"{queries[0]:016x}",
             "variants": [f"{q:016x}" for q in queries[1:]],
+            "pdq": np.packbits(pdq[0][0].astype(np.uint8)).tobytes().hex(),
             "provenance": provenance,
             "matches": [{"index": int(i), "distance": int(best[i])} for i in near[:20]],
         }
@@ -341,6 +371,8 @@ class Floor:
         self.prompt_rules = compile_rules(self.policy.prompt_rules)
         self.outputs: tuple[np.ndarray, np.ndarray] | None = None
         self.list_lock = asyncio.Lock()
+        self.pdq: PdqColumns | None = None
+        self.pdq_distance = self.policy.hashes.bands("pdq")[1]
 
     async def start(self) -> None:
         self.pool = await asyncpg.create_pool(
@@ -437,6 +469,45 @@ class Floor:
             phashes = np.array([r["phash"] for r in rows], dtype=np.int64).view(np.uint64)
             self.outputs = (ids, phashes)
         return self.outputs
+
+    async def pdq_columns(self, conn: asyncpg.Connection) -> PdqColumns:
+        if self.pdq is None:
+            async with self.list_lock:
+                if self.pdq is None:
+                    rows = await conn.fetch(PDQ_SQL)
+                    self.pdq = await self.run(PdqColumns.of, rows)
+        return self.pdq
+
+
+class PdqColumns:
+    """Every enabled PDQ entry: ids, list ids, and the hash as four 64-bit word columns."""
+
+    def __init__(self, entry_id: np.ndarray, list_id: np.ndarray, words: np.ndarray) -> None:
+        self.entry_id, self.list_id = entry_id, list_id
+        self.columns = [np.ascontiguousarray(words[:, k]) for k in range(words.shape[1])]
+
+    @classmethod
+    def of(cls, rows: list[asyncpg.Record]) -> PdqColumns:
+        raw = b"".join(r["hash"] for r in rows)
+        words = np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(rows), 4)
+        return cls(
+            np.array([r["entry_id"] for r in rows], dtype=np.int64),
+            np.array([r["list_id"] for r in rows], dtype=np.int64),
+            words,
+        )
+
+    def nearest(self, value: bytes, max_distance: int) -> list[tuple[int, int]]:
+        """(entry id, distance) of each list's closest entry within ``max_distance``:
+        XOR and bitwise_count over whole columns."""
+        query = np.frombuffer(value, dtype=">u8").astype(np.uint64)
+        distance = np.bitwise_count(self.columns[0] ^ query[0])
+        for k in range(1, len(self.columns)):
+            distance += np.bitwise_count(self.columns[k] ^ query[k])
+        near = np.flatnonzero(distance <= max_distance)
+        best: dict[int, tuple[int, int]] = {}
+        for row in near[np.argsort(distance[near], kind="stable")].tolist():
+            best.setdefault(int(self.list_id[row]), (int(self.entry_id[row]), int(distance[row])))
+        return list(best.values())
 
 
 def _floor(request: Request[Any, Any, Any]) -> Floor:
@@ -606,6 +677,25 @@ async def lookup(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"sha256": sha256, "phash": f"{phash:016x}", "matches": [dict(r) for r in rows]}
 
 
+@post("/v1/hashes/lookup", status_code=200)
+async def hash_lookup(request: Request[Any, Any, Any], data: HashLookupBody) -> dict[str, Any]:
+    """Key lookup; the hex hash to bytes; a numpy scan of every enabled PDQ entry (whole
+    columns, loaded once) in a thread, within the policy's review distance; one SELECT of the
+    matched entries with their lists: all on one connection."""
+    floor = _floor(request)
+    if data.signal != "pdq" or len(data.hash) != 64:  # 256 bits in hex
+        raise ValidationException("a PDQ hash, 64 hex digits")
+    value = bytes.fromhex(data.hash)
+    async with floor.acquire() as conn:
+        await floor.client(conn, request.headers.get("authorization"))
+        table = await floor.pdq_columns(conn)
+        nearest = await floor.run(table.nearest, value, floor.pdq_distance)
+        distances = dict(nearest)
+        rows = await conn.fetch(MATCHED_SQL, list(distances)) if distances else []
+    matches = [{**dict(r), "distance": distances[r["entry_id"]]} for r in rows]
+    return {"matches": sorted(matches, key=lambda m: (m["distance"], m["name"]))}
+
+
 @post("/v1/moderation/check", status_code=200)
 async def gate(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Key lookup and both tokens (pyjwt + live status) on one connection; the image work in
@@ -662,7 +752,17 @@ def create_app(config: Config) -> Litestar:
             await floor.stop()
 
     return Litestar(
-        route_handlers=[healthz, jwks, verify_token, submit_consent, sign, verify, lookup, gate],
+        route_handlers=[
+            healthz,
+            jwks,
+            verify_token,
+            submit_consent,
+            sign,
+            verify,
+            lookup,
+            hash_lookup,
+            gate,
+        ],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         openapi_config=None,

@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 SIZES = {"0.3 MP": (640, 480), "4 MP": (2000, 2000)}
 FLOOR = (
     "key lookup and both tokens (pyjwt.decode + status row) on one connection; sha256, "
-    "Pillow decode (draft), pHash and its 4 flips/rotations, c2pa Reader (no manifest), "
-    "numpy scan of the 1,000,000 hashes per variant; the policy's prompt rules and score "
+    "Pillow decode (draft), pHash and PDQ of the 8 flips/rotations (one 32x32 grey copy; "
+    "four pdqhash dihedral runs at <= 512 px), c2pa Reader (no manifest), numpy scan of the "
+    "1,000,000 pHashes per transform; the policy's prompt rules and score "
     "and hash bands; one INSERT of the decision with its evidence (JSON)"
 )
 
@@ -57,11 +58,8 @@ def gate_request(world: World, label: str) -> tuple[str, Request]:
 async def _raw_copy(database_url: str, hashes: np.ndarray) -> Stats:
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("CREATE TEMP TABLE raw_copy (hash bigint, label text, source text)")
-        records = [
-            (int(h) - (1 << 64) if int(h) >= 1 << 63 else int(h), f"entry-{i}", "bench")
-            for i, h in enumerate(hashes)
-        ]
+        await conn.execute("CREATE TEMP TABLE raw_copy (hash bytea, label text, source text)")
+        records = [(int(h).to_bytes(8), f"entry-{i}", "bench") for i, h in enumerate(hashes)]
         started = time.perf_counter()
         await conn.copy_records_to_table(
             "raw_copy", records=records, columns=("hash", "label", "source")

@@ -5,7 +5,9 @@
   pure function returning a ``Decision`` value with stable reason codes (``reasons``).
 - ``consent``: the protocol through which the gate asks for consent evidence.
 - ``classifiers``: supplied scores, an HTTP classifier, the optional NudeNet detector.
-- ``hashlists``: the in-memory perceptual-hash index and list-file parsers.
+- ``signals``: the perceptual-hash signals (PDQ through the ``pdq`` adapter, pHash) of an
+  image, in all eight flips and rotations; ``hashlists``: the in-memory index of the
+  protected-hash lists; ``exchange``: the list file formats other systems exchange.
 - ``prompts``: heuristic prompt-intent rules.
 """
 
@@ -70,13 +72,16 @@ from moderation.evidence import (
     image_facts,
 )
 from moderation.hashlists import (
-    EntryInput,
+    HashEntry,
     HashIndex,
-    format_hash,
-    image_matches,
-    iter_csv,
-    iter_jsonl,
-    parse_hash,
+    IndexHit,
+    IndexRows,
+    ListAction,
+    ListScope,
+    ListSpec,
+    check_list_name,
+    hash_facts,
+    image_hits,
     source_matches,
 )
 from moderation.policy import Policy, default_policy, load_policy
@@ -94,9 +99,9 @@ __all__ = [
     "ConsentCheck",
     "ConsentEvidenceSource",
     "Decision",
-    "EntryInput",
     "Evidence",
     "Finding",
+    "HashEntry",
     "HashFacts",
     "HashIndex",
     "HashListError",
@@ -107,7 +112,12 @@ __all__ = [
     "HttpClassifier",
     "ImageFacts",
     "ImageInput",
+    "IndexHit",
+    "IndexRows",
     "InvalidScore",
+    "ListAction",
+    "ListScope",
+    "ListSpec",
     "ModerationError",
     "NudeNetClassifier",
     "Policy",
@@ -127,6 +137,7 @@ __all__ = [
     "Status",
     "StepTiming",
     "SuppliedScores",
+    "check_list_name",
     "check_sources",
     "compile_rules",
     "decide",
@@ -135,15 +146,12 @@ __all__ = [
     "effective_scores",
     "encode_evidence",
     "explain",
-    "format_hash",
     "gate_codes",
+    "hash_facts",
     "image_facts",
-    "image_matches",
-    "iter_csv",
-    "iter_jsonl",
+    "image_hits",
     "load_policy",
     "needs_consent",
-    "parse_hash",
     "required_uses",
     "run_classifiers",
     "score_code",

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from moderation.consent import SourceEvidence
-    from moderation.evidence import ClassifierResult, Evidence
-    from moderation.policy import Policy
+    from moderation.evidence import ClassifierResult, Evidence, HashMatch
+    from moderation.hashlists import ListAction
+    from moderation.policy import HashBands, Policy
+    from moderation.signals import Signal
 
 __all__ = [
     "Decision",
@@ -44,6 +46,7 @@ __all__ = [
     "Status",
     "decide",
     "effective_scores",
+    "match_code",
     "needs_consent",
     "required_uses",
 ]
@@ -305,21 +308,21 @@ class _Run:
             self.add(code, subject="hashes", detail=facts.error, step="hashes")
             return
         bands = self.policy.hashes
+        if facts.pdq_quality is not None and facts.pdq_quality < bands.pdq.quality_floor:
+            self.add("hash_low_quality", subject="pdq", detail=f"quality {facts.pdq_quality}")
         consented_assets = {self.evidence.sources[i].asset_id for i in self.consented}
         for match in facts.matches:
-            if match.distance <= bands.block_distance:
-                code = "hash_match_block" if match.action == "block" else "hash_match_review"
-            elif match.distance <= bands.review_distance:
-                code = "hash_match_review"
-            else:
+            found = match_code(bands, match.signal, match.action, match.distance)
+            if found is None:
                 continue
+            code = found
             if (
                 match.list in bands.consent_exempt_lists
                 and match.source is not None
                 and match.source in consented_assets
             ):
                 code = "hash_match_consented"
-            self.add(code, subject=match.list, detail=f"distance {match.distance}")
+            self.add(code, subject=match.list, detail=_match_detail(match))
 
     # Helpers.
 
@@ -431,3 +434,25 @@ class _Run:
         )
         deadline = self.evidence.received_at + dt.timedelta(minutes=tier.deadline_minutes)
         return ReviewRoute(tier=tier.name, rank=rank, deadline=deadline)
+
+
+def match_code(bands: HashBands, signal: Signal, action: ListAction, distance: int) -> str | None:
+    """The reason code of a match at ``distance`` on a list with ``action``, or None when it
+    lies beyond the policy's review distance for ``signal``."""
+    block, review = bands.bands(signal)
+    if distance <= block:
+        return "hash_match_block" if action == "block" else "hash_match_review"
+    if distance <= review:
+        return "hash_match_review"
+    return None
+
+
+def _match_detail(match: HashMatch) -> str:
+    detail = f"{match.signal} distance {match.distance}"
+    if match.transform not in {None, "original"}:
+        detail += f", {match.transform}"
+    if match.crop is not None:
+        detail += f", listed image's crop {match.crop}"
+    if not match.reviewed:
+        detail += ", unreviewed entry"
+    return detail

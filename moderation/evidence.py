@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import msgspec
 
 from moderation.consent import SourceEvidence  # noqa: TC001 - msgspec needs it at runtime
+from moderation.signals import Signal  # noqa: TC001 - msgspec needs it at runtime
 
 if TYPE_CHECKING:
-    from verifier import DecodedImage, HashVariants, Report
+    from moderation.signals import ImageSignals
+    from verifier import DecodedImage, Report
 
 __all__ = [
     "ClassifierResult",
@@ -47,12 +49,17 @@ HashListAction: TypeAlias = Literal["review", "block"]
 
 class ImageFacts(msgspec.Struct, frozen=True, kw_only=True):
     """The output image: decoded or not (``error`` is a verifier image error code or
-    ``timeout``), its SHA-256, pHash and the pHashes of its flips and rotations (hex)."""
+    ``timeout``), its SHA-256, pHash and the pHashes of its flips and rotations (hex), its
+    PDQ hash and PDQ's quality score (0-100), and whether a border was trimmed before the
+    copies without it were matched too."""
 
     decoded: bool
     sha256: str | None = None
     phash: str | None = None
     variants: tuple[str, ...] = ()
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    border_trimmed: bool = False
     media_type: str | None = None
     width: int | None = None
     height: int | None = None
@@ -102,7 +109,14 @@ class ClassifierResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HashMatch(msgspec.Struct, frozen=True, kw_only=True):
-    """The closest entry of one hash list to the image (or one of its flips/rotations)."""
+    """The closest entry of one hash list to the image (or one of its flips/rotations).
+
+    ``hash`` is the entry's (hex, of ``signal``); ``transform`` which copy of the image came
+    closest (``moderation.signals.DIHEDRAL``, `` trimmed`` added for the copy without its
+    border); ``crop`` the crop of the listed image the entry hashes, when it is one;
+    ``reviewed`` False for an entry taken unreviewed from an exchange. Decisions made before
+    PDQ existed hold pHash matches without the newer fields.
+    """
 
     list: str
     action: HashListAction
@@ -110,6 +124,11 @@ class HashMatch(msgspec.Struct, frozen=True, kw_only=True):
     source: str | None
     distance: int
     hash: str
+    signal: Signal = "phash"
+    entry_id: int | None = None
+    transform: str | None = None
+    crop: str | None = None
+    reviewed: bool = True
 
 
 class SourceMatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,9 +146,11 @@ class SourceMatch(msgspec.Struct, frozen=True, kw_only=True):
 
 class HashFacts(msgspec.Struct, frozen=True, kw_only=True):
     """Hash-list matches at or within the policy's review distance, and the output's
-    distance to each declared source with a known pHash."""
+    distance to each declared source with a known pHash. ``pdq_quality`` is the image's PDQ
+    quality when PDQ lists were searched (a low one makes a PDQ miss weak evidence)."""
 
     matches: tuple[HashMatch, ...] = ()
+    pdq_quality: int | None = None
     sources: tuple[SourceMatch, ...] = ()
     error: str | None = None
 
@@ -160,14 +181,17 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     timings: tuple[StepTiming, ...] = ()
 
 
-def image_facts(
-    decoded: DecodedImage, *, sha256: str, phash: str, variants: HashVariants
-) -> ImageFacts:
+def image_facts(decoded: DecodedImage, *, sha256: str, signals: ImageSignals) -> ImageFacts:
+    """The facts of a decoded image from its hashes (``moderation.signals.image_signals``)."""
+    phashes = signals.phash.hashes
     return ImageFacts(
         decoded=True,
         sha256=sha256,
-        phash=phash,
-        variants=variants.all(),
+        phash=phashes[0],
+        variants=phashes[1:],
+        pdq=signals.pdq.hashes[0],
+        pdq_quality=signals.pdq.quality,
+        border_trimmed=signals.border_trimmed,
         media_type=decoded.media_type,
         width=decoded.width,
         height=decoded.height,

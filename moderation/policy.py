@@ -35,6 +35,7 @@ from moderation.errors import (
 )
 from moderation.prompts import PromptRule, pattern_problem
 from moderation.reasons import REASONS, Action, action_rank, floor_of, score_code
+from moderation.signals import Signal  # noqa: TC001 - msgspec reads annotations at runtime
 from verifier.uses import USES, is_known_use
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ _USE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _LABEL_CHARS = 200
 _Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Distance = Annotated[int, msgspec.Meta(ge=0, le=64)]
+_PdqDistance = Annotated[int, msgspec.Meta(ge=0, le=256)]
 _T = TypeVar("_T")
 
 
@@ -80,10 +82,31 @@ class ScoreRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     waived_by_use: str | None = None
 
 
+class PdqBands(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """PDQ's bands (of 256 bits) and the quality below which its hash proves little.
+
+    The defaults are the hash-sharing programmes' practice: a match within 31 bits. A
+    policy file without ``[hashes.pdq]`` gets them.
+    """
+
+    block_distance: _PdqDistance = 24
+    review_distance: _PdqDistance = 31
+    quality_floor: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
+
+
 class HashBands(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``block_distance`` and ``review_distance`` are pHash's (of 64 bits); ``pdq`` PDQ's."""
+
     block_distance: _Distance
     review_distance: _Distance
     consent_exempt_lists: tuple[str, ...] = ()
+    pdq: PdqBands = PdqBands()
+
+    def bands(self, signal: Signal) -> tuple[int, int]:
+        """(block distance, review distance) of ``signal``."""
+        if signal == "pdq":
+            return self.pdq.block_distance, self.pdq.review_distance
+        return self.block_distance, self.review_distance
 
 
 class SourceRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -242,6 +265,12 @@ def _hashes(bands: HashBands) -> HashBands:
             f"block distance {bands.block_distance} is above review distance "
             f"{bands.review_distance}",
             key="hashes.block_distance",
+        )
+    if bands.pdq.block_distance > bands.pdq.review_distance:
+        raise PolicyValueInvalid(
+            f"block distance {bands.pdq.block_distance} is above review distance "
+            f"{bands.pdq.review_distance}",
+            key="hashes.pdq.block_distance",
         )
     for i, name in enumerate(bands.consent_exempt_lists):
         if _LIST_NAME.fullmatch(name) is None:

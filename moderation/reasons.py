@@ -183,6 +183,13 @@ REASONS: Mapping[str, ReasonInfo] = MappingProxyType(
             "review",
             "The image closely resembles an image on a protected list.",
         ),
+        "hash_low_quality": ReasonInfo(
+            "hashes",
+            "review",
+            "allow",
+            "The image has too little detail for a reliable PDQ hash, so a miss on the PDQ "
+            "lists proves little.",
+        ),
         "hash_match_consented": ReasonInfo(
             "hashes",
             "allow",

@@ -24,6 +24,7 @@ from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
 from registry.http.database import wait_budget_middleware
 from registry.http.deps import DEPENDENCIES
+from registry.http.hash_lookup import HashLookupController
 from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
 from registry.http.moderation import ModerationController
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> Litestar:
             ProvenanceController,
             ModerationController,
             HashListsController,
+            HashLookupController,
             ReviewsController,
             AppealsController,
             TakedownController,

@@ -592,7 +592,6 @@ async def build_services(settings: Settings, *, bounded: bool = True) -> Service
             embedded=embedded,
             key_cache=auth.KeyCache(settings.api_key_cache_seconds),
         )
-        await gate.hash_lists.refresh()
         if settings.bootstrap_admin_key:
             async with services.unit_of_work("system", auth.SYSTEM_TENANT) as uow:
                 await operations.ensure_bootstrap_admin(uow, settings.bootstrap_admin_key)
@@ -616,6 +615,10 @@ async def start_background(services: Services) -> None:
     # intervals later (the key history says so): every process must notice by then.
     tasks.append(asyncio.create_task(services.keyring.refresh_forever()))
     settings = services.settings
+    # The index is loaded here, in a serving process only: the command line and the checks of
+    # `registry serve` before it starts its workers never hold it (a million entries are
+    # tens of megabytes and a second or two).
+    await services.gate.hash_lists.refresh()
     tasks.append(
         asyncio.create_task(services.gate.hash_lists.watch(settings.hash_lists_poll_interval))
     )

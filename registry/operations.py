@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING
 
 from registry import api_keys
 from registry.core import auth
-from registry.gate import HashListView, create_list
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
     from keys import KeyRing, Rotation
-    from moderation.hashlists import ListAction
     from registry.core.uow import UnitOfWork
 
 
@@ -83,15 +81,3 @@ async def rotate_keys(uow: UnitOfWork, ring: KeyRing) -> Rotation:
         },
     )
     return rotation
-
-
-async def create_hash_list(uow: UnitOfWork, *, name: str, action: ListAction) -> HashListView:
-    """Create a perceptual-hash list; ``hash_list_exists`` when the name is taken."""
-    view = await create_list(uow.conn, name=name, action=action, created_by=uow.actor)
-    uow.record(
-        "hash_list.created",
-        subject_type="hash_list",
-        subject_id=name,
-        payload={"action": action},
-    )
-    return view

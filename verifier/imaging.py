@@ -26,14 +26,12 @@ from verifier.errors import (
 __all__ = [
     "DEFAULT_FORMATS",
     "DecodedImage",
-    "HashVariants",
     "Hashes",
     "ImageLimits",
     "decode",
     "dihedral_phashes",
     "grey",
     "hamming",
-    "hash_variants",
     "media_type_for_format",
     "perceptual_hashes",
     "phash",
@@ -112,34 +110,6 @@ class Hashes(msgspec.Struct, frozen=True, kw_only=True):
 
     phash: str
     dhash: str
-
-
-class HashVariants(msgspec.Struct, frozen=True, kw_only=True):
-    """pHash of the seven other flips and rotations, so a flipped or rotated copy still matches.
-
-    ``flip_vertical`` is top to bottom, ``flip_horizontal`` a mirror image; ``transpose``
-    mirrors across the main diagonal, ``transverse`` across the other one.
-    """
-
-    rotate_90: str
-    rotate_180: str
-    rotate_270: str
-    flip_vertical: str
-    flip_horizontal: str
-    transpose: str
-    transverse: str
-
-    def all(self) -> tuple[str, ...]:
-        """The seven, in ``moderation.signals.DIHEDRAL`` order (without ``original``)."""
-        return (
-            self.rotate_90,
-            self.rotate_180,
-            self.rotate_270,
-            self.flip_vertical,
-            self.flip_horizontal,
-            self.transpose,
-            self.transverse,
-        )
 
 
 def sha256_hex(data: bytes) -> str:
@@ -226,7 +196,7 @@ def _open_header(data: bytes, pillow_format: str) -> Image.Image:
 
 def grey(image: Image.Image) -> Image.Image:
     """``image`` in grey ("L"), as every hash here reads it: convert once, then pass the
-    result to ``phash``, ``perceptual_hashes`` and ``hash_variants`` alike.
+    result to ``phash``, ``perceptual_hashes`` and ``dihedral_phashes`` alike.
 
     The hashes are those imagehash computes from ``image`` itself, bit for bit: imagehash
     converts to grey and resizes with LANCZOS, and so do these, once.
@@ -270,29 +240,6 @@ def dihedral_phashes(image: Image.Image) -> tuple[str, ...]:
     return (
         str(imagehash.phash(small)),
         *(str(imagehash.phash(small.transpose(t))) for t in _VARIANT_TRANSPOSES),
-    )
-
-
-def hash_variants(image: Image.Image) -> HashVariants:
-    """The seven other flips and rotations; for the pHash too, call ``dihedral_phashes``."""
-    (
-        _,
-        rotate_90,
-        rotate_180,
-        rotate_270,
-        flip_vertical,
-        flip_horizontal,
-        transpose,
-        transverse,
-    ) = dihedral_phashes(image)
-    return HashVariants(
-        rotate_90=rotate_90,
-        rotate_180=rotate_180,
-        rotate_270=rotate_270,
-        flip_vertical=flip_vertical,
-        flip_horizontal=flip_horizontal,
-        transpose=transpose,
-        transverse=transverse,
     )
 
 

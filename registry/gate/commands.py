@@ -2,8 +2,8 @@
 
 ``replay`` decides every stored decision's evidence again under another policy (``decide``
 is pure, so this is exact) and counts how the outcomes would move. ``import_file`` streams a
-CSV or JSON-lines file into a hash list, telling a callback how far it got (bytes read,
-entries sent); how that is shown is the caller's business.
+list file (any ``moderation.exchange`` format) into a hash list, telling a callback how far
+it got (bytes read, entries sent); how that is shown is the caller's business.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from moderation import HashListLineInvalid, decide, iter_csv, iter_jsonl
+from moderation import decide
+from moderation.exchange import FormatName, detect_format, read_entries
 from registry.gate import repository
 from registry.gate.hashlists import ImportResult, import_entries
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from moderation import EntryInput, Policy
+    from moderation import Policy
     from registry.core.uow import UnitOfWork
 
 __all__ = ["Replay", "import_file", "replay"]
@@ -67,40 +68,33 @@ def _lines(path: Path, read: _BytesRead) -> Iterator[bytes]:
             yield line
 
 
-def _entries(path: Path, read: _BytesRead) -> Iterator[EntryInput]:
-    """CSV (``.csv``) or JSON lines (``.jsonl``, ``.ndjson``, or a first line opening ``{``)."""
-    suffix = path.suffix.lower()
-    if suffix in {".jsonl", ".ndjson"}:
-        return iter_jsonl(_lines(path, read))
-    if suffix != ".csv":
-        with path.open("rb") as handle:
-            if handle.read(64).lstrip().startswith(b"{"):
-                return iter_jsonl(_lines(path, read))
-    return iter_csv(_text(_lines(path, read)))
-
-
-def _text(lines: Iterator[bytes]) -> Iterator[str]:
-    for number, line in enumerate(lines, start=1):
-        try:
-            yield line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HashListLineInvalid("not UTF-8", line=number) from None
-
-
 async def import_file(
     uow: UnitOfWork,
     *,
     list_name: str,
     path: Path,
+    fmt: FormatName | None,
+    quality_floor: int,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Import ``path`` into ``list_name`` in ``uow``, recorded, all or nothing.
 
+    ``fmt`` None detects the format from the file's name and first bytes.
     ``on_progress(bytes_read, entries_sent)`` is called every so many entries and once at the
     end, when every entry is sent (before the list is updated from them).
     """
+    if fmt is None:
+        with path.open("rb") as handle:
+            fmt = detect_format(path.name, None, handle.read(4096))
+    target = await repository.find_list(uow.conn, list_name, uow.tenant)
     read = _BytesRead()
     sent = None if on_progress is None else (lambda entries: on_progress(read.count, entries))
+    # The list's own signal, so a file of the other signal is refused at its first line.
+    signal = target.signal if target is not None else "phash"
     return await import_entries(
-        uow, list_name=list_name, entries=_entries(path, read), progress=sent
+        uow,
+        list_name=list_name,
+        entries=read_entries(_lines(path, read), fmt, signal=signal),
+        quality_floor=quality_floor,
+        progress=sent,
     )

@@ -4,8 +4,8 @@ Evidence is collected step by step, each step bounded in time and unable to rais
 that fails or runs late becomes evidence saying so (``timeout``, ``unavailable``), which the
 policy turns into ``review`` or ``block``. The order follows the data each step needs:
 
-1. the image, decoded safely and hashed (pHash and its flips and rotations) in the
-   provenance service's bounded image workers;
+1. the image, decoded safely and hashed (PDQ and pHash, each in all eight flips and
+   rotations) in the provenance service's bounded image workers;
 2. the prompt's intent (policy rules);
 3. at once: the output's C2PA report (same workers), the classifiers (supplied scores, and
    the configured classifier), and the protected hash lists (this process's index);
@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import asyncpg
 import msgspec
@@ -49,12 +49,14 @@ from moderation import (
     compile_rules,
     decide,
     effective_scores,
+    hash_facts,
     image_facts,
-    image_matches,
+    image_hits,
     required_uses,
     run_classifiers,
     source_matches,
 )
+from moderation.signals import ImageSignals, image_signals
 from registry.consent.evidence import RegistryConsentEvidence
 from registry.consent.uses import require_known_uses
 from registry.core import db
@@ -84,9 +86,6 @@ from verifier import (
     ImageLimits,
     TrustSettings,
     decode,
-    grey,
-    hash_variants,
-    phash,
     sha256_hex,
     verify,
 )
@@ -251,17 +250,17 @@ class GateService:
         self, actor: Client, request: CheckRequest, data: bytes, received_at: datetime
     ) -> Evidence:
         timings = _Timings()
-        facts, decoded = await self._image(data, timings)
+        facts, decoded, signals = await self._image(data, timings)
         prompt = await timings.run("prompt", self._prompt(request.prompt))
         supplied = (SuppliedScores(request.scores).result(),) if request.scores is not None else ()
         provenance: ProvenanceFacts | None = None
         hashes: HashFacts | None = None
         computed: tuple[ClassifierResult, ...] = ()
-        if decoded is not None:
+        if decoded is not None and signals is not None:
             provenance, computed, hashes = await asyncio.gather(
                 timings.run("provenance", self._provenance(data, decoded, timings)),
                 timings.run("classifiers", self._classify(data, decoded)),
-                timings.run("hashes", self._hashes(facts, timings)),
+                timings.run("hashes", self._hashes(signals, actor.tenant, timings)),
             )
         classifiers = supplied + computed
         sources = await timings.run(
@@ -290,9 +289,7 @@ class GateService:
             timings=tuple(timings.steps),
         )
 
-    async def _image(
-        self, data: bytes, timings: _Timings
-    ) -> tuple[ImageFacts, DecodedImage | None]:
+    async def _image(self, data: bytes, timings: _Timings) -> _Analysis:
         try:
             async with asyncio.timeout(self.settings.image_timeout):
                 return await timings.run(
@@ -302,9 +299,10 @@ class GateService:
             raise GateBusy("every image worker is busy; nothing was decided, try again") from None
         except TimeoutError:
             timings.mark_timeout("image")
-            return ImageFacts(decoded=False, sha256=sha256_hex(data), error="timeout"), None
+            return _Analysis(ImageFacts(decoded=False, sha256=sha256_hex(data), error="timeout"))
         except Exception:  # noqa: BLE001 - any failure is evidence (image_unreadable), never a 500
-            return ImageFacts(decoded=False, sha256=sha256_hex(data), error="unavailable"), None
+            facts = ImageFacts(decoded=False, sha256=sha256_hex(data), error="unavailable")
+            return _Analysis(facts)
 
     async def _prompt(self, prompt: str) -> PromptFacts:
         try:
@@ -334,13 +332,17 @@ class GateService:
             timeout=self.settings.classifier_timeout,
         )
 
-    async def _hashes(self, facts: ImageFacts, timings: _Timings) -> HashFacts:
+    async def _hashes(self, signals: ImageSignals, tenant: str, timings: _Timings) -> HashFacts:
         try:
             async with asyncio.timeout(self.settings.hashes_timeout):
                 async with db.acquire(self._pool, wait=self.settings.acquire_timeout) as conn:
                     index = await self.hash_lists.index(conn)
-                distance = self.policy.hashes.review_distance
-                return await asyncio.to_thread(image_matches, index, facts, distance)
+                # A scan of a million entries takes milliseconds: off the event loop.
+                hits = await asyncio.to_thread(
+                    image_hits, index, signals, self.policy.hashes, tenant=tenant
+                )
+                entries = await self.hash_lists.entries(hits)
+                return hash_facts(index, signals, hits, entries, tenant=tenant)
         except TimeoutError:
             timings.mark_timeout("hashes")
             return HashFacts(error="timeout")
@@ -601,14 +603,21 @@ def _stored_response(row: repository.DecisionRow) -> GateResponse:
     )
 
 
-def _analyse(data: bytes, limits: ImageLimits) -> tuple[ImageFacts, DecodedImage | None]:
+class _Analysis(NamedTuple):
+    """What the image worker found: the facts, and for a decoded image its pixels and hashes
+    (every flip and rotation of both signals, which the evidence keeps only the first of)."""
+
+    facts: ImageFacts
+    decoded: DecodedImage | None = None
+    signals: ImageSignals | None = None
+
+
+def _analyse(data: bytes, limits: ImageLimits) -> _Analysis:
     """Decode and hash the image (blocking: runs in a bounded image worker)."""
     sha256 = sha256_hex(data)
     try:
         decoded = decode(data, limits, hash_only=True)
     except ImageError as exc:
-        return ImageFacts(decoded=False, sha256=sha256, error=exc.code), None
-    # One grey conversion for the pHash and its variants.
-    shade = grey(decoded.image)
-    facts = image_facts(decoded, sha256=sha256, phash=phash(shade), variants=hash_variants(shade))
-    return facts, decoded
+        return _Analysis(ImageFacts(decoded=False, sha256=sha256, error=exc.code))
+    signals = image_signals(decoded.image)
+    return _Analysis(image_facts(decoded, sha256=sha256, signals=signals), decoded, signals)

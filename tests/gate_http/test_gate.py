@@ -199,7 +199,7 @@ async def test_policy_is_public_with_its_version_and_text(client):
     body = response.json()
     policy = default_policy()
     assert body["version"] == policy.version == hashlib.sha256(body["text"].encode()).hexdigest()
-    assert body["label"] == "strict-default-1"
+    assert body["label"] == "strict-default-2"
 
 
 async def test_only_publishers_call_the_gate(world, gate, database_url):

@@ -26,9 +26,9 @@ def phash_of(seed: int) -> str:
     return image_hashes(make_image(seed))[0]
 
 
-async def _create(http, admin, name="known-abuse", action="block"):
+async def _create(http, admin, name="known-abuse", action="block", **fields):
     response = await http.post(
-        "/v1/admin/hash-lists", json={"name": name, "action": action}, headers=admin
+        "/v1/admin/hash-lists", json={"name": name, "action": action, **fields}, headers=admin
     )
     assert response.status_code == 201, response.text
     return response.json()
@@ -184,38 +184,144 @@ async def test_entries_upload_as_csv_and_json_lines(world, database_url):
         headers=world.admin,
     )
 
-    assert from_csv.json() == {"list": "known-abuse", "received": 2, "added": 2, "updated": 0}
-    assert from_jsonl.json() == {"list": "known-abuse", "received": 2, "added": 1, "updated": 1}
+    assert from_csv.json() == {
+        "list": "known-abuse",
+        "received": 2,
+        "added": 2,
+        "updated": 0,
+        "low_quality": 0,
+    }
+    assert from_jsonl.json() == {
+        "list": "known-abuse",
+        "received": 2,
+        "added": 1,
+        "updated": 1,
+        "low_quality": 0,
+    }
     stored = await rows(
-        database_url, "SELECT to_hex(hash) AS h, label, source FROM hash_list_entries ORDER BY hash"
+        database_url,
+        "SELECT encode(hash, 'hex') AS h, label, source FROM hash_list_entries ORDER BY hash",
     )
     assert [(r["h"], r["label"], r["source"]) for r in stored] == [
-        ("ff", "a2", "feed-2"),
-        ("ff00", "b", None),
-        ("ff0000", "c", None),
+        ("00000000000000ff", "a2", "feed-2"),
+        ("000000000000ff00", "b", None),
+        ("0000000000ff0000", "c", None),
     ]
 
 
+PDQ_A = "f" * 16 + "0" * 48
+PDQ_B = "0123456789abcdef" * 4
+
+
 @pytest.mark.parametrize(
-    ("files", "json_body", "status", "code"),
+    ("signal", "files", "json_body", "query", "status", "code"),
     [
         (
+            "phash",
             {"file": ("list.csv", b"00000000000000ff,a\nnot-a-hash,b\n", "text/csv")},
             None,
+            "",
             422,
             "hash_list_line_invalid",
         ),
-        ({"other": ("list.csv", b"00000000000000ff,a\n", "text/csv")}, None, 400, None),
-        (None, {"entries": [{"hash": "xyz", "label": "a"}]}, 400, "invalid_value"),
-        (None, {"entries": [{"hash": "00000000000000ff", "label": ""}]}, 400, "invalid_value"),
+        (
+            "phash",
+            {"other": ("list.csv", b"00000000000000ff,a\n", "text/csv")},
+            None,
+            "",
+            400,
+            None,
+        ),
+        (
+            "phash",
+            None,
+            {"entries": [{"hash": "xyz", "label": "a"}]},
+            "",
+            422,
+            "hash_value_invalid",
+        ),
+        (
+            "pdq",
+            None,
+            {"entries": [{"hash": "z" * 64, "label": "a"}]},
+            "",
+            422,
+            "hash_value_invalid",
+        ),
+        (
+            "pdq",
+            None,
+            {
+                "entries": [
+                    {"hash": PDQ_A, "label": "a"},
+                    {"hash": "00000000000000ff", "label": "b"},
+                ]
+            },
+            "",
+            422,
+            "hash_signal_mismatch",
+        ),
+        (
+            "phash",
+            {"file": ("list.csv", f"{PDQ_A},a\n".encode(), "text/csv")},
+            None,
+            "",
+            422,
+            "hash_signal_mismatch",
+        ),
+        (
+            "pdq",
+            {"file": ("list.csv", f"{PDQ_A},a\n00000000000000ff,b\n".encode(), "text/csv")},
+            None,
+            "",
+            422,
+            "hash_signals_mixed",
+        ),
+        (
+            "pdq",
+            {"file": ("list.csv", f"{PDQ_A},a\n".encode(), "text/csv")},
+            None,
+            "?format=xml",
+            422,
+            "hash_format_unknown",
+        ),
+        (
+            "phash",
+            None,
+            {"entries": [{"hash": "00000000000000ff", "label": ""}]},
+            "",
+            400,
+            "invalid_value",
+        ),
+        (
+            "phash",
+            None,
+            {"entries": [{"hash": "00000000000000ff", "label": "two\nlines"}]},
+            "",
+            400,
+            "invalid_value",
+        ),
     ],
-    ids=["bad-line", "wrong-part", "bad-hash", "empty-label"],
+    ids=[
+        "bad-line",
+        "wrong-part",
+        "wrong-length",
+        "not-hex",
+        "other-signal-json",
+        "other-signal-file",
+        "mixed-file",
+        "unknown-format",
+        "empty-label",
+        "control-character",
+    ],
 )
-async def test_bad_uploads_store_nothing(world, database_url, files, json_body, status, code):
-    await _create(world.http, world.admin)
+async def test_bad_uploads_store_nothing(
+    world, database_url, signal, files, json_body, query, status, code
+):
+    await _create(world.http, world.admin, signal=signal)
     before = await counts(database_url)
     response = await world.http.post(
-        "/v1/admin/hash-lists/known-abuse/entries",
+        f"/v1/admin/hash-lists/known-abuse/entries{query}",
         files=files,
         json=json_body,
         headers=world.admin,
@@ -329,3 +435,371 @@ async def test_every_flip_and_rotation_of_a_protected_real_photo_is_blocked(worl
     body = response.json()
     assert body["safety_status"] == "blocked", body
     assert "hash_match_block" in body["reasons"], body
+
+
+# PDQ lists, the exchange formats, images and tenants.
+
+PDQ_C = "00ff" * 16
+
+
+# Two PDQ entries in every format an exchange hands out: case-1 reviewed with a source,
+# case-2 unverified without one. Hand-written in each exchange's own shape.
+def _lines(*lines: str) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+EXCHANGE_FILES = {
+    "csv": (
+        "list.csv",
+        "text/csv",
+        _lines(
+            "hash,label,source,reviewed", f"{PDQ_A},case-1,hotline,true", f"{PDQ_B},case-2,,false"
+        ),
+    ),
+    "jsonl": (
+        "list.jsonl",
+        "application/octet-stream",
+        _lines(
+            f'{{"hash": "{PDQ_A}", "label": "case-1", "source": "hotline", "signal": "pdq", '
+            '"quality": 90}',
+            f'{{"hash": "{PDQ_B}", "label": "case-2", "reviewed": false}}',
+        ),
+    ),
+    "threatexchange": (
+        "dataset.csv",
+        "text/csv",
+        _lines(
+            "signal_type,signal_str,collab,category,tags",
+            f"pdq,{PDQ_A},hotline,POSITIVE_CLASS,case-1",
+            f"pdq,{PDQ_B},,INVESTIGATION_SEED,case-2",
+            f"pdq,{PDQ_C},hotline,NEGATIVE_CLASS,false-positive",
+        ),
+    ),
+    "hma": (
+        "bank.jsonl",
+        "application/octet-stream",
+        _lines(
+            f'{{"id": 7, "signals": {{"pdq": "{PDQ_A}"}}, "note": "case-1", '
+            '"metadata": {"content_uri": "hotline"}, "disable_until_ts": 1}',
+            f'{{"id": 8, "signals": {{"pdq": "{PDQ_B}"}}, "note": "case-2", '
+            '"disable_until_ts": 0}',
+        ),
+    ),
+    "stopncii": (
+        "hashes.jsonl",
+        "application/octet-stream",
+        _lines(
+            f'{{"signalType": "ImagePDQ", "hashValue": "{PDQ_A}", "hashStatus": "Active", '
+            '"CSPFeedbacks": [{"source": "hotline", "feedbackValue": "Blocked", '
+            '"tags": ["case-1"]}]}',
+            f'{{"signalType": "ImagePDQ", "hashValue": "{PDQ_B}", "hashStatus": "Received", '
+            '"CSPFeedbacks": [{"feedbackValue": "PendingReview", "tags": ["case-2"]}]}',
+            f'{{"signalType": "ImagePDQ", "hashValue": "{PDQ_C}", "hashStatus": "Withdrawn"}}',
+        ),
+    ),
+}
+EXPECTED = {(PDQ_A, "case-1", "hotline", True), (PDQ_B, "case-2", None, False)}
+
+
+async def _stored(database_url, name):
+    found = await rows(
+        database_url,
+        "SELECT encode(e.hash, 'hex') AS h, e.label, e.source, e.reviewed"
+        " FROM hash_list_entries e JOIN hash_lists l USING (list_id)"
+        " WHERE l.name = $1 AND e.enabled",
+        name,
+    )
+    return {(r["h"], r["label"], r["source"], r["reviewed"]) for r in found}
+
+
+async def _upload(http, admin, name, filename, media, body, query=""):
+    return await http.post(
+        f"/v1/admin/hash-lists/{name}/entries{query}",
+        files={"file": (filename, body if isinstance(body, bytes) else body.encode(), media)},
+        headers=admin,
+    )
+
+
+async def test_lists_carry_their_signal_scope_and_unreviewed_distance(world):
+    http, admin = world.http, world.admin
+    old = await _create(http, admin, name="old-caller")
+    pdq = await _create(
+        http, admin, name="exchange", signal="pdq", scope="tenant", unreviewed_distance=16
+    )
+
+    assert (old["signal"], old["scope"], old["unreviewed_distance"]) == ("phash", "global", None)
+    assert (pdq["signal"], pdq["scope"], pdq["unreviewed_distance"]) == ("pdq", "tenant", 16)
+    assert pdq["tenant"] == old["tenant"]
+    listed = (await http.get("/v1/admin/hash-lists", headers=admin)).json()["lists"]
+    assert {(v["name"], v["signal"], v["scope"]) for v in listed} == {
+        ("old-caller", "phash", "global"),
+        ("exchange", "pdq", "tenant"),
+    }
+    shown = await http.get("/v1/admin/hash-lists/exchange", headers=admin)
+    assert shown.json() == pdq
+    too_far = await http.post(
+        "/v1/admin/hash-lists",
+        json={"name": "far", "action": "block", "unreviewed_distance": 65},
+        headers=admin,
+    )
+    assert_problem(too_far, 422, "hash_value_invalid")
+    bad_signal = await http.post(
+        "/v1/admin/hash-lists",
+        json={"name": "md5", "action": "block", "signal": "md5"},
+        headers=admin,
+    )
+    assert_problem(bad_signal, 400, "invalid_value")
+
+
+@pytest.mark.parametrize("fmt", sorted(EXCHANGE_FILES))
+async def test_a_pdq_list_imports_every_exchange_format(world, database_url, fmt):
+    await _create(world.http, world.admin, name="exchange", signal="pdq")
+    filename, media, body = EXCHANGE_FILES[fmt]
+    # hma is named; the others are told from the file name and first line.
+    query = "?format=hma" if fmt == "hma" else ""
+
+    response = await _upload(world.http, world.admin, "exchange", filename, media, body, query)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "list": "exchange",
+        "received": 2,
+        "added": 2,
+        "updated": 0,
+        "low_quality": 0,
+    }
+    assert await _stored(database_url, "exchange") == EXPECTED
+    [event] = await rows(
+        database_url,
+        "SELECT payload::text AS p FROM audit_events WHERE action = 'hash_list.entries_added'",
+    )
+    assert PDQ_A not in event["p"]
+
+
+async def test_low_quality_pdq_entries_are_counted_not_stored(world, database_url):
+    await _create(world.http, world.admin, name="exchange", signal="pdq")
+    body = (
+        f'{{"hash": "{PDQ_A}", "label": "flat", "quality": 10}}\n'
+        f'{{"hash": "{PDQ_B}", "label": "photo", "quality": 95}}\n'
+    )
+
+    response = await _upload(world.http, world.admin, "exchange", "l.jsonl", "text/plain", body)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["low_quality"] == 1
+    assert response.json()["added"] == 1
+    assert {entry[0] for entry in await _stored(database_url, "exchange")} == {PDQ_B}
+
+
+@pytest.mark.parametrize(
+    ("signal", "fmt"),
+    [("pdq", fmt) for fmt in sorted(EXCHANGE_FILES)]
+    + [("phash", fmt) for fmt in ("csv", "jsonl", "threatexchange", "hma")],
+)
+async def test_an_export_imports_back_to_the_same_entries(world, database_url, signal, fmt):
+    http, admin = world.http, world.admin
+    await _create(http, admin, name="first", signal=signal)
+    await _create(http, admin, name="second", signal=signal)
+    if signal == "pdq":
+        await _upload(http, admin, "first", *EXCHANGE_FILES["csv"])
+    else:
+        await _add(
+            http,
+            admin,
+            "first",
+            [
+                {"hash": "c3a1b2d4e5f60718", "label": "case-1041", "source": "hotline"},
+                {"hash": "00ff00ff00ff00ff", "label": "known, cropped", "reviewed": False},
+            ],
+        )
+    await http.post(
+        "/v1/admin/hash-lists/first/entries/disable",
+        json={"hashes": [PDQ_C if signal == "pdq" else "0000000000000001"]},
+        headers=admin,
+    )
+
+    exported = await http.get(f"/v1/admin/hash-lists/first/export?format={fmt}", headers=admin)
+
+    assert exported.status_code == 200, exported.text
+    extension = "csv" if fmt in {"csv", "threatexchange"} else "jsonl"
+    assert exported.headers["content-type"].startswith(
+        "text/csv" if extension == "csv" else "application/x-ndjson"
+    )
+    disposition = exported.headers["content-disposition"]
+    filename = f"first.{fmt}.{extension}"
+    assert disposition == f'attachment; filename="{filename}"'
+    imported = await _upload(
+        http, admin, "second", filename, "application/octet-stream", exported.content
+    )
+    assert imported.status_code == 200, imported.text
+    first = await _stored(database_url, "first")
+    assert len(first) == 2
+    assert await _stored(database_url, "second") == first
+
+
+async def test_an_export_is_refused_before_it_starts(world):
+    http, admin = world.http, world.admin
+    await _create(http, admin, name="pictures")
+    assert_problem(
+        await http.get("/v1/admin/hash-lists/pictures/export?format=stopncii", headers=admin),
+        422,
+        "hash_signal_mismatch",
+    )
+    assert_problem(
+        await http.get("/v1/admin/hash-lists/pictures/export?format=xml", headers=admin),
+        422,
+        "hash_format_unknown",
+    )
+    assert_problem(
+        await http.get("/v1/admin/hash-lists/nope/export", headers=admin),
+        404,
+        "hash_list_not_found",
+    )
+    empty = await http.get("/v1/admin/hash-lists/pictures/export", headers=admin)
+    assert empty.text == "hash,label,source,reviewed\n"
+
+
+async def test_disabling_takes_hashes_of_the_lists_signal(world, database_url):
+    await _create(world.http, world.admin, name="exchange", signal="pdq")
+    await _upload(world.http, world.admin, "exchange", *EXCHANGE_FILES["csv"])
+    before = await counts(database_url)
+
+    wrong = await world.http.post(
+        "/v1/admin/hash-lists/exchange/entries/disable",
+        json={"hashes": ["00000000000000ff"]},
+        headers=world.admin,
+    )
+    right = await world.http.post(
+        "/v1/admin/hash-lists/exchange/entries/disable",
+        json={"hashes": [PDQ_A.upper()]},
+        headers=world.admin,
+    )
+
+    assert_problem(wrong, 422, "hash_value_invalid")
+    assert right.json() == {"list": "exchange", "disabled": 1}
+    assert await counts(database_url) == {**before, "audit_events": before["audit_events"] + 1}
+    assert {entry[0] for entry in await _stored(database_url, "exchange")} == {PDQ_B}
+
+
+def _astronaut():
+    from importlib.resources import files
+
+    from PIL import Image
+
+    return Image.open(files("skimage") / "data" / "astronaut.png").convert("RGB")
+
+
+async def _add_image(http, admin, name, image: bytes, label="person-7", media="image/png"):
+    return await http.post(
+        f"/v1/admin/hash-lists/{name}/images",
+        files={
+            "image": ("photo.png", image, media),
+            "label": (None, label),
+            "source": (None, "request-7"),
+        },
+        headers=admin,
+    )
+
+
+@pytest.mark.parametrize("change", ["crop_left_10", "FLIP_TOP_BOTTOM", "TRANSPOSE", "ROTATE_90"])
+async def test_an_image_on_a_phash_list_holds_back_its_crops_and_turns(
+    world, gate, database_url, change
+):
+    """A real photo added as an image: a one-sided 10 % crop (beyond pHash's own reach,
+    caught by the stored crop grid), a vertical flip, a transpose and a quarter turn."""
+    from PIL import Image
+
+    photo = _astronaut()
+    await _create(world.http, world.admin, name="protected-photos")
+    added = await _add_image(world.http, world.admin, "protected-photos", _photo_png(photo))
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert body["entries"] == 31
+    assert body["quality"] is None
+    crops = await rows(
+        database_url,
+        "SELECT count(DISTINCT crop) AS n FROM hash_list_entries WHERE crop IS NOT NULL",
+    )
+    assert crops[0]["n"] == 30
+
+    if change == "crop_left_10":
+        width, height = photo.size
+        copy = photo.crop((round(width * 0.1), 0, width, height))
+    else:
+        copy = photo.transpose(getattr(Image.Transpose, change))
+    response = await gate(_photo_png(copy), generation_id=f"gen-{change.lower()}")
+
+    assert response.status_code == 200, response.text
+    decision = response.json()
+    assert decision["safety_status"] in {"review", "blocked"}, decision
+    assert {"hash_match_block", "hash_match_review"} & set(decision["reasons"]), decision
+    [row] = await rows(database_url, "SELECT evidence::text AS e FROM moderation_decisions")
+    assert "person-7" in row["e"]
+
+
+async def test_an_image_on_a_pdq_list_keeps_its_pdq(world, database_url):
+    await _create(world.http, world.admin, name="exchange", signal="pdq")
+
+    added = await _add_image(world.http, world.admin, "exchange", _photo_png(_astronaut()))
+
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert (body["entries"], len(body["hash"])) == (1, 64)
+    assert body["quality"] >= 50
+    assert {entry[0] for entry in await _stored(database_url, "exchange")} == {body["hash"]}
+
+
+@pytest.mark.parametrize(
+    ("data", "media", "label", "status", "code"),
+    [
+        (b"this is not an image at all", "image/png", "x", 415, "image_format_not_allowed"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png", "x", 422, "image_corrupt"),
+        (None, "image/png", "", 422, "hash_value_invalid"),
+    ],
+    ids=["not-an-image", "truncated-png", "blank-label"],
+)
+async def test_a_bad_image_stores_nothing(world, database_url, data, media, label, status, code):
+    await _create(world.http, world.admin, name="protected-photos")
+    before = await counts(database_url)
+
+    image = _photo_png(_astronaut().resize((64, 64))) if data is None else data
+    response = await _add_image(world.http, world.admin, "protected-photos", image, label, media)
+
+    assert_problem(response, status, code)
+    assert await counts(database_url) == before
+
+
+async def test_another_tenants_admin_neither_sees_nor_changes_a_list(
+    world, make_client, database_url
+):
+    http = world.http
+    await _create(http, world.admin, name="exchange", signal="pdq")
+    await _upload(http, world.admin, "exchange", *EXCHANGE_FILES["csv"])
+    _, other = await make_client("admin", tenant="elsewhere")
+    before = await counts(database_url)
+
+    listed = await http.get("/v1/admin/hash-lists", headers=other)
+    assert listed.json() == {"lists": []}
+    for response in (
+        await http.get("/v1/admin/hash-lists/exchange", headers=other),
+        await http.get("/v1/admin/hash-lists/exchange/export", headers=other),
+        await _upload(http, other, "exchange", *EXCHANGE_FILES["threatexchange"]),
+        await http.post(
+            "/v1/admin/hash-lists/exchange/entries",
+            json={"entries": [{"hash": PDQ_C, "label": "x"}]},
+            headers=other,
+        ),
+        await http.post(
+            "/v1/admin/hash-lists/exchange/entries/disable",
+            json={"hashes": [PDQ_A]},
+            headers=other,
+        ),
+        await _add_image(http, other, "exchange", _photo_png(_astronaut())),
+    ):
+        assert_problem(response, 404, "hash_list_not_found")
+    assert await counts(database_url) == before
+    # Its own list of the same name cannot be made: names are global.
+    taken = await http.post(
+        "/v1/admin/hash-lists", json={"name": "exchange", "action": "block"}, headers=other
+    )
+    assert_problem(taken, 409, "hash_list_exists")

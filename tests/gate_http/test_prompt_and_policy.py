@@ -184,6 +184,6 @@ async def test_policy_check_replays_stored_decisions(world, gate, settings, tmp_
     done = _cli(settings, "policy", "check", str(path))
 
     assert done.returncode == 0, done.stderr
-    assert "policy OK: strict-default-1 (version " in done.stdout
+    assert "policy OK: strict-default-2 (version " in done.stdout
     assert "replayed 4 stored decision(s): 3 would change" in done.stdout
     assert "allowed\u2192review: 3" in done.stdout

@@ -26,7 +26,7 @@ from moderation import (
     ProvenanceFacts,
     SourceEvidence,
 )
-from verifier import ImageLimits, decode, hash_variants, perceptual_hashes
+from verifier import ImageLimits, decode, dihedral_phashes
 from verifier.tokens import Reason
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ def encode_jpeg(image: Image.Image) -> bytes:
 def image_hashes(image: Image.Image) -> tuple[str, tuple[str, ...]]:
     """pHash and flip/rotation pHashes as the gate computes them (decode, then hash)."""
     decoded = decode(encode_jpeg(image), LIMITS, hash_only=True)
-    return perceptual_hashes(decoded.image).phash, hash_variants(decoded.image).all()
+    first, *rest = dihedral_phashes(decoded.image)
+    return first, tuple(rest)
 
 
 def consent(uses: Collection[str] = BASE_USES, **changes: Any) -> ConsentCheck:

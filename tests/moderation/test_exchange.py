@@ -268,6 +268,20 @@ def test_round_trip_pdq(fmt, pdqs):
     assert detect_format(None, None, b"".join(written)[:512]) == fmt
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_file_written_in_parts_reads_back_whole(fmt, pdqs):
+    """Later parts without the header, as an export streams a list a batch at a time."""
+    entries = export_entries("pdq", [*pdqs, *NCII, BRIDGE])
+    half = len(entries) // 2
+    written = [
+        *write_entries(entries[:half], fmt),
+        *write_entries(entries[half:], fmt, header=False),
+    ]
+    assert written == list(write_entries(entries, fmt))
+    back = list(read_entries(written, fmt, signal="pdq"))
+    assert [as_export(entry) for entry in back] == entries
+
+
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "stopncii"])
 def test_round_trip_phash(fmt, phashes):
     entries = export_entries("phash", phashes)

@@ -16,7 +16,7 @@ from moderation import (
     default_policy,
     load_policy,
 )
-from moderation.policy import MAX_POLICY_BYTES
+from moderation.policy import MAX_POLICY_BYTES, PdqBands
 
 DEFAULT_FILE = Path(moderation.__file__).parent / "default_policy.toml"
 
@@ -52,7 +52,7 @@ def test_default_policy_loads_and_its_version_is_the_file_hash():
     policy = default_policy()
     data = DEFAULT_FILE.read_bytes()
     assert policy.version == hashlib.sha256(data).hexdigest()
-    assert policy.label == "strict-default-1"
+    assert policy.label == "strict-default-2"
     assert policy.text == data.decode()
     assert policy.action("consent_missing") == "block"
     assert policy.action("score_sexual_content_block") == "block"
@@ -194,6 +194,21 @@ def test_missing_keys_are_refused(old, new, key):
         ("deadline_minutes = 60", "deadline_minutes = 2000", "review.tiers[1].deadline_minutes"),
         ('name = "urgent"', 'name = "standard"', "review.tiers[1].name"),
         ("[hashes]\nblock_distance = 6\nreview_distance = 10\n", "", "hashes"),
+        (
+            "review_distance = 10",
+            "review_distance = 10\n[hashes.pdq]\nreview_distance = 257",
+            "hashes.pdq.review_distance",
+        ),
+        (
+            "review_distance = 10",
+            "review_distance = 10\n[hashes.pdq]\nblock_distance = 32",
+            "hashes.pdq.block_distance",
+        ),
+        (
+            "review_distance = 10",
+            "review_distance = 10\n[hashes.pdq]\nquality_floor = 101",
+            "hashes.pdq.quality_floor",
+        ),
     ],
 )
 def test_bad_values_are_refused(old, new, key):
@@ -351,3 +366,22 @@ def test_a_use_outside_the_vocabulary_is_refused_naming_it(shipped, misspelt, ke
         load_policy(text.replace(shipped, misspelt).encode())
     assert caught.value.key == key
     assert "not a use of the vocabulary" in str(caught.value)
+
+
+def test_pdq_bands_default_to_the_exchanges_practice_and_can_be_set():
+    assert load_policy(MINIMAL).hashes.pdq == PdqBands()
+    assert PdqBands().review_distance == 31
+    text = MINIMAL.replace(
+        "review_distance = 10",
+        "review_distance = 10\n[hashes.pdq]\nblock_distance = 16\nreview_distance = 24",
+    )
+    bands = load_policy(text).hashes
+    assert (bands.bands("pdq"), bands.bands("phash")) == ((16, 24), (6, 10))
+    assert bands.pdq.quality_floor == 50
+    with pytest.raises(PolicyUnknownKey) as caught:
+        load_policy(
+            MINIMAL.replace(
+                "review_distance = 10", "review_distance = 10\n[hashes.pdq]\nquality = 5"
+            )
+        )
+    assert caught.value.key == "hashes.pdq.quality"

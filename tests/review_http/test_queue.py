@@ -169,7 +169,7 @@ async def test_case_shows_everything_the_gate_saw(client, pool, staff, publisher
     evidence = case["evidence"]
     assert evidence["provenance"]["state"] == "absent"
     assert evidence["classifiers"][0]["scores"]["sexual_content"] == 0.4
-    assert evidence["hashes"] == {"matches": [], "sources": [], "error": None}
+    assert evidence["hashes"] == {"matches": [], "sources": [], "error": None, "pdq_quality": None}
     assert evidence["sources"][0]["check"]["consent_id"] == "cns_unknown"
     assert case["consents"] == [
         {
