@@ -75,6 +75,9 @@ class ConsentCheck(msgspec.Struct, frozen=True, kw_only=True):
     uses: tuple[str, ...] = ()
     asset_sha256: str | None = None
     asset_phash: str | None = None
+    signer_role: str | None = None
+    """Who signed the consent form: ``subject``, ``guardian``, ``agent`` or
+    ``rights_holder`` (None when the registry could not say)."""
 
 
 class ConsentEvidenceSource(Protocol):

@@ -52,6 +52,10 @@ __all__ = [
 ]
 
 Status: TypeAlias = Literal["allowed", "review", "blocked"]
+# The score categories the [minors] rules read (the classifiers' and callers' names).
+_MINOR_CATEGORY = "minor_presence"
+_SEXUAL_CATEGORY = "sexual_content"
+_LEGAL_REPORT = frozenset({"minor_sexual"})
 _STATUS: dict[Action, Status] = {"allow": "allowed", "review": "review", "block": "blocked"}
 _HEADLINES: dict[Status, str] = {
     "allowed": "Allowed: the checks found no reason to hold this back.",
@@ -100,6 +104,9 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     policy_version: str
     policy_label: str
     review: ReviewRoute | None = None
+    legal_report: bool = False
+    """The operator may have to report this decision (a likely minor in likely sexual
+    content): a flag for the operator's own process; nothing is sent anywhere."""
 
     def statement(self) -> str:
         """The decision in plain language: the outcome, then one line per reason."""
@@ -166,6 +173,7 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
     run.prompt()
     run.provenance()
     run.scores()
+    run.minors()
     run.hashes()
     return run.decision()
 
@@ -276,6 +284,27 @@ class _Run:
                 detail=f"{value:.4f}",
                 action="allow" if waived else None,
             )
+
+    def minors(self) -> None:
+        """A likely minor: never published automatically from a real person's photo, never
+        at all when the image is likely sexual (the policy's ``[minors]``)."""
+        if not self.publish:
+            return
+        rules = self.policy.minors
+        minor = self.scores_by_category.get(_MINOR_CATEGORY)
+        if minor is None or minor < rules.threshold:
+            return
+        sexual = self.scores_by_category.get(_SEXUAL_CATEGORY)
+        if sexual is not None and sexual >= rules.sexual_threshold:
+            self.add("minor_sexual", subject=_MINOR_CATEGORY, detail=f"{minor:.4f}, {sexual:.4f}")
+        if not self.real_sources:
+            return
+        guardians = self.all_consented() and all(
+            source.check is not None and source.check.signer_role == "guardian"
+            for source in self.real_sources
+        )
+        code = "minor_guardian_review" if guardians else "minor_real_person"
+        self.add(code, subject=_MINOR_CATEGORY, detail=f"{minor:.4f}")
 
     def _invalid_scores(self) -> set[str]:
         categories: set[str] = set()
@@ -425,6 +454,7 @@ class _Run:
             policy_version=self.policy.version,
             policy_label=self.policy.label,
             review=self.route(findings) if status == "review" else None,
+            legal_report=any(f.code in _LEGAL_REPORT for f in findings),
         )
 
     def route(self, findings: tuple[Finding, ...]) -> ReviewRoute:

@@ -61,6 +61,7 @@ _LIST_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _USE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _LABEL_CHARS = 200
 _Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+_Cap = Annotated[float, msgspec.Meta(ge=0.0, le=0.5)]
 _Distance = Annotated[int, msgspec.Meta(ge=0, le=64)]
 _PdqDistance = Annotated[int, msgspec.Meta(ge=0, le=256)]
 _T = TypeVar("_T")
@@ -109,6 +110,19 @@ class HashBands(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         return self.block_distance, self.review_distance
 
 
+class MinorRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """From a ``minor_presence`` score of ``threshold`` on, the image likely shows a minor:
+    made from a real person's photo it is ``minor_real_person`` (block) unless every such
+    source's consent was signed by a guardian and covers the request, then
+    ``minor_guardian_review`` (review, a floor no policy lowers); with a ``sexual_content``
+    score of ``sexual_threshold`` on it is ``minor_sexual`` (block), whatever the consent.
+    """
+
+    # At most 0.5: a policy may tune what "likely" means, not define likely minors away.
+    threshold: _Cap = 0.25
+    sexual_threshold: _Cap = 0.3
+
+
 class SourceRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     type: str = ""
     consent_required: bool
@@ -152,6 +166,7 @@ class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     review: ReviewRules
     actions: dict[str, Any] = msgspec.field(default_factory=dict)
     prompt: _Prompt = msgspec.field(default_factory=_Prompt)
+    minors: MinorRules = MinorRules()
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,6 +182,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     provenance: ProvenanceRule
     review: ReviewRules
     prompt_rules: tuple[PromptRule, ...]
+    minors: MinorRules = MinorRules()
 
     def action(self, code: str) -> Action:
         """The action for ``code``; a code this policy does not know blocks (fail closed)."""
@@ -235,6 +251,7 @@ def _load(data: bytes) -> Policy:
         provenance=document.provenance,
         review=document.review,
         prompt_rules=prompt_rules,
+        minors=document.minors,
     )
 
 

@@ -167,6 +167,27 @@ REASONS: Mapping[str, ReasonInfo] = MappingProxyType(
             "review",
             "A classifier score was not a number between 0 and 1.",
         ),
+        "minor_sexual": ReasonInfo(
+            "scores",
+            "block",
+            "block",
+            "The image is likely sexual and likely shows a minor; nothing makes it publishable, "
+            "and the decision is flagged for the operator's legal reporting.",
+        ),
+        "minor_real_person": ReasonInfo(
+            "scores",
+            "block",
+            "block",
+            "The image likely shows a minor and is made from a real person's photo without a "
+            "guardian's consent for this use.",
+        ),
+        "minor_guardian_review": ReasonInfo(
+            "scores",
+            "review",
+            "review",
+            "The image likely shows a minor made from a real person's photo; a guardian "
+            "consented, so a person decides: never published automatically.",
+        ),
         "score_missing": ReasonInfo(
             "scores", "review", "review", "A score the policy requires was not provided."
         ),

@@ -69,8 +69,9 @@ class RegistryConsentEvidence:
                 asset_sha256=asset_sha256,
                 audience=generator_client_id,
             )
+            claims = verified.claims
+            role = None if claims is None else await self._consent.signer_role(conn, claims.cid)
         reasons = list(verified.reasons)
-        claims = verified.claims
         if claims is None:
             return ConsentCheck(valid=False, reasons=tuple(reasons or [Reason.MALFORMED]))
         asset = next((a for a in claims.assets if a.id == asset_id), None)
@@ -87,4 +88,5 @@ class RegistryConsentEvidence:
             uses=tuple(claims.uses),
             asset_sha256=recorded,
             asset_phash=asset.phash if asset is not None else None,
+            signer_role=role,
         )

@@ -260,6 +260,11 @@ class ConsentService:
             audience=audience,
         )
 
+    async def signer_role(self, conn: asyncpg.Connection, consent_id: str) -> str | None:
+        """Who signed the consent's form; the gate asks it of a consent a token it verified
+        names (a guardian's consent is what a likely minor's output needs)."""
+        return await repository.signer_role(conn, consent_id)
+
     async def token_statuses(
         self, conn: asyncpg.Connection, jtis: Sequence[str]
     ) -> Mapping[str, int]:

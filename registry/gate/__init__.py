@@ -39,7 +39,9 @@ from registry.gate.hashlists import (
 from registry.gate.repository import (
     DecisionConsent,
     DecisionRow,
+    DecisionSummary,
     NewDecision,
+    list_decisions,
     open_review_ticket,
 )
 from registry.gate.requests import (
@@ -57,6 +59,7 @@ __all__ = [
     "DecisionNotFound",
     "DecisionNotRecorded",
     "DecisionRow",
+    "DecisionSummary",
     "GateBusy",
     "GateError",
     "GateOutcome",
@@ -85,6 +88,7 @@ __all__ = [
     "export_file",
     "get_list",
     "import_entries",
+    "list_decisions",
     "list_lists",
     "open_review_ticket",
 ]

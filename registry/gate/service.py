@@ -494,6 +494,7 @@ class GateService:
             policy_version=decision.policy_version,
             policy_label=decision.policy_label,
             consents=_consents(evidence.sources),
+            legal_report=decision.legal_report,
         )
         try:
             inserted, ticket = await self._store(actor, new, decision, image)

@@ -1,4 +1,5 @@
-"""Appeals over HTTP, and a gate decision's record with its plain-language statement.
+"""Appeals over HTTP, a gate decision's record with its plain-language statement, and the
+admins' listing of decisions (the legal-reporting flag among its filters).
 
 A publisher appeals on behalf of its user; it sees only its own tenant's decisions (another
 tenant's decision is "not found", never "forbidden", so ids cannot be probed). The appeal's
@@ -13,10 +14,11 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
 
 from registry import review
 from registry.core.auth import Client, Role
+from registry.gate import DecisionSummary, list_decisions
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
 
@@ -39,6 +41,12 @@ class AppealCreated(msgspec.Struct, kw_only=True, frozen=True):
     created_at: datetime
     deadline: datetime
     """When a reviewer should have decided it, by the active policy's tiers."""
+
+
+class DecisionList(msgspec.Struct, kw_only=True, frozen=True):
+    decisions: list[DecisionSummary]
+    next_before: int | None
+    """Pass as ``before`` for the next page; null when this page is the last."""
 
 
 class AppealsController(Controller):
@@ -82,6 +90,37 @@ class AppealsController(Controller):
             created_at=appeal.created_at,
             deadline=filed.deadline,
         )
+
+    @get(
+        "/v1/moderation/decisions",
+        summary="Gate decisions, newest first; `legal_report=true` lists those flagged for "
+        "the operator's legal reporting",
+        description=(
+            "Admins only, every tenant's. `legal_report=true` keeps the decisions flagged for "
+            "reporting (reason `minor_sexual`: a likely minor in likely sexual content), "
+            "`false` the others. Pages of `limit` (1-500, default 100); `next_before` is "
+            "the `before` of the next page, null on the last."
+        ),
+        guards=[allow(Role.ADMIN)],
+        security=BEARER,
+    )
+    async def decisions(
+        self,
+        services: AppServices,
+        legal_report: Annotated[
+            bool | None, QueryParameter(description="Only flagged (true) or unflagged (false)")
+        ] = None,
+        before: Annotated[
+            int | None, QueryParameter(ge=1, description="A previous page's next_before")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    ) -> DecisionList:
+        async with services.connection() as conn:
+            found = await list_decisions(
+                conn, legal_report=legal_report, tenant=None, before=before, limit=limit
+            )
+        more = len(found) == limit
+        return DecisionList(decisions=found, next_before=found[-1].seq if more else None)
 
     @get(
         "/v1/moderation/decisions/{decision_id:str}",

@@ -69,12 +69,14 @@ async def consented_source(
     uses: list[str] | None = None,
     permitted: list[str] | None = None,
     prohibited: list[str] | None = None,
+    signer_role: str = "subject",
 ) -> Source:
     sha256 = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
     consent = await world.consent(
         asset_hashes=[sha256],
         permitted_uses=permitted or PERMITTED,
         prohibited_uses=prohibited or PROHIBITED,
+        signer_role=signer_role,
     )
     assert (await world.grant(consent["consent_id"])).status_code == 201
     issued = await world.token(consent["consent_id"], uses=uses or PUBLISH_USES)

@@ -147,7 +147,10 @@ async def test_missing_scores_without_a_classifier_go_to_review(world, gate, dat
     [
         ({"sexual_content": 1.5, "minor_presence": 0.01}, "classifier_invalid_score"),
         ({"sexual_content": "high", "minor_presence": 0.01}, "classifier_invalid_score"),
-        ({"sexual_content": 0.01, "minor_presence": 0.4}, "score_minor_presence_review"),
+        (
+            {"sexual_content": 0.01, "minor_presence": 0.01, "self_harm": 0.5},
+            "score_self_harm_review",
+        ),
     ],
 )
 async def test_bad_or_worrying_supplied_scores_go_to_review(

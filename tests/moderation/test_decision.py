@@ -32,6 +32,9 @@ from tests.moderation.support import NOW, clean_evidence, consent, photo, scores
 TRUSTED = ProvenanceFacts(state="trusted")
 EXPLICIT_USES = ("reference.generate", "publish.public", "content.suggestive", "content.explicit")
 
+# A likely minor from a real person's photo needs a guardian's consent to reach a person.
+GUARDIAN = (photo(check=consent(signer_role="guardian")),)
+
 
 def artwork(asset_id: str = "art-1") -> SourceEvidence:
     return SourceEvidence(type="artwork", asset_id=asset_id)
@@ -172,9 +175,14 @@ def test_output_with_no_sources_and_trusted_provenance_is_allowed(policy):
         ),
         ({"classifiers": (scores(sexual_content=0.9),)}, "blocked", None),
         (
-            {"classifiers": (scores(minor_presence=0.3),)},
+            {"classifiers": (scores(minor_presence=0.3),), "sources": GUARDIAN},
             "review",
-            ("score_minor_presence_review",),
+            ("score_minor_presence_review", "minor_guardian_review"),
+        ),
+        (
+            {"classifiers": (scores(minor_presence=0.3),)},
+            "blocked",
+            ("minor_real_person", "score_minor_presence_review"),
         ),
         ({"classifiers": (scores(violence=0.95),)}, "blocked", ("score_violence_block",)),
         ({"classifiers": (scores(self_harm=0.5),)}, "review", ("score_self_harm_review",)),
@@ -388,19 +396,20 @@ def test_reasons_are_ordered_by_severity_and_deduplicated(policy):
             photo("b", token_present=False, check=None),
         ),
         provenance=ProvenanceFacts(state="valid_untrusted"),
-        classifiers=(scores(minor_presence=0.3),),
+        classifiers=(scores(self_harm=0.5),),
     )
     decision = decide(evidence, policy)
     assert decision.reasons == (
         "consent_missing",
         "provenance_untrusted",
-        "score_minor_presence_review",
+        "score_self_harm_review",
     )
     assert [f.subject for f in decision.findings if f.code == "consent_missing"] == ["a", "b"]
 
 
 def test_review_takes_the_most_urgent_tier(policy):
     evidence = clean_evidence(
+        sources=GUARDIAN,
         provenance=ProvenanceFacts(state="valid_untrusted"),
         classifiers=(scores(minor_presence=0.3),),
     )
@@ -479,7 +488,9 @@ def test_statement_explains_each_reason_in_plain_language(policy):
     assert text.startswith("Blocked")
     assert f"- consent_missing: {explain('consent_missing')}" in text
     assert policy.label in text
-    review = decide(clean_evidence(classifiers=(scores(minor_presence=0.5),)), policy)
+    review = decide(
+        clean_evidence(sources=GUARDIAN, classifiers=(scores(minor_presence=0.5),)), policy
+    )
     assert "deadline" in review.statement()
     assert "minor presence score reached the policy's review threshold" in review.statement()
 

@@ -42,6 +42,7 @@ from registry.consent.repository.records import (
     signer_by_id,
     signer_by_kid,
     signer_in_use,
+    signer_role,
 )
 from registry.consent.repository.tokens import (
     ListHead,
@@ -100,6 +101,7 @@ __all__ = [
     "signer_by_id",
     "signer_by_kid",
     "signer_in_use",
+    "signer_role",
     "status_at",
     "status_list_head",
     "token_statuses",

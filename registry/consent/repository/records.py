@@ -440,6 +440,14 @@ async def consent_statuses(conn: asyncpg.Connection, consent_ids: Sequence[str])
     return {row["consent_id"]: row["status"] for row in rows}
 
 
+async def signer_role(conn: asyncpg.Connection, consent_id: str) -> str | None:
+    """Who signed the record's form (subject, guardian, agent, rights_holder)."""
+    role: str | None = await conn.fetchval(
+        "SELECT signer_role FROM consent_records WHERE consent_id = $1", consent_id
+    )
+    return role
+
+
 # Grants.
 
 

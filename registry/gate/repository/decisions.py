@@ -83,6 +83,7 @@ class NewDecision(msgspec.Struct, kw_only=True, frozen=True):
     policy_version: str
     policy_label: str
     consents: tuple[DecisionConsent, ...] = ()
+    legal_report: bool = False
 
 
 class DecisionRow(msgspec.Struct, kw_only=True, frozen=True):
@@ -143,8 +144,8 @@ async def insert_decision(conn: asyncpg.Connection, new: NewDecision) -> bool:
     inserted = await conn.fetchval(
         "INSERT INTO moderation_decisions (decision_id, generation_id, stage, client_id, tenant,"
         " image_sha256, image_phash, request_sha256, status, reasons, scores, evidence, request,"
-        " policy_version, policy_label, current_status)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $9)"
+        " policy_version, policy_label, current_status, legal_report)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $9, $16)"
         " ON CONFLICT (client_id, generation_id, stage) DO NOTHING RETURNING true",
         new.decision_id,
         new.generation_id,
@@ -161,6 +162,7 @@ async def insert_decision(conn: asyncpg.Connection, new: NewDecision) -> bool:
         new.request,
         new.policy_version,
         new.policy_label,
+        new.legal_report,
     )
     if not inserted:
         return False
@@ -171,6 +173,48 @@ async def insert_decision(conn: asyncpg.Connection, new: NewDecision) -> bool:
             [(new.decision_id, c.position, c.asset_id, c.consent_id, c.jti) for c in new.consents],
         )
     return True
+
+
+class DecisionSummary(msgspec.Struct, kw_only=True, frozen=True):
+    """A decision as a listing shows it (``seq`` orders it and pages the listing)."""
+
+    seq: int
+    decision_id: str
+    generation_id: str
+    stage: str
+    client_id: str
+    tenant: str
+    status: Status
+    current_status: Status
+    reasons: tuple[str, ...]
+    legal_report: bool
+    policy_label: str
+    created_at: datetime
+
+
+async def list_decisions(
+    conn: asyncpg.Connection,
+    *,
+    legal_report: bool | None,
+    tenant: str | None,
+    before: int | None,
+    limit: int,
+) -> list[DecisionSummary]:
+    """Decisions newest first: those flagged (or not) for legal reporting when asked, of
+    ``tenant`` (None: every tenant's), below ``seq`` ``before``."""
+    rows = await conn.fetch(
+        "SELECT seq, decision_id, generation_id, stage, client_id, tenant, status,"
+        " current_status, reasons, legal_report, policy_label, created_at"
+        " FROM moderation_decisions"
+        " WHERE ($1::boolean IS NULL OR legal_report = $1)"
+        " AND ($2::text IS NULL OR tenant = $2) AND ($3::bigint IS NULL OR seq < $3)"
+        " ORDER BY seq DESC LIMIT $4",
+        legal_report,
+        tenant,
+        before,
+        limit,
+    )
+    return [DecisionSummary(**dict(row)) for row in rows]
 
 
 async def find_decision(
