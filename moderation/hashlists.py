@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from moderation.signals import ImageSignals
 
 __all__ = [
-    "MAX_FIELD_CHARS",
     "HashEntry",
     "HashIndex",
     "IndexHit",
@@ -60,7 +59,6 @@ __all__ = [
 
 ListAction: TypeAlias = Literal["review", "block"]
 ListScope: TypeAlias = Literal["global", "tenant"]
-MAX_FIELD_CHARS: Final = 512
 _LIST_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 # Rows per block of a scan: a block of one word column (256 KiB) and its scratch arrays fit
 # in a core's L2 cache while all query hashes pass over it (about 1.5x faster than whole

@@ -350,6 +350,9 @@ class HashLists:
         self._version: int | None = None
         self._horizon: int | None = None
         self._update: asyncio.Task[None] | None = None
+        # One update at a time: an older snapshot applied after a newer one would put back
+        # entries' older states (a disabled entry enabled again) until the next change.
+        self._applying = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"HashLists(version={self._version}, entries={len(self._index)})"
@@ -386,6 +389,10 @@ class HashLists:
             return await repository.entry_details(conn, wanted)
 
     async def _apply(self) -> None:
+        async with self._applying:
+            await self._apply_changes()
+
+    async def _apply_changes(self) -> None:
         async with db.acquire(self._pool, wait=self._acquire_timeout) as conn:
             changes = await repository.read_changes(conn, self._horizon)
         index = self._index

@@ -82,7 +82,7 @@ ExportFormat = Annotated[
 
 # Bytes of an upload the format is told from (its name and media type first).
 _DETECT_BYTES = 4096
-# Rows read from the database and written out at a time when exporting.
+# The media type an export is sent as, and its file name's extension, by format.
 _MEDIA: dict[str, tuple[str, str]] = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "threatexchange": ("text/csv; charset=utf-8", "csv"),
