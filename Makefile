@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 # The base dependencies alone (the offline verifier), at the versions of $(LOCK).
 VERIFIER_LOCK := requirements-verifier.lock
+# Base and server (no dev tools), at the versions of $(LOCK): what the container installs.
+SERVER_LOCK := requirements-server.lock
 UV_VERSION := 0.13.8
 
 .DEFAULT_GOAL := help
@@ -68,12 +70,15 @@ format: $(STAMP) ## Apply ruff's formatter and safe fixes
 LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	--custom-compile-command 'make lock' $(UPGRADE) --quiet
 
-lock: ## Re-resolve requirements.lock (base, server, dev) and requirements-verifier.lock (base)
+lock: ## Re-resolve requirements.lock (base, server, client, dev), -verifier.lock (base), -server.lock
 	@test -x $(VENV)-lock/bin/uv || ($(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install --quiet uv==$(UV_VERSION))
-	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra server --extra dev --group pyproject.toml:bootstrap \
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra server --extra client --extra dev --group pyproject.toml:bootstrap \
 		$(LOCK_FLAGS) -o $(LOCK)
 	@# Constrained by the full lock, so a third party's verifier runs the versions CI tested.
 	$(VENV)-lock/bin/uv pip compile pyproject.toml --constraint $(LOCK) $(LOCK_FLAGS) -o $(VERIFIER_LOCK)
+	@# The service without the dev tools, for the container image (Dockerfile); same versions.
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra server --group pyproject.toml:bootstrap \
+		--constraint $(LOCK) $(LOCK_FLAGS) -o $(SERVER_LOCK)
 
 upgrade: ## Like lock, but move every package to its newest allowed version
 	$(MAKE) lock UPGRADE=--upgrade

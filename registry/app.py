@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from litestar import Litestar
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 
 import keys
 from moderation import (
@@ -75,7 +76,7 @@ def create_app(settings: Settings) -> Litestar:
         VerifierError,
         ModerationError,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SystemController,
             KeysController,
@@ -125,6 +126,27 @@ def create_app(settings: Settings) -> Litestar:
         # Our handlers (registry.core.logs) own the root logger; Litestar's would replace it.
         logging_config=None,
     )
+    _complete_allow_headers(app)
+    return app
+
+
+def _complete_allow_headers(app: Litestar) -> None:
+    """Make OPTIONS list every method of its path, in ``Allow``.
+
+    Litestar registers a controller's handlers one at a time; the OPTIONS handler it makes
+    for a path answers with the methods of the route object that existed when it was made (a
+    closure over it), so ``/v1/consents`` said ``GET, OPTIONS`` without ``POST``. The route
+    that serves the path holds them all: the earlier one is pointed at its method set.
+    (tests/openapi checks ``Allow`` on every path, through schemathesis.)"""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.handler_name != "options_handler":
+                continue
+            for cell in getattr(handler.fn, "__closure__", None) or ():
+                if isinstance(cell.cell_contents, HTTPRoute):
+                    cell.cell_contents.methods = route.methods
 
 
 def app_from_env() -> Litestar:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Response, get, post
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter, QueryParameter
 
 from registry.core import audit, audit_tree
@@ -112,10 +113,18 @@ class AuditController(Controller):
         guards=[allow(Role.ADMIN)],
         security=BEARER,
         status_code=200,
+        responses={
+            201: ResponseSpec(
+                data_container=audit.Checkpoint,
+                description="A new checkpoint of the head (200: the head had one already).",
+            )
+        },
+        # An empty log has nothing to checkpoint.
+        opt={"problems": (404,)},
     )
     async def sign_checkpoint(
         self, services: AppServices, caller: NamedDependency[Client]
-    ) -> Response[Any]:
+    ) -> Response[audit.Checkpoint]:
         async with services.unit_of_work(caller) as uow:
             made = await audit.make_checkpoint(
                 uow.conn,

@@ -140,7 +140,7 @@ class ClientsController(Controller):
             "is optional; without `expires_at` the key does not expire. A revoked client gets "
             "no keys (409 `client_revoked`)."
         ),
-        opt={"body": CreateKey},
+        opt={"body": CreateKey, "body_optional": True},
     )
     async def add_key(
         self,

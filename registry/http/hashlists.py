@@ -84,8 +84,9 @@ ExportFormat = Annotated[
 _DETECT_BYTES = 4096
 # The media type an export is sent as, and its file name's extension, by format.
 _MEDIA: dict[str, tuple[str, str]] = {
-    "csv": ("text/csv; charset=utf-8", "csv"),
-    "threatexchange": ("text/csv; charset=utf-8", "csv"),
+    # Litestar adds "; charset=utf-8" to text types itself (once).
+    "csv": ("text/csv", "csv"),
+    "threatexchange": ("text/csv", "csv"),
     "jsonl": ("application/x-ndjson", "jsonl"),
     "hma": ("application/x-ndjson", "jsonl"),
     "stopncii": ("application/x-ndjson", "jsonl"),
@@ -158,8 +159,18 @@ _IMAGE_PARTS: dict[str, Any] = {
             "description": "The image to protect (JPEG, PNG or WebP), decoded within the "
             "gate's limits.",
         },
-        "label": {"type": "string", "description": "1..512 characters, shown with matches."},
-        "source": {"type": "string", "description": "Optional: where the image comes from."},
+        "label": {
+            "type": "string",
+            "maxLength": MAX_FIELD_CHARS,
+            "pattern": _NO_CONTROL,
+            "description": "Shown with matches.",
+        },
+        "source": {
+            "type": "string",
+            "maxLength": MAX_FIELD_CHARS,
+            "pattern": _NO_CONTROL,
+            "description": "Optional: where the image comes from.",
+        },
     },
 }
 
@@ -396,12 +407,13 @@ class HashListsController(Controller):
             200: ResponseSpec(
                 data_container=bytes,
                 generate_examples=False,
-                media_type="application/octet-stream",
+                media_type="text/csv",
                 description="The file: text/csv for csv and threatexchange, "
                 "application/x-ndjson for jsonl, hma and stopncii; attachment, named "
                 "`<list>.<format>.<csv|jsonl>`.",
             )
         },
+        opt={"also_produces": {200: ("application/x-ndjson",)}},
     )
     async def export(
         self,

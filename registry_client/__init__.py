@@ -1,0 +1,1 @@
+"""A typed HTTP client for the registry (the package lands with its tests next)."""
