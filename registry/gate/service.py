@@ -606,7 +606,8 @@ def _stored_response(row: repository.DecisionRow) -> GateResponse:
 
 class _Analysis(NamedTuple):
     """What the image worker found: the facts, and for a decoded image its pixels and hashes
-    (every flip and rotation of both signals, which the evidence keeps only the first of)."""
+    (every flip and rotation of both signals; the evidence keeps all pHash variants, and only
+    the first PDQ hash)."""
 
     facts: ImageFacts
     decoded: DecodedImage | None = None
