@@ -61,8 +61,12 @@ def run(base_url: str, key: str, tmp_path: Path) -> subprocess.CompletedProcess[
             "4711",
             "--generation-database",
             "none",
+            # One worker: with two, hypothesis (which schemathesis drives from threads) once
+            # failed inside its own lambda-description cache in CI, a runtime error in the
+            # tool rather than a finding. One worker keeps a seeded run the same run on
+            # every machine, so what passed here passes in CI.
             "--workers",
-            "2",
+            "1",
             "--no-color",
             "--report",
             "junit",
@@ -77,6 +81,12 @@ def run(base_url: str, key: str, tmp_path: Path) -> subprocess.CompletedProcess[
     )
 
 
+def readable(out: str) -> str:
+    """The run's report with overlong lines cut, so a traceback that prints source stays short."""
+    lines = [line if len(line) <= 400 else line[:400] + " [...]" for line in out.splitlines()]
+    return "\n".join(lines)[-16000:]
+
+
 @pytest.mark.parametrize("role", ["admin", *ROLES])
 def test_schemathesis_finds_no_failure(live_service, tmp_path, role):
     key = api_keys(live_service.base_url)[role]
@@ -89,7 +99,7 @@ def test_schemathesis_finds_no_failure(live_service, tmp_path, role):
     result = run(live_service.base_url, key, tmp_path)
 
     out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-12000:]
+    assert result.returncode == 0, readable(out)
     # It really ran: every operation tested, and thousands of cases generated.
     assert f"Tested: {operations}" in out, out[-3000:]
     generated = re.search(r"(\d+) generated, \1 passed", out)
