@@ -37,14 +37,15 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from registry.core.logs import request_id
+from registry.core.logs import redact, request_id
 from registry.core.proxies import NO_PROXIES, TrustedProxies, client_address
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("registry.access")
-_INBOUND_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Matched whole (fullmatch): "$" would also accept the form followed by a line break.
+_INBOUND_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_ADDRESS = "client_address"
 """The key in the ASGI scope's state under which the caller's address is kept."""
@@ -142,7 +143,13 @@ def request_id_middleware(app: ASGIApp, *, trusted_proxies: TrustedProxies = NO_
     and log it when done.
 
     An inbound ``X-Request-ID`` of 8 to 64 letters, digits, ``.``, ``_`` or ``-`` is kept,
-    otherwise one is made; either way the response carries it. The address
+    otherwise one is made; either way the response carries it. Any other value is replaced,
+    not refused: the id only correlates lines, so a request should not fail over it (proxies
+    and client libraries send ids of their own shapes), and the caller learns the id used from
+    the response. The narrow form keeps what a caller chooses out of the log unless it is an
+    opaque id: no spaces, quotes, braces or control characters to forge a line or a JSON
+    field with, no e-mail address (``@``), at most 64 characters; and nothing
+    ``registry.core.logs.redact`` would hide (an API key has the form). The address
     (``registry.core.proxies``, behind ``trusted_proxies``) goes into the scope's state for
     the per-address rate limit (``registry.http.security``) and into the log line.
     """
@@ -161,7 +168,8 @@ def request_id_middleware(app: ASGIApp, *, trusted_proxies: TrustedProxies = NO_
             if name == _REQUEST_ID_HEADER:
                 inbound = value  # the last one, as a dict of the headers would keep
         rid = inbound.decode("latin-1") if inbound else ""
-        if not _INBOUND_ID.match(rid):
+        # An API key fits the form: a value the log would redact is not an id either.
+        if not _INBOUND_ID.fullmatch(rid) or redact(rid) != rid:
             rid = _new_request_id()
         rid_header = (_REQUEST_ID_HEADER, rid.encode())
         token = request_id.set(rid)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 
+from registry.core import auth
+from registry.http.observability import request_id_middleware
 from tests.support import bearer
+
+if TYPE_CHECKING:
+    from litestar.types import Message, Receive, Scope, Send
 
 
 def _sample(name: str, path: str, status: int, method: str = "GET") -> float:
@@ -59,3 +65,46 @@ async def test_the_request_id_is_kept_or_made_and_logged(client, caplog):
     lines = [r for r in caplog.records if r.name == "registry.access"]
     assert [(r.method, r.path, r.status) for r in lines] == [("GET", "/healthz", 200)] * 4
     assert all(r.duration_ms >= 0 and r.client_address for r in lines)
+
+
+async def test_a_request_id_outside_its_opaque_form_is_replaced_not_refused(client):
+    for sent in (
+        "a" * 65,
+        "alice@example.com",
+        '{"level": "ERROR"}',
+        "trace id",
+        auth.generate_api_key(),  # fits the characters: redacted, so never an id
+    ):
+        answer = await client.get("/healthz", headers={"X-Request-ID": sent})
+        assert answer.status_code == 200
+        assert re.fullmatch(r"[0-9a-f]{16}", answer.headers["x-request-id"]), sent
+    longest = "a.b_c-" + "9" * 58
+    assert (await client.get("/healthz", headers={"X-Request-ID": longest})).headers[
+        "x-request-id"
+    ] == longest
+
+
+async def test_a_request_id_followed_by_a_line_break_is_replaced():
+    # HTTP clients refuse to send it; a raw ASGI request shows what the middleware does.
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/healthz",
+        "headers": [(b"x-request-id", b"abcdefgh\n")],
+        "client": ("127.0.0.1", 5000),
+    }
+    await request_id_middleware(app)(scope, receive, send)
+    [rid] = [value for name, value in sent[0]["headers"] if name == b"x-request-id"]
+    assert re.fullmatch(rb"[0-9a-f]{16}", rid)
