@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import asyncpg
 import msgspec
 from cryptography import x509
 
@@ -28,13 +29,17 @@ from moderation import (
     load_policy,
 )
 from registry import api_keys, operations
+from registry.consent.crypto import FieldCipher
+from registry.consent.records import DataKeys
 from registry.consent.service import ConsentService, ConsentSettings, WithdrawalListers
+from registry.consent.shredding import shred_forever
 from registry.core import audit, auth, db, kpi_snapshot, logs, ratelimit, signing_identity
 from registry.core.errors import InvalidRequest, RegistryError
 from registry.core.outbound import ImageFetcher, parse_allow_list
 from registry.core.settings import Settings, SettingsError
 from registry.core.uow import unit_of_work
 from registry.gate import GateService, GateSettings, HashLists, StoredDecisions
+from registry.gate.vault import DecisionVault
 from registry.provenance import (
     BoundedWork,
     ProvenanceService,
@@ -52,7 +57,7 @@ from registry.review import (
     publish_stats,
 )
 from registry.services import Services
-from registry.web import ReviewImageStore
+from registry.web import ReviewImageStore, expire_forever
 from verifier.errors import TrustSettingsInvalid
 from verifier.imaging import ImageLimits
 from verifier.sign import TimestampAuthority
@@ -60,8 +65,6 @@ from verifier.verify import TrustSettings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-
-    import asyncpg
 
     from keys.c2pa_identity import C2paIdentity
     from registry.provenance import TokenChecker
@@ -552,6 +555,10 @@ async def build_services(settings: Settings, *, bounded: bool = True) -> Service
     try:
         keyring = _keyring(settings, pool, master_key)
         await keyring.start()
+        # Data keys hold no state beyond the master key: the erasure hook gets its own view.
+        data_keys = DataKeys(FieldCipher(master_key))
+        review_images = ReviewImageStore(master_key, data_keys)
+        erase_derived = operations.derived_eraser(DecisionVault(data_keys), review_images)
         async with db.acquire(pool, wait=settings.db_acquire_timeout) as conn:
             c2pa = await signing_identity.load(conn, settings, master_key)
             consent = await ConsentService.load(
@@ -560,13 +567,14 @@ async def build_services(settings: Settings, *, bounded: bool = True) -> Service
                 keyring=keyring,
                 master_key=master_key,
                 produced_under=WithdrawalListers(
-                    outputs=affected_outputs, decisions=affected_decisions
+                    outputs=affected_outputs,
+                    decisions=affected_decisions,
+                    erase_derived=erase_derived,
                 ),
             )
         provenance = provenance_service(
             settings, c2pa=c2pa, keyring=keyring, tokens=consent, decisions=StoredDecisions()
         )
-        review_images = ReviewImageStore(master_key)
         gate = gate_service(
             settings,
             policy=policy,
@@ -625,6 +633,24 @@ async def start_background(services: Services) -> None:
     tasks.append(asyncio.create_task(takedown_worker(services).run()))
     tasks.append(asyncio.create_task(_stats_loop(services)))
     tasks.append(asyncio.create_task(api_keys.write_usage(services.key_usage, services.connection)))
+    tasks.append(
+        asyncio.create_task(shred_forever(_owner(services), interval=settings.shred_interval))
+    )
+    retention = timedelta(days=settings.review_image_retention_days)
+    tasks.append(
+        asyncio.create_task(
+            expire_forever(
+                services.review_images, services.connection, retention=retention, interval=300
+            )
+        )
+    )
+
+
+def _owner(services: Services) -> Callable[[], Awaitable[asyncpg.Connection]]:
+    """Connections as the tables' owner, for the shredder (as the service without an owner)."""
+    settings, embedded = services.settings, services.embedded
+    url = embedded.owner_url if embedded else settings.database_owner_url or settings.database_url
+    return lambda: asyncpg.connect(url, timeout=settings.db_acquire_timeout)
 
 
 async def stop(services: Services) -> None:

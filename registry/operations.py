@@ -12,11 +12,15 @@ from registry import api_keys
 from registry.core import auth
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
     from datetime import datetime
+
+    import asyncpg
 
     from keys import KeyRing, Rotation
     from registry.core.uow import UnitOfWork
+    from registry.gate.vault import DecisionVault
+    from registry.web import ReviewImageStore
 
 
 async def create_client(
@@ -81,3 +85,18 @@ async def rotate_keys(uow: UnitOfWork, ring: KeyRing) -> Rotation:
         },
     )
     return rotation
+
+
+def derived_eraser(
+    vault: DecisionVault, images: ReviewImageStore
+) -> Callable[[asyncpg.Connection, str, datetime], Awaitable[int]]:
+    """What the consent domain calls, in an erasure's transaction, to erase what the rooms
+    above it derived from the consent: the gate's decisions made with its tokens (their
+    sealed request and evidence, their hashes) and those decisions' review images."""
+
+    async def erase(conn: asyncpg.Connection, consent_id: str, at: datetime) -> int:
+        decisions = await vault.erase_for(conn, consent_id, at)
+        await images.forget_decisions(conn, decisions)
+        return len(decisions)
+
+    return erase

@@ -92,3 +92,21 @@ def block_image(
     else:
         image.save(out, fmt, quality=quality)
     return out.getvalue()
+
+
+async def opened_decisions(database_url: str, master_key: str) -> list[Any]:
+    """Every stored decision's case files (``registry.gate.vault.CaseFiles``), oldest first,
+    opened as the service opens them: the request and evidence are sealed in the table."""
+    from registry.consent.crypto import FieldCipher
+    from registry.consent.records import DataKeys
+    from registry.core import db
+    from registry.gate.vault import DecisionVault
+
+    vault = DecisionVault(DataKeys(FieldCipher(keys.MasterKey.from_text(master_key))))
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            ids = await conn.fetch("SELECT decision_id FROM moderation_decisions ORDER BY seq")
+            return [await vault.case(conn, row["decision_id"]) for row in ids]
+    finally:
+        await pool.close()

@@ -93,6 +93,10 @@ class Ingredient(msgspec.Struct, frozen=True, kw_only=True):
     SDK's ingredient deltas, made with this verification's anchors) replacing codes of the
     same family. ``state`` is ``absent`` when it carries no manifest; otherwise it follows
     those codes, and ``trusted`` needs ``signingCredential.trusted`` among them.
+
+    A reference photo of one of our outputs is named by its consent: ``instance_id``
+    ``consent:<consent id>/<asset id>`` and ``informational_uri`` the status list of its
+    token; an output signed before that names it ``sha256:<hex>`` (``verifier.sign``).
     """
 
     title: str | None
@@ -102,6 +106,7 @@ class Ingredient(msgspec.Struct, frozen=True, kw_only=True):
     relationship: str | None
     manifest_label: str | None
     state: IngredientState
+    informational_uri: str | None = None
     failure_codes: tuple[str, ...] = ()
     success_codes: tuple[str, ...] = ()
     informational_codes: tuple[str, ...] = ()
@@ -585,6 +590,7 @@ class _IngredientWalker:
             document_id=bounded(item.get("document_id")),
             relationship=bounded(item.get("relationship"), 64),
             manifest_label=bounded(label) if child else None,
+            informational_uri=bounded(item.get("informational_URI"), 2048),
             state=_ingredient_state(
                 has_manifest=bool(child), failures=failures, successes=successes
             ),

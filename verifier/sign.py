@@ -1,11 +1,24 @@
 """Sign a generated image: an embedded C2PA manifest saying how it was made and under what.
 
 The manifest carries ``c2pa.actions`` (``c2pa.created`` with the IPTC digital source type and
-the generator model as software agent), the reference assets as ingredients identified by
-their SHA-256 (the photos themselves are never embedded), the CAWG training-and-data-mining
-assertion (what the consents behind the output say about AI training), and two assertions of
-ours: the consent tokens used (jti and status-list entry, no personal data) and the gate
-decision.
+the generator model as software agent), the reference assets as ingredients, the CAWG
+training-and-data-mining assertion (what the consents behind the output say about AI
+training), and two assertions of ours: the consent tokens used (jti and status-list entry, no
+personal data) and the gate decision.
+
+Each reference photo is an ingredient assertion (``c2pa.ingredient.v3``, relationship
+``inputTo``) that names it by its consent, not by its content: ``instance_id``
+``consent:<consent id>/<asset id>`` and ``informational_URI`` the status list of the token
+that consented to it. It carries no hash, no thumbnail and no data of the photo. A manifest
+is public and can never be erased, and a photo's SHA-256 outlives the consent's erasure in it
+(anyone holding a copy of the photo could match it, or look it up). C2PA asks of a v3
+ingredient only its ``relationship`` (title, format, instanceID, data and the hashed link to
+its own manifest are optional; a hash binding belongs to an ingredient that has a manifest
+of its own, which a consented photo does not), so an ingredient without a hash is one every
+C2PA reader reads; we keep ingredients rather than a custom assertion so that the
+``c2pa.created`` action still points at its inputs (``ingredientIds``) the standard way.
+Outputs signed before this named each photo ``sha256:<hex>`` in ``instance_id``; readers show
+either form as it is.
 
 With a ``TimestampAuthority`` the claim signature carries an RFC 3161 timestamp from it, so
 the signature can be checked against the time it was made, after the signing certificate
@@ -69,14 +82,20 @@ _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 _MAX_FIELD = 200
 _MAX_URI = 2048
 _MAX_REFS = 100
-_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 class IngredientRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A reference asset, named by its SHA-256 (lowercase hex)."""
+    """A reference asset, named by the consent that covers it: the consent's id, the asset's
+    id in it and the status list URI of the token it was used under (never by its hash)."""
 
     title: str
-    sha256: str
+    consent_id: str
+    asset_id: str
+    status_list_uri: str
+
+    @property
+    def instance_id(self) -> str:
+        return f"consent:{self.consent_id}/{self.asset_id}"
 
 
 class TimestampAuthority(msgspec.Struct, frozen=True, kw_only=True):
@@ -212,9 +231,10 @@ def _manifest(facts: GenerationFacts, media_type: str) -> dict[str, Any]:
         "format": media_type,
         "ingredients": [
             {
-                "title": ingredient.title or ingredient.sha256[:16],
+                "title": ingredient.title or "reference",
                 "relationship": "inputTo",
-                "instance_id": f"sha256:{ingredient.sha256}",
+                "instance_id": ingredient.instance_id,
+                "informational_URI": ingredient.status_list_uri,
                 "label": label,
             }
             for ingredient, label in zip(facts.ingredients, ingredient_ids, strict=True)
@@ -245,8 +265,9 @@ def _check_facts(facts: GenerationFacts) -> None:
     if max(len(facts.ingredients), len(facts.consent_refs)) > _MAX_REFS:
         raise GenerationFactsInvalid(f"at most {_MAX_REFS} ingredients and consent references")
     for ingredient in facts.ingredients:
-        if len(ingredient.sha256) != 64 or not set(ingredient.sha256) <= _SHA256_HEX:  # noqa: PLR2004 - hex SHA-256
-            raise GenerationFactsInvalid("an ingredient sha256 must be 64 lowercase hex digits")
+        _check_text(ingredient.consent_id, "ingredient consent_id")
+        _check_text(ingredient.asset_id, "ingredient asset_id")
+        _check_text(ingredient.status_list_uri, "ingredient status list uri", _MAX_URI)
         if ingredient.title:
             _check_text(ingredient.title, "ingredient title")
     for ref in facts.consent_refs:

@@ -7,11 +7,24 @@ key is looked up; the signature is checked with ``keys.jws`` (EdDSA or ES256 onl
 only from the caller's resolver, never from the header); the claims are then typed, and
 ``exp``, ``nbf`` and ``iat`` are judged with one leeway (``verifier.clock``).
 
+A token binds its assets (the photos it covers) without showing their hashes. A token of
+format 2 (claim ``ver: 2``) carries ``asset_salt``, 16 random bytes drawn for that token,
+base64url without padding, and each asset as ``{id, commit}``, where ``commit`` is
+``base64url(SHA-256(salt || digest))`` without padding: ``salt`` the 16 decoded bytes of
+``asset_salt``, ``digest`` the 32 raw bytes (not the hex text) of the SHA-256 of the photo's
+file, concatenated in that order with nothing between them. Whoever holds the photo can
+test it (``binds``); nobody else learns its hash, and the same photo commits differently in
+every token. Tokens issued before format 2 have no ``ver`` (format 1) and carry each asset as
+``{id, sha256, phash?}`` in clear; they are read and bound (by ``sha256``) until they expire.
+A token that mixes the two, or names another format, is malformed.
+
 Nothing here raises on a token: every way it fails is a stable ``Reason``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from keys.errors import AlgorithmNotAllowed, KeysError, SignatureInvalid
-from keys.jwk import is_valid_kid, load_public_jwk
+from keys.jwk import b64url_decode, b64url_encode, is_valid_kid, load_public_jwk
 from keys.jws import MAX_TOKEN_CHARS, parse_compact, verify_compact
 from verifier.clock import DEFAULT_LEEWAY_SECONDS
 from verifier.key_history import KeyHistory, KeyUseError
@@ -35,17 +48,21 @@ if TYPE_CHECKING:
     from verifier.statuslist import SignedStatusList
 
 __all__ = [
+    "ASSET_SALT_BYTES",
     "CONSENT_TOKEN_TYP",
     "INDETERMINATE_CODES",
     "KEYS_UNKNOWN",
     "STATUS_STALE",
     "TOKEN_ALGORITHMS",
+    "TOKEN_FORMAT",
     "ConsentTokenClaims",
     "DecodedToken",
     "OfflineCheck",
     "Reason",
     "StatusCheck",
     "TokenAssetClaim",
+    "asset_commitment",
+    "binds",
     "check_token_offline",
     "claim_reasons",
     "decode_token",
@@ -57,6 +74,12 @@ __all__ = [
 
 CONSENT_TOKEN_TYP: Final = "consent+jwt"  # noqa: S105 - a media type, not a secret
 TOKEN_ALGORITHMS: Final = ("EdDSA", "ES256")
+# The ``ver`` claim of the tokens issued now: assets bound by salted commitments. A token
+# without ``ver`` is format 1, its assets' hashes in clear.
+TOKEN_FORMAT: Final = 2
+ASSET_SALT_BYTES: Final = 16
+_LEGACY_FORMAT = 1
+_SHA256_BYTES = 32
 # Offline only: the supplied status list is older than its ttl (or past exp), so the token's
 # status is not known now. Online verification reads the live status and never says this.
 STATUS_STALE: Final = "status_stale"
@@ -88,9 +111,12 @@ class Reason(StrEnum):
 INDETERMINATE_CODES: Final = frozenset({Reason.STATUS_UNKNOWN.value, STATUS_STALE, KEYS_UNKNOWN})
 
 
-class TokenAssetClaim(msgspec.Struct, frozen=True):
+class TokenAssetClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """An asset a token binds: ``commit`` (format 2), or ``sha256`` and ``phash`` (format 1)."""
+
     id: str
-    sha256: str
+    commit: str | None = None
+    sha256: str | None = None
     phash: str | None = None
 
 
@@ -117,9 +143,62 @@ class ConsentTokenClaims(msgspec.Struct, frozen=True):
     assets: list[TokenAssetClaim]
     uses: list[str]
     status: TokenStatus
+    ver: int = _LEGACY_FORMAT
+    asset_salt: str | None = None
 
     def audiences(self) -> set[str]:
         return {self.aud} if isinstance(self.aud, str) else set(self.aud)
+
+    def well_formed(self) -> bool:
+        """The assets are bound the one way the token's format says."""
+        if self.ver == _LEGACY_FORMAT:
+            return self.asset_salt is None and all(
+                a.sha256 is not None and a.commit is None for a in self.assets
+            )
+        if self.ver != TOKEN_FORMAT or _salt(self.asset_salt) is None:
+            return False
+        return all(
+            _decoded(a.commit, _SHA256_BYTES) is not None and a.sha256 is None and a.phash is None
+            for a in self.assets
+        )
+
+
+def _decoded(text: str | None, size: int) -> bytes | None:
+    """The ``size`` bytes ``text`` encodes as canonical base64url, else None."""
+    if text is None:
+        return None
+    try:
+        data = b64url_decode(text)
+    except KeysError:
+        return None
+    return data if len(data) == size else None
+
+
+def _salt(text: str | None) -> bytes | None:
+    return _decoded(text, ASSET_SALT_BYTES)
+
+
+def asset_commitment(salt: bytes, sha256_hex: str) -> str:
+    """``base64url(SHA-256(salt || digest))``, ``digest`` the 32 bytes ``sha256_hex`` spells."""
+    return b64url_encode(hashlib.sha256(salt + bytes.fromhex(sha256_hex)).digest())
+
+
+def binds(claims: ConsentTokenClaims, sha256_hex: str) -> bool:
+    """Whether the photo whose SHA-256 is ``sha256_hex`` (64 hex digits) is an asset of the
+    token: its commitment (format 2) or its hash (format 1) is one the token carries."""
+    digest = sha256_hex.lower()
+    if len(digest) != 2 * _SHA256_BYTES or not all(c in "0123456789abcdef" for c in digest):
+        return False
+    if claims.ver == _LEGACY_FORMAT:
+        return any(asset.sha256 == digest for asset in claims.assets)
+    salt = _salt(claims.asset_salt)
+    if salt is None:
+        return False
+    expected = asset_commitment(salt, digest)
+    return any(
+        asset.commit is not None and hmac.compare_digest(asset.commit, expected)
+        for asset in claims.assets
+    )
 
 
 class DecodedToken(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,7 +234,10 @@ def decode_token(
         claims = msgspec.convert(payload, ConsentTokenClaims, strict=True)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return Reason.MALFORMED
-    return DecodedToken(payload=payload, claims=claims)
+    # A token mixing the two formats (or naming another) is not one we can read.
+    return (
+        DecodedToken(payload=payload, claims=claims) if claims.well_formed() else Reason.MALFORMED
+    )
 
 
 def _header_key(
@@ -341,8 +423,11 @@ def check_token_offline(
     audience: str | None = None,
     issuer: str | None = None,
     use: str | None = None,
+    photo_sha256: str | None = None,
 ) -> OfflineCheck:
-    """Signature (JWKS only), time, issuer and audience when given, status, use when given.
+    """Signature (JWKS only), time, issuer and audience when given, status, and when given,
+    the photo (``photo_sha256``, the SHA-256 of its file: ``asset_mismatch`` unless the token
+    binds it) and the use.
 
     With a key history for ``jwks``, the token's ``iat`` must also lie in its key's signing
     period (``key_not_valid_at_iat`` otherwise).
@@ -379,6 +464,8 @@ def check_token_offline(
     )
     if status.code != "valid":
         reasons.append(status.code)
+    if photo_sha256 is not None and not binds(claims, photo_sha256):
+        reasons.append(Reason.ASSET_MISMATCH.value)
     if use is not None and use not in claims.uses:
         reasons.append(Reason.USE_NOT_PERMITTED.value)
     deciding = [r for r in reasons if r not in INDETERMINATE_CODES] or reasons or ["valid"]

@@ -30,7 +30,7 @@ def cmd_policy_check(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(services: Services) -> int:
         async with services.connection() as conn:
-            result = await replay(conn, policy)
+            result = await replay(conn, services.gate.vault, policy)
         sys.stdout.write("\n".join(result.lines()) + "\n")
         return 0
 

@@ -57,6 +57,17 @@ class DataKey:
             raise DataUnavailableError("sealed personal data does not decrypt") from None
         return msgspec.json.decode(plain)
 
+    def seal_bytes(self, data: bytes, *, aad: bytes) -> bytes:
+        """``nonce || ciphertext`` of ``data`` itself (an image, say), bound to ``aad``."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def open_bytes(self, blob: bytes, *, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
+        except InvalidTag:
+            raise DataUnavailableError("sealed personal data does not decrypt") from None
+
     def __repr__(self) -> str:
         return f"DataKey({self.key_id!r}, <hidden>)"
 
@@ -112,6 +123,12 @@ class SubjectIndex:
     def of(self, tenant: str, subject_ref: str) -> bytes:
         message = msgspec.json.encode([tenant, subject_ref])
         return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def idempotency_key(self, tenant: str, key: str) -> str:
+        """What is stored of a caller's ``Idempotency-Key`` (which may name a person): its
+        HMAC under the same key, apart from subject references by a label."""
+        message = msgspec.json.encode(["idempotency-key", tenant, key])
+        return "hk1:" + hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def __repr__(self) -> str:
         return "SubjectIndex(<hidden>)"

@@ -2,7 +2,10 @@
 
 The record's data key is deleted, so its sealed fields (kept in backups, say) can no longer
 be read; the record keeps only what is not personal. The enrolled signer goes too, once no
-other live record holds data signed by its key.
+other live record holds data signed by its key. What other parts of the service derived
+from the consent (the gate's decisions made with its tokens, their review images) is erased
+in the same transaction, through the hook the composition root injects. The deleted keys'
+rows are then shredded on disk by ``registry.consent.shredding``, outside the transaction.
 """
 
 from __future__ import annotations
@@ -27,8 +30,21 @@ __all__ = ["erase"]
 async def erase(
     conn: asyncpg.Connection, listers: WithdrawalListers, *, actor: Client, consent_id: str
 ) -> Erased:
-    """Withdraw (if still active), then make the record's personal data unrecoverable."""
-    record = await owned_for_update(conn, actor, consent_id)
+    """Withdraw (if still active), then make the record's personal data unrecoverable.
+
+    Erasing an erased record changes nothing and answers with its tombstone again (a client
+    retrying after a lost answer must not see an error for what it asked for).
+    """
+    record = await owned_for_update(conn, actor, consent_id, erased_too=True)
+    if record.status == "erased" and record.erased_at is not None:
+        signer = await repository.signer_by_id(conn, record.signer_id) if record.signer_id else None
+        return Erased(
+            consent_id=consent_id,
+            erased_at=record.erased_at,
+            withdrawal=None,
+            signer_erased=signer is not None and signer.erased_at is not None,
+            events=(),
+        )
     now = datetime.now(UTC)
     withdrawn: Withdrawn | None = None
     events: list[AuditRecord] = []
@@ -40,6 +56,7 @@ async def erase(
     await repository.mark_erased(conn, consent_id, now)
     if record.data_key_id is not None:
         await repository.delete_data_key(conn, record.data_key_id)
+    derived = await listers.erase_derived(conn, consent_id, now) if listers.erase_derived else 0
     signer_event = await _erase_signer(conn, record, now)
     if signer_event is not None:
         events.append(signer_event)
@@ -48,7 +65,7 @@ async def erase(
             action="consent.erased",
             subject_type="consent",
             subject_id=consent_id,
-            payload={"signer_erased": signer_event is not None},
+            payload={"signer_erased": signer_event is not None, "derived_erased": derived},
         )
     )
     return Erased(

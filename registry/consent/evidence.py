@@ -8,9 +8,11 @@ fails the token. The audience asked for is the generator that made the image
 never vouches for this image.
 
 On top of that verification, the token must name the declared ``asset_id`` among its assets
-(and, when the caller declared the asset's SHA-256, bind that hash), and grant every use the
-gate needs. Every way a token fails is a reason in the answer; nothing is raised for a bad
-token. Checks run concurrently, each on a pooled connection of its own.
+(and, when the caller declared the asset's SHA-256, bind that hash: its commitment), and grant
+every use the gate needs. The asset's SHA-256 and pHash in the answer, which the gate matches
+the output against, are the registry's own records of the asset, never the token's (a token
+carries only salted commitments). Every way a token fails is a reason in the answer; nothing
+is raised for a bad token. Checks run concurrently, each on a pooled connection of its own.
 """
 
 from __future__ import annotations
@@ -70,13 +72,16 @@ class RegistryConsentEvidence:
                 audience=generator_client_id,
             )
             claims = verified.claims
-            role = None if claims is None else await self._consent.signer_role(conn, claims.cid)
+            named = claims is not None and any(a.id == asset_id for a in claims.assets)
+            role = recorded = None
+            if claims is not None:
+                role = await self._consent.signer_role(conn, claims.cid)
+            if claims is not None and named:
+                recorded = await self._consent.recorded_asset(conn, claims.cid, asset_id)
         reasons = list(verified.reasons)
         if claims is None:
             return ConsentCheck(valid=False, reasons=tuple(reasons or [Reason.MALFORMED]))
-        asset = next((a for a in claims.assets if a.id == asset_id), None)
-        recorded = asset.sha256 if asset is not None else None
-        if recorded is None and Reason.ASSET_MISMATCH not in reasons:
+        if not named and Reason.ASSET_MISMATCH not in reasons:
             reasons.append(Reason.ASSET_MISMATCH)
         if any(use not in claims.uses for use in uses_needed):
             reasons.append(Reason.USE_NOT_PERMITTED)
@@ -86,7 +91,7 @@ class RegistryConsentEvidence:
             consent_id=claims.cid,
             jti=claims.jti,
             uses=tuple(claims.uses),
-            asset_sha256=recorded,
-            asset_phash=asset.phash if asset is not None else None,
+            asset_sha256=recorded.sha256 if recorded is not None else None,
+            asset_phash=recorded.phash if recorded is not None else None,
             signer_role=role,
         )

@@ -165,7 +165,7 @@ async def _issue(
     An index already taken is drawn again; a list whose draws keep colliding is closed and
     the token goes to another.
     """
-    assets = [TokenAsset(id=a.asset_id, sha256=a.sha256 or "", phash=a.phash) for a in order.assets]
+    assets = [TokenAsset(id=a.asset_id, sha256=a.sha256 or "") for a in order.assets]
     for _ in range(status.MAX_DRAWS):
         target = await status.open_list(conn, size=settings.status_list_size)
         for _ in range(status.MAX_DRAWS):

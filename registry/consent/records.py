@@ -89,6 +89,10 @@ class DataKeys:
         await repository.insert_data_key(conn, key.key_id, wrapped)
         return key
 
+    async def forget(self, conn: asyncpg.Connection, key_id: str) -> None:
+        """Delete a data key in the caller's transaction: what it sealed is unreadable."""
+        await repository.delete_data_key(conn, key_id)
+
     async def get(self, conn: asyncpg.Connection, key_id: str) -> DataKey:
         """A stored data key; data_unavailable when it is gone or does not unwrap."""
         wrapped = await repository.get_data_key(conn, key_id)

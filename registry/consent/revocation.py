@@ -52,9 +52,15 @@ ProducedUnder = Callable[["asyncpg.Connection", str], Awaitable[list[dict[str, A
 """Lists what one part of the service made with a consent's tokens (JSON values)."""
 
 
+EraseDerived = Callable[["asyncpg.Connection", str, datetime], Awaitable[int]]
+"""Erases, in the erasure's transaction, what other parts of the service derived from a
+consent (the gate's decisions, their review images); how many records it erased."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class WithdrawalListers:
-    """The parts of the service built on consent that report what a withdrawal affects.
+    """The parts of the service built on consent that report what a withdrawal affects, and
+    erase what they derived from a consent when it is erased.
 
     Injected by the composition root, so this domain never imports the features that sit on
     top of it: provenance lists signed outputs, moderation the gate decisions.
@@ -62,6 +68,7 @@ class WithdrawalListers:
 
     outputs: ProducedUnder | None = None
     decisions: ProducedUnder | None = None
+    erase_derived: EraseDerived | None = None
 
 
 async def affected(
@@ -116,12 +123,15 @@ async def withdraw(
 
 
 async def owned_for_update(
-    conn: asyncpg.Connection, actor: Client, consent_id: str
+    conn: asyncpg.Connection, actor: Client, consent_id: str, *, erased_too: bool = False
 ) -> repository.RecordRow:
-    """The record, locked, if ``actor`` may withdraw or erase it: its tenant's, or an admin."""
+    """The record, locked, if ``actor`` may withdraw or erase it: its tenant's, or an admin.
+    An erased record is refused (consent_not_active) unless ``erased_too``."""
     record = await repository.get_record(conn, consent_id, lock="update")
     if record is None or not (actor.has(Role.ADMIN) or record.tenant == actor.tenant):
         raise ConsentNotFoundError("no consent with this id for this tenant")
+    if record.status == "erased" and erased_too:
+        return record
     if record.status not in {"active", "withdrawn"}:
         raise ConsentNotActiveError(f"the consent is {record.status}")
     return record

@@ -109,6 +109,12 @@ class ConsentService:
             issuer=settings.issuer, ttl_seconds=settings.status_list_ttl
         )
 
+    @property
+    def data_keys(self) -> DataKeys:
+        """The store of data keys, for the records of other rooms derived from consents (the
+        gate's decisions), so one erasure and one shredding reach them all."""
+        return self._keys
+
     @classmethod
     async def load(
         cls,
@@ -190,7 +196,11 @@ class ConsentService:
             actor=actor,
             form=form,
             uploads=uploads,
-            idempotency_key=idempotency_key,
+            idempotency_key=(
+                None
+                if idempotency_key is None
+                else self._index.idempotency_key(actor.tenant, idempotency_key)
+            ),
         )
 
     async def get_consent(
@@ -259,6 +269,18 @@ class ConsentService:
             asset_sha256=asset_sha256,
             audience=audience,
         )
+
+    async def recorded_asset(
+        self, conn: asyncpg.Connection, consent_id: str, asset_id: str
+    ) -> AssetView | None:
+        """The asset as the registry records it (its SHA-256 and, when the photo was uploaded,
+        its pHash); None when the consent does not hold it. The gate matches sources on these:
+        tokens carry commitments, not hashes. An erased consent's asset has no hashes left."""
+        record = await repository.get_record(conn, consent_id)
+        if record is None:
+            return None
+        _, assets = await records.open_record(conn, self._keys, record)
+        return next((asset for asset in assets if asset.asset_id == asset_id), None)
 
     async def signer_role(self, conn: asyncpg.Connection, consent_id: str) -> str | None:
         """Who signed the consent's form; the gate asks it of a consent a token it verified

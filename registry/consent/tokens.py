@@ -2,8 +2,15 @@
 
 Header ``typ: consent+jwt``, ``alg`` EdDSA or ES256, ``kid`` of a registry key. Claims:
 ``iss``, ``sub``, ``aud``, ``iat``, ``nbf``, ``exp`` (never past the consent's end), ``jti``,
-``cid`` (consent id), ``assets`` [{id, sha256, phash?}], ``uses`` and ``status`` (an IETF
-Token Status List reference). The lead signs the claims with
+``cid`` (consent id), ``ver`` (2, the token format), ``asset_salt`` (16 random bytes drawn
+for this token, base64url), ``assets`` [{id, commit}], ``uses`` and ``status`` (an IETF
+Token Status List reference). ``commit`` is ``base64url(SHA-256(salt || digest))``: the
+16 salt bytes, then the 32 raw bytes of the SHA-256 of the photo's file, no separator,
+base64url without padding (``verifier.tokens.asset_commitment``). A token is public and
+outlives an erasure in anyone's copy, so it carries no photo hash: whoever holds the photo can
+test it, nobody else learns its hash or can tell two tokens of the same photo apart. Tokens
+issued before (no ``ver``; assets ``{id, sha256, phash?}`` in clear) still verify until they
+expire. The lead signs the claims with
 ``keys.jws.sign_compact(msgspec.json.encode(claims), signer, typ=CONSENT_TOKEN_TYP)``.
 
 Verification never raises on a token: it returns every reason the token fails, as stable
@@ -21,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from keys.jwk import b64url_encode
 from registry.consent.errors import (
     AssetInvalidError,
     TtlInvalidError,
@@ -29,11 +37,14 @@ from registry.consent.errors import (
 )
 from registry.consent.uses import require_known_uses
 from verifier.tokens import (
+    ASSET_SALT_BYTES,
     CONSENT_TOKEN_TYP,
     TOKEN_ALGORITHMS,
+    TOKEN_FORMAT,
     ConsentTokenClaims,
     Reason,
-    TokenAssetClaim,
+    asset_commitment,
+    binds,
     claim_reasons,
     decode_token,
     status_reasons,
@@ -47,7 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONSENT_TOKEN_TYP",
-    "DEFAULT_PHASH_MAX_DISTANCE",
     "TOKEN_ALGORITHMS",
     "Reason",
     "TokenAsset",
@@ -56,24 +66,23 @@ __all__ = [
     "verify_token",
 ]
 
-# Hamming distance on a 64-bit imagehash phash below which two images count as the same photo
-# (re-encoded, resized); unrelated photos land near 32.
-DEFAULT_PHASH_MAX_DISTANCE: Final = 8
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_PHASH_HEX = re.compile(r"[0-9a-f]{16}")
+# What a token's answer never shows of a token that was revoked or suspended (withdrawal and
+# erasure revoke): what binds its photos, in either format.
+_ASSET_BINDINGS: Final = ("commit", "sha256", "phash")
 
 
 class TokenAsset(msgspec.Struct, kw_only=True, frozen=True):
-    """An asset a token binds: its id, the SHA-256 of its file and, if known, its phash."""
+    """An asset a token binds: its id and the SHA-256 of its file (64 lowercase hex)."""
 
     id: str
     sha256: str
-    phash: str | None = None
 
 
 class TokenVerification(msgspec.Struct, kw_only=True, frozen=True):
     """A token checked online: valid or why not, and, when its signature verified, its
-    claims typed (what the registry reads) and as signed (what a caller is shown)."""
+    claims typed (what the registry reads) and as signed (what a caller is shown; of a
+    revoked or suspended token, without what binds its assets)."""
 
     valid: bool
     reasons: tuple[Reason, ...]
@@ -109,8 +118,7 @@ def build_claims(
         raise AssetInvalidError("a token must bind at least one asset")
     for asset in assets:
         _require_sha256(asset.sha256)
-        if asset.phash is not None:
-            _require_phash(asset.phash)
+    salt = secrets.token_bytes(ASSET_SALT_BYTES)
     iat = math.floor(now.timestamp())
     exp = min(math.floor((now + ttl).timestamp()), math.floor(not_after.timestamp()))
     if exp <= iat:
@@ -124,17 +132,14 @@ def build_claims(
         "exp": exp,
         "jti": secrets.token_urlsafe(16),
         "cid": consent_id,
-        "assets": [_asset_claim(asset) for asset in assets],
+        "ver": TOKEN_FORMAT,
+        "asset_salt": b64url_encode(salt),
+        "assets": [
+            {"id": asset.id, "commit": asset_commitment(salt, asset.sha256)} for asset in assets
+        ],
         "uses": list(checked_uses),
         "status": {"status_list": {"idx": status_idx, "uri": status_uri}},
     }
-
-
-def _asset_claim(asset: TokenAsset) -> dict[str, str]:
-    claim = {"id": asset.id, "sha256": asset.sha256}
-    if asset.phash is not None:
-        claim["phash"] = asset.phash
-    return claim
 
 
 def verify_token(
@@ -148,8 +153,6 @@ def verify_token(
     leeway_seconds: int,
     use: str | None = None,
     asset_sha256: str | None = None,
-    asset_phash: str | None = None,
-    phash_max_distance: int = DEFAULT_PHASH_MAX_DISTANCE,
 ) -> TokenVerification:
     """Check a consent token and report every reason it fails.
 
@@ -157,15 +160,13 @@ def verify_token(
     ``status_of`` returns the status list value at ``(uri, idx)`` (0 valid, 1 invalid,
     2 suspended) or None for a list it does not know. ``leeway_seconds`` (the
     REGISTRY_TOKEN_LEEWAY setting) applies alike to ``exp``, ``nbf`` and ``iat``. ``use`` and
-    the asset arguments are checked only when given; the asset binds when its SHA-256 equals,
-    or its phash lies within ``phash_max_distance`` bits of, an asset of the token. Invalid
-    ``asset_sha256`` or ``asset_phash`` arguments (the caller's input, not the token) raise
-    asset_invalid.
+    ``asset_sha256`` are checked only when given; the photo binds when its commitment (or, in
+    a token of format 1, its SHA-256) is one the token carries. An invalid ``asset_sha256``
+    (the caller's input, not the token) raises asset_invalid. The token carries no pHash: a
+    re-encoded copy is matched on the registry's own records (the gate's), never on a token.
     """
     if asset_sha256 is not None:
         _require_sha256(asset_sha256)
-    if asset_phash is not None:
-        _require_phash(asset_phash)
     decoded = decode_token(token, resolve_key)
     if isinstance(decoded, Reason):
         return TokenVerification(valid=False, reasons=(decoded,))
@@ -177,38 +178,33 @@ def verify_token(
         ),
         *status_reasons(status_of(reference.uri, reference.idx)),
     ]
-    if (asset_sha256 is not None or asset_phash is not None) and not _binds(
-        claims.assets, asset_sha256, asset_phash, phash_max_distance
-    ):
+    if asset_sha256 is not None and not binds(claims, asset_sha256):
         reasons.append(Reason.ASSET_MISMATCH)
     if use is not None and use not in claims.uses:
         reasons.append(Reason.USE_NOT_PERMITTED)
     return TokenVerification(
-        valid=not reasons, reasons=tuple(reasons), claims=claims, payload=decoded.payload
+        valid=not reasons,
+        reasons=tuple(reasons),
+        claims=claims,
+        payload=_shown(decoded.payload, reasons),
     )
 
 
-def _binds(
-    assets: Sequence[TokenAssetClaim], sha256: str | None, phash: str | None, max_distance: int
-) -> bool:
-    for asset in assets:
-        if sha256 is not None and asset.sha256 == sha256:
-            return True
-        if (
-            phash is not None
-            and asset.phash is not None
-            and _PHASH_HEX.fullmatch(asset.phash)
-            and (int(asset.phash, 16) ^ int(phash, 16)).bit_count() <= max_distance
-        ):
-            return True
-    return False
+def _shown(payload: dict[str, Any], reasons: Sequence[Reason]) -> dict[str, Any]:
+    """The claims an answer may show: as signed, but for a revoked or suspended token (a
+    withdrawn or erased consent's) without ``asset_salt`` and without what binds each asset
+    (its commitment, or a format 1 token's hashes): only the asset ids remain."""
+    if not {Reason.REVOKED, Reason.SUSPENDED} & set(reasons):
+        return payload
+    shown = {name: value for name, value in payload.items() if name != "asset_salt"}
+    # The payload's assets were typed when it decoded (ConsentTokenClaims): a list of objects.
+    shown["assets"] = [
+        {name: value for name, value in asset.items() if name not in _ASSET_BINDINGS}
+        for asset in payload["assets"]
+    ]
+    return shown
 
 
 def _require_sha256(value: str) -> None:
     if _SHA256_HEX.fullmatch(value) is None:
         raise AssetInvalidError("asset sha256 must be 64 lowercase hex digits")
-
-
-def _require_phash(value: str) -> None:
-    if _PHASH_HEX.fullmatch(value) is None:
-        raise AssetInvalidError("asset phash must be 16 lowercase hex digits")

@@ -312,6 +312,11 @@ BEGIN
     IF NOT pg_has_role('registry_app', 'registry_service', 'MEMBER') THEN
         GRANT registry_service TO registry_app;
     END IF;
+    -- The shredder (registry.consent.shredding) retires the WAL that held deleted keys.
+    IF NOT pg_has_role('registry_owner', 'pg_checkpoint', 'MEMBER') THEN
+        GRANT pg_checkpoint TO registry_owner;
+    END IF;
+    GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO registry_owner;
     ALTER SCHEMA public OWNER TO registry_owner;
     FOR item IN
         SELECT oid::regclass AS name FROM pg_class
@@ -348,6 +353,11 @@ async def start_embedded(data_dir: Path) -> EmbeddedPostgres:
                 # Roles belong to the whole server: processes starting together take turns.
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _ROLES_LOCK_ID)
                 await conn.execute(_EMBEDDED_ROLES)
+            # Retired WAL segments are deleted, not renamed for reuse with their old bytes
+            # (which would keep a shredded key on disk). ALTER SYSTEM refuses a transaction.
+            if await conn.fetchval("SHOW wal_recycle") != "off":
+                await conn.execute("ALTER SYSTEM SET wal_recycle = off")
+                await conn.execute("SELECT pg_reload_conf()")
         finally:
             await conn.close()
     except (OSError, asyncpg.PostgresError) as exc:

@@ -18,6 +18,7 @@ Kind = Literal[
     "forbidden",
     "not_found",
     "conflict",
+    "gone",  # existed, and was erased
     "too_large",
     "unsupported_media_type",
     "rate_limited",
@@ -32,6 +33,7 @@ STATUS_BY_KIND: dict[str, int] = {
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
+    "gone": 410,
     "too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
@@ -46,6 +48,7 @@ TITLE_BY_KIND: dict[str, str] = {
     "forbidden": "Not allowed",
     "not_found": "Not found",
     "conflict": "Conflict",
+    "gone": "Gone",
     "too_large": "Request too large",
     "unsupported_media_type": "Unsupported media type",
     "rate_limited": "Too many requests",
@@ -112,6 +115,13 @@ class NotFound(RegistryError):
 class Conflict(RegistryError):
     code = "conflict"
     kind = "conflict"
+
+
+class Gone(RegistryError):
+    """What was asked for existed and was erased (a consent's personal data, say)."""
+
+    code = "gone"
+    kind = "gone"
 
 
 class TooLarge(RegistryError):

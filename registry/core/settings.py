@@ -196,6 +196,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Attempts after which a delivery is marked failed."""
     stats_refresh_interval: float = 60.0
     """Seconds between refreshes of the moderation KPI gauges on /metrics."""
+    review_image_retention_days: int = 30
+    """Days a review image is kept at most, decided or not (then the reviewer sees none)."""
+
+    # Privacy
+    shred_interval: float = 60.0
+    """Seconds between rounds of the shredder: after an erasure (or any deleted data key) it
+    rewrites the data-key table and retires the WAL that held the deleted keys."""
 
     # Audit
     checkpoint_interval: float = 300.0
@@ -386,6 +393,8 @@ def _validate(s: Settings) -> None:
         ),
         ("REGISTRY_TAKEDOWN_MAX_ATTEMPTS must be >= 1", s.takedown_max_attempts >= 1),
         ("REGISTRY_STATS_REFRESH_INTERVAL must be > 0", s.stats_refresh_interval > 0),
+        ("REGISTRY_REVIEW_IMAGE_RETENTION_DAYS must be >= 1", s.review_image_retention_days >= 1),
+        ("REGISTRY_SHRED_INTERVAL must be > 0", s.shred_interval > 0),
         (
             "REGISTRY_CONSOLE_IDLE_TIMEOUT must be 60..REGISTRY_CONSOLE_SESSION_TTL seconds",
             _MIN_SESSION_SECONDS <= s.console_idle_timeout <= s.console_session_ttl,

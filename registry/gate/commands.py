@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from moderation import Policy
     from registry.core.uow import UnitOfWork
+    from registry.gate.vault import DecisionVault
 
 __all__ = ["Replay", "import_file", "replay"]
 
@@ -42,15 +43,16 @@ class Replay(msgspec.Struct, kw_only=True, frozen=True):
         return out
 
 
-async def replay(conn: asyncpg.Connection, policy: Policy) -> Replay:
-    """Every stored decision's evidence decided under ``policy``, against its stored outcome."""
+async def replay(conn: asyncpg.Connection, vault: DecisionVault, policy: Policy) -> Replay:
+    """Every stored decision's evidence decided under ``policy``, against its stored outcome
+    (decisions whose evidence was erased with a consent cannot be replayed)."""
     total = 0
     changed: Counter[str] = Counter()
-    async for stored in repository.iter_evidence(conn):
+    async for stored_status, evidence in vault.evidence(conn):
         total += 1
-        status = decide(stored.evidence, policy).status
-        if status != stored.status:
-            changed[f"{stored.status}\u2192{status}"] += 1
+        status = decide(evidence, policy).status
+        if status != stored_status:
+            changed[f"{stored_status}\u2192{status}"] += 1
     return Replay(total=total, changed=dict(changed))
 
 

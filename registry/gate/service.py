@@ -78,6 +78,7 @@ from registry.gate.requests import (
     request_record,
     request_sha256,
 )
+from registry.gate.vault import DecisionVault
 from registry.provenance import ImageWorkBusy
 from verifier import (
     DecisionRef,
@@ -187,6 +188,7 @@ class GateService:
         self.hash_lists = hash_lists
         self._pool = pool
         self._consent = consent
+        self.vault = DecisionVault(consent.data_keys)
         self._trust = trust
         self._work = work
         self._classifiers = tuple(classifiers)
@@ -540,7 +542,14 @@ class GateService:
             unit_of_work(conn, actor=actor.client_id, tenant=actor.tenant) as uow,
         ):
             # No decision without its record: both commit in this unit of work or neither does.
-            if not await repository.insert_decision(conn, new):
+            sealed, data_key_id = await self.vault.seal(
+                conn, new.decision_id, new.request, new.evidence
+            )
+            if not await repository.insert_decision(
+                conn, new, sealed=sealed, data_key_id=data_key_id
+            ):
+                # Another request for this generation won: the key sealed nothing stored.
+                await self._consent.data_keys.forget(conn, data_key_id)
                 return False, None
             ticket = None
             if decision.review is not None:
@@ -565,7 +574,8 @@ class GateService:
                     "status": new.status,
                     "reasons": list(new.reasons),
                     "policy_version": new.policy_version,
-                    "image_sha256": new.image_sha256,
+                    # No image hash: when the image is a person's photo, its hash would stay
+                    # in the append-only log after the consent is erased (issue 18).
                     "consent_jtis": [c.jti for c in new.consents],
                     "review_ticket": ticket,
                 },

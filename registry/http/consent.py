@@ -167,6 +167,8 @@ class ConsentErased(msgspec.Struct, kw_only=True, frozen=True):
     erased_at: datetime
     signer_erased: bool
     withdrawal: ConsentWithdrawn | None
+    """The withdrawal this erasure made (the consent was active); None when it was withdrawn
+    before, or erased before (a repeated erasure answers with the tombstone only)."""
 
 
 def _withdrawn(result: Withdrawn) -> ConsentWithdrawn:

@@ -103,7 +103,7 @@ class ReviewsController(Controller):
     ) -> review.ReviewCase:
         scope = review.review_scope(caller.tenant)
         async with services.connection() as conn:
-            return await review.review_case(conn, ticket_id, scope=scope)
+            return await review.review_case(conn, services.gate.vault, ticket_id, scope=scope)
 
     @post(
         "/{ticket_id:str}/decision",

@@ -387,7 +387,10 @@ async def _ticket_page(
 ) -> Template:
     async with services.connection() as conn:
         case = await review.review_case(
-            conn, ticket_id, scope=review.review_scope(session.client.tenant)
+            conn,
+            services.gate.vault,
+            ticket_id,
+            scope=review.review_scope(session.client.tenant),
         )
         kept = await services.review_images.exists(conn, case.ticket.decision_id)
     view = web.ticket_view(

@@ -495,7 +495,9 @@ class ProvenanceService:
             payload={
                 "generation_id": plan.facts.generation_id,
                 "sha256": signed.sha256,
-                "phash": signed.phash,
+                # No pHash: an output made from a person's photo hashes close to the photo,
+                # and the append-only log keeps it after the consent is erased (issue 18).
+                # The signed_outputs row keeps it, for lookups of stripped copies.
                 "consent_jtis": jtis,
                 "decision_id": decision.id if decision is not None else None,
             },
@@ -527,8 +529,8 @@ class ProvenanceService:
             seen.add(use.jti)
             uses.append(use)
             training = training and TRAINING_USE in _token_uses(check.claims)
-            for sha256 in _asset_hashes(check.claims):
-                ingredients.setdefault(sha256, IngredientRef(title="reference", sha256=sha256))
+            for ingredient in _ingredients(check.claims):
+                ingredients.setdefault(ingredient.instance_id, ingredient)
         if failures:
             detail = f"{len(failures)} of {len(tokens)} consent token(s) cannot be used"
             # Expiry alone has a remedy of its own (fresh tokens); any other failure does not.
@@ -568,8 +570,20 @@ def _token_uses(claims: ConsentTokenClaims | None) -> list[str]:
     return claims.uses if claims is not None else []
 
 
-def _asset_hashes(claims: ConsentTokenClaims | None) -> list[str]:
-    return [asset.sha256 for asset in claims.assets] if claims is not None else []
+def _ingredients(claims: ConsentTokenClaims | None) -> list[IngredientRef]:
+    """The token's assets as ingredients: by consent and status list, never by hash (a
+    manifest is public and can never be erased)."""
+    if claims is None:
+        return []
+    return [
+        IngredientRef(
+            title="reference",
+            consent_id=claims.cid,
+            asset_id=asset.id,
+            status_list_uri=claims.status.status_list.uri,
+        )
+        for asset in claims.assets
+    ]
 
 
 async def affected_outputs(conn: asyncpg.Connection, consent_id: str) -> list[dict[str, Any]]:

@@ -33,6 +33,8 @@ from registry.review.queue import Ticket, get_ticket
 if TYPE_CHECKING:
     import asyncpg
 
+    from registry.gate.vault import DecisionVault
+
 __all__ = ["ConsentNow", "DecisionRecord", "ReviewCase", "decision_record", "review_case"]
 
 _TOKEN_STATUS = {0: "valid", 1: "revoked", 2: "suspended"}
@@ -80,6 +82,9 @@ class ReviewCase(msgspec.Struct, kw_only=True, frozen=True):
     evidence: dict[str, Any]
     """Everything the gate collected (moderation.Evidence)."""
     consents: list[ConsentNow]
+    erased_at: datetime | None = None
+    """When a consent the decision relied on was erased: the request, the evidence, the image
+    and its hashes are gone."""
 
 
 async def _record(conn: asyncpg.Connection, decision: DecisionRow) -> DecisionRecord:
@@ -109,10 +114,12 @@ async def decision_record(
     return await _record(conn, await decision_row(conn, decision_id, tenant=tenant))
 
 
-async def review_case(conn: asyncpg.Connection, ticket_id: str, *, scope: str | None) -> ReviewCase:
+async def review_case(
+    conn: asyncpg.Connection, vault: DecisionVault, ticket_id: str, *, scope: str | None
+) -> ReviewCase:
     ticket = await get_ticket(conn, ticket_id, scope=scope)
     decision = await decision_row(conn, ticket.decision_id, tenant=None)
-    files = await gate_repository.decision_case(conn, ticket.decision_id)
+    files = await vault.case(conn, ticket.decision_id)
     consents = await gate_repository.decision_consents(conn, ticket.decision_id)
     # Their status now, from the consent domain's rows (a consent may be withdrawn since).
     records = await consent_repository.consent_statuses(conn, [c.consent_id for c in consents])
@@ -125,6 +132,7 @@ async def review_case(conn: asyncpg.Connection, ticket_id: str, *, scope: str | 
         image_sha256=files.image_sha256,
         request=files.request,
         evidence=files.evidence,
+        erased_at=files.erased_at,
         consents=[
             ConsentNow(
                 asset_id=c.asset_id,

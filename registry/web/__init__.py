@@ -27,7 +27,7 @@ from registry.web.console import (
     ticket_view,
 )
 from registry.web.errors import CsrfRejected, LoginRequired
-from registry.web.review_images import MEDIA_TYPES, ReviewImage, ReviewImageStore
+from registry.web.review_images import MEDIA_TYPES, ReviewImage, ReviewImageStore, expire_forever
 from registry.web.verdict import CONSENT_WORDS, ConsentLine, VerifyView, verify_view
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "VerifyView",
     "decisions_by_day",
     "environment",
+    "expire_forever",
     "queue_view",
     "score_bars",
     "sessions",

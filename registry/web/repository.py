@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import asyncpg
 
 __all__ = [
@@ -102,24 +104,52 @@ async def purge_sessions(conn: asyncpg.Connection, *, idle_timeout: timedelta) -
 
 
 async def insert_review_image(
-    conn: asyncpg.Connection, *, decision_id: str, media_type: str, sealed: bytes
+    conn: asyncpg.Connection,
+    *,
+    decision_id: str,
+    media_type: str,
+    sealed: bytes,
+    data_key_id: str,
 ) -> None:
     """Keep the image (idempotent: a decision's image is written once)."""
     await conn.execute(
-        "INSERT INTO review_images (decision_id, media_type, sealed) VALUES ($1, $2, $3)"
-        " ON CONFLICT (decision_id) DO NOTHING",
+        "INSERT INTO review_images (decision_id, media_type, sealed, data_key_id)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (decision_id) DO NOTHING",
         decision_id,
         media_type,
         sealed,
+        data_key_id,
     )
 
 
-async def review_image(conn: asyncpg.Connection, decision_id: str) -> tuple[str, bytes] | None:
-    """(media type, sealed bytes) of the decision's image, if it is kept."""
+async def review_image(
+    conn: asyncpg.Connection, decision_id: str
+) -> tuple[str, bytes, str | None] | None:
+    """(media type, sealed bytes, data key id) of the decision's image, if it is kept."""
     row = await conn.fetchrow(
-        "SELECT media_type, sealed FROM review_images WHERE decision_id = $1", decision_id
+        "SELECT media_type, sealed, data_key_id FROM review_images WHERE decision_id = $1",
+        decision_id,
     )
-    return None if row is None else (row["media_type"], bytes(row["sealed"]))
+    if row is None:
+        return None
+    return row["media_type"], bytes(row["sealed"]), row["data_key_id"]
+
+
+async def delete_review_images(conn: asyncpg.Connection, decision_ids: Sequence[str]) -> int:
+    """Forget the images of these decisions; how many there were."""
+    deleted = await conn.fetch(
+        "DELETE FROM review_images WHERE decision_id = ANY($1::text[]) RETURNING 1",
+        list(decision_ids),
+    )
+    return len(deleted)
+
+
+async def expire_review_images(conn: asyncpg.Connection, older_than: datetime) -> int:
+    """Forget every image kept since before ``older_than``; how many there were."""
+    deleted = await conn.fetch(
+        "DELETE FROM review_images WHERE created_at < $1 RETURNING 1", older_than
+    )
+    return len(deleted)
 
 
 async def review_image_exists(conn: asyncpg.Connection, decision_id: str) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 import random
 
@@ -74,10 +76,7 @@ def _claims(**changes):
         subject="subj-pseudo-1",
         audience=CLIENT,
         consent_id="cns_1",
-        assets=[
-            TokenAsset(id="ast_1", sha256=SHA_A, phash=PHASH_A),
-            TokenAsset(id="ast_2", sha256=SHA_B),
-        ],
+        assets=[TokenAsset(id="ast_1", sha256=SHA_A), TokenAsset(id="ast_2", sha256=SHA_B)],
         uses=["reference.generate", "likeness.stylize"],
         status_idx=4242,
         status_uri=STATUS_URI,
@@ -87,6 +86,25 @@ def _claims(**changes):
     )
     claims.update(changes)
     return claims
+
+
+def _legacy_claims(**changes):
+    """Claims as tokens were issued before format 2 (no ``ver``, hashes in clear): such a
+    token, signed with a registry key, stays valid until it expires."""
+    claims = _claims(**changes)
+    del claims["ver"], claims["asset_salt"]
+    claims["assets"] = [
+        {"id": "ast_1", "sha256": SHA_A, "phash": PHASH_A},
+        {"id": "ast_2", "sha256": SHA_B},
+    ]
+    return claims
+
+
+def _commit(salt_b64, sha256_hex):
+    """The commitment as docs/third-parties.md spells it, computed here independently."""
+    salt = base64.urlsafe_b64decode(salt_b64 + "==")
+    digest = hashlib.sha256(salt + bytes.fromhex(sha256_hex)).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _sign(signer, claims, **extra_headers):
@@ -136,15 +154,30 @@ def test_build_claims():
         "exp": iat + 900,
         "jti": claims["jti"],
         "cid": "cns_1",
+        "ver": 2,
+        "asset_salt": claims["asset_salt"],
         "assets": [
-            {"id": "ast_1", "sha256": SHA_A, "phash": PHASH_A},
-            {"id": "ast_2", "sha256": SHA_B},
+            {"id": "ast_1", "commit": _commit(claims["asset_salt"], SHA_A)},
+            {"id": "ast_2", "commit": _commit(claims["asset_salt"], SHA_B)},
         ],
         "uses": ["reference.generate", "likeness.stylize"],
         "status": {"status_list": {"idx": 4242, "uri": STATUS_URI}},
     }
     assert len(b64url_decode(claims["jti"])) == 16
     assert len({_claims()["jti"] for _ in range(50)}) == 50
+
+
+def test_new_tokens_carry_no_photo_hash():
+    claims = _claims()
+    text = json.dumps(claims)
+    assert SHA_A not in text
+    assert SHA_B not in text
+    assert "sha256" not in text
+    assert "phash" not in text
+    assert len(b64url_decode(claims["asset_salt"])) == 16
+    # A fresh salt per token: the same photo commits differently in every token.
+    assert len({_claims()["asset_salt"] for _ in range(50)}) == 50
+    assert len({_claims()["assets"][0]["commit"] for _ in range(50)}) == 50
 
 
 def test_exp_never_passes_the_consent_end():
@@ -178,7 +211,6 @@ def test_exp_never_passes_the_consent_end():
         ({"uses": ["commercial", "commercial"]}, "uses_duplicate"),
         ({"assets": []}, "asset_invalid"),
         ({"assets": [TokenAsset(id="a", sha256="A" * 64)]}, "asset_invalid"),
-        ({"assets": [TokenAsset(id="a", sha256=SHA_A, phash="xyz")]}, "asset_invalid"),
     ],
 )
 def test_build_claims_refuses(change, code):
@@ -480,28 +512,86 @@ def test_status_list_we_do_not_know(ring, ed_signer):
     assert _verify(_sign(ed_signer, claims), Lookups(ring)).reasons == (Reason.STATUS_UNKNOWN,)
 
 
-def test_asset_binding_by_sha256(ring, ed_signer):
+def test_asset_binding_by_commitment(ring, ed_signer):
     token = _sign(ed_signer, _claims())
     assert _verify(token, Lookups(ring), asset_sha256=SHA_A).valid
+    assert _verify(token, Lookups(ring), asset_sha256=SHA_B).valid
     assert _verify(token, Lookups(ring), asset_sha256="c" * 64).reasons == (Reason.ASSET_MISMATCH,)
 
 
-def test_asset_binding_by_perceptual_hash(ring, ed_signer):
-    token = _sign(ed_signer, _claims())
-    near = format(int(PHASH_A, 16) ^ 0b1011, "016x")  # 3 bits off
-    far = format(int(PHASH_A, 16) ^ 0xFFFF_FFFF, "016x")  # 32 bits off
-    assert _verify(token, Lookups(ring), asset_phash=near).valid
-    assert _verify(token, Lookups(ring), asset_phash=near, phash_max_distance=2).reasons == (
-        Reason.ASSET_MISMATCH,
-    )
-    assert _verify(token, Lookups(ring), asset_phash=far).reasons == (Reason.ASSET_MISMATCH,)
-    # A re-encoded copy: the sha256 differs, the phash still binds.
-    assert _verify(token, Lookups(ring), asset_sha256="c" * 64, asset_phash=near).valid
+def test_a_commitment_under_another_salt_does_not_bind(ring, ed_signer):
+    claims = _claims()
+    other = _claims()["asset_salt"]
+    # The commitment of the right photo, but under a salt the token does not carry.
+    claims["assets"] = [{"id": "ast_1", "commit": _commit(other, SHA_A)}]
+    token = _sign(ed_signer, claims)
+    assert _verify(token, Lookups(ring), asset_sha256=SHA_A).reasons == (Reason.ASSET_MISMATCH,)
+
+
+def test_a_token_issued_before_format_2_still_verifies_and_binds(ring, ed_signer):
+    token = _sign(ed_signer, _legacy_claims())
+    result = _verify(token, Lookups(ring), asset_sha256=SHA_A)
+    assert result.valid
+    assert result.claims is not None
+    assert result.claims.ver == 1
+    assert _verify(token, Lookups(ring), asset_sha256=SHA_B).valid
+    assert _verify(token, Lookups(ring), asset_sha256="c" * 64).reasons == (Reason.ASSET_MISMATCH,)
+    expired = _verify(token, Lookups(ring), now=NOW + dt.timedelta(hours=1))
+    assert expired.reasons == (Reason.EXPIRED,)
 
 
 @pytest.mark.parametrize(
-    "arguments", [{"asset_sha256": "A" * 64}, {"asset_sha256": "abc"}, {"asset_phash": "xyz"}]
+    "change",
+    [
+        # Format 2 with a hash in clear, or without its salt or a commitment.
+        lambda c: c["assets"][0].update(sha256=SHA_A),
+        lambda c: c["assets"][0].update(phash=PHASH_A),
+        lambda c: c.pop("asset_salt"),
+        lambda c: c.update(asset_salt="c2hvcnQ"),
+        lambda c: c.update(asset_salt="not base64url!"),
+        lambda c: c["assets"][0].pop("commit"),
+        lambda c: c["assets"][0].update(commit="c2hvcnQ"),
+        lambda c: c["assets"][0].update(commit="é" * 43),
+        # A format we do not know, and format 1 with a salt or a commitment.
+        lambda c: c.update(ver=3),
+        lambda c: c.update(ver="2"),
+        lambda c: (c.pop("ver"), c.pop("asset_salt")),
+    ],
 )
+def test_a_token_mixing_formats_is_malformed(ring, ed_signer, change):
+    claims = _claims()
+    change(claims)
+    result = _verify(_sign(ed_signer, claims), Lookups(ring), asset_sha256=SHA_A)
+    assert (result.reasons, result.claims) == ((Reason.MALFORMED,), None)
+
+
+def test_a_legacy_token_with_a_commitment_is_malformed(ring, ed_signer):
+    claims = _legacy_claims()
+    claims["assets"][0]["commit"] = _claims()["assets"][0]["commit"]
+    result = _verify(_sign(ed_signer, claims), Lookups(ring))
+    assert (result.reasons, result.claims) == ((Reason.MALFORMED,), None)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["format-2", "format-1"])
+@pytest.mark.parametrize("status", [INVALID, SUSPENDED])
+def test_a_revoked_token_is_shown_without_what_binds_its_assets(ring, ed_signer, legacy, status):
+    claims = _legacy_claims() if legacy else _claims()
+    token = _sign(ed_signer, claims)
+    result = _verify(token, Lookups(ring, {4242: status}), asset_sha256=SHA_A)
+    assert not result.valid
+    assert result.payload is not None
+    assert result.payload["assets"] == [{"id": "ast_1"}, {"id": "ast_2"}]
+    assert "asset_salt" not in result.payload
+    shown = json.dumps(result.payload)
+    commits = [a["commit"] for a in claims["assets"] if "commit" in a]
+    for secret in (SHA_A, SHA_B, PHASH_A, *commits):
+        assert secret not in shown
+    # The rest is as signed; a valid token is shown whole.
+    assert result.payload["jti"] == claims["jti"]
+    assert _verify(token, Lookups(ring)).payload == claims
+
+
+@pytest.mark.parametrize("arguments", [{"asset_sha256": "A" * 64}, {"asset_sha256": "abc"}])
 def test_bad_asset_arguments_are_the_callers_error(ring, ed_signer, arguments):
     with pytest.raises(ConsentError) as excinfo:
         _verify(_sign(ed_signer, _claims()), Lookups(ring), **arguments)

@@ -171,3 +171,14 @@ async def counts(database_url: str) -> dict[str, int]:
         }
     finally:
         await conn.close()
+
+
+async def audit_actions(database_url: str) -> list[str]:
+    """Every audit event's action, in the order they were recorded."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return [
+            r["action"] for r in await conn.fetch("SELECT action FROM audit_events ORDER BY seq")
+        ]
+    finally:
+        await conn.close()

@@ -229,7 +229,8 @@ async def test_uploaded_photos_keep_their_pdq_sealed_and_tokens_carry_no_pdq(
     issued = await world.token(consent["consent_id"])
     assert issued.status_code == 201, issued.text
     claims = (await world.verify(issued.json()["token"]))["claims"]
-    assert [set(asset) for asset in claims["assets"]] == [{"id", "sha256", "phash"}] * 2
+    # No hash of any kind: each asset is a salted commitment (issue 18, item 4).
+    assert [set(asset) for asset in claims["assets"]] == [{"id", "commit"}] * 2
 
 
 async def test_a_hash_only_form_may_name_each_assets_pdq(world, database_url, settings):

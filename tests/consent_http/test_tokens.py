@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import io
 import json
 import time
@@ -70,9 +71,14 @@ async def test_token_has_the_designed_header_claims_and_record(world, settings, 
     assert claims["cid"] == consent["consent_id"]
     assert claims["exp"] - claims["iat"] == settings.token_default_ttl
     assert claims["uses"] == ["reference.generate"]
+    assert claims["ver"] == 2
     assert claims["assets"] == [
-        {"id": a["asset_id"], "sha256": a["sha256"]} for a in consent["assets"]
+        {"id": a["asset_id"], "commit": _commit(claims["asset_salt"], a["sha256"])}
+        for a in consent["assets"]
     ]
+    # No photo hash in the token, in any form.
+    for asset in consent["assets"]:
+        assert asset["sha256"] not in json.dumps(claims)
     assert "subject" not in claims["sub"]  # pseudonymous, not the subject reference
     reference = claims["status"]["status_list"]
     assert reference["uri"].startswith(f"{settings.public_issuer}/v1/status-lists/sl_")
@@ -115,8 +121,90 @@ async def test_token_binds_only_the_named_assets(world):
     await world.grant(consent["consent_id"])
     second = consent["assets"][1]["asset_id"]
     response = await world.token(consent["consent_id"], asset_ids=[second])
-    _, claims = _segments(response.json()["token"])
-    assert claims["assets"] == [{"id": second, "sha256": hashes[1]}]
+    token = response.json()["token"]
+    _, claims = _segments(token)
+    assert claims["assets"] == [{"id": second, "commit": _commit(claims["asset_salt"], hashes[1])}]
+    assert (await world.verify(token, asset_sha256=hashes[1]))["valid"] is True
+    other = await world.verify(token, asset_sha256=hashes[0])
+    assert other["reasons"] == ["asset_mismatch"]
+
+
+def _commit(salt: str, sha256_hex: str) -> str:
+    """base64url(SHA-256(salt || digest)), as docs/third-parties.md spells it."""
+    raw = base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4)) + bytes.fromhex(sha256_hex)
+    return base64.urlsafe_b64encode(hashlib.sha256(raw).digest()).rstrip(b"=").decode()
+
+
+def _legacy(claims: dict, consent: dict) -> dict:
+    """The claims as a token issued before format 2 carried them: no ``ver``, no salt, and
+    each asset's SHA-256 in clear (and the pHash, when the photo was uploaded)."""
+    old = {name: value for name, value in claims.items() if name not in {"ver", "asset_salt"}}
+    old["assets"] = [
+        {"id": a["asset_id"], "sha256": a["sha256"], "phash": "f0e1d2c3b4a59687"}
+        for a in consent["assets"]
+    ]
+    return old
+
+
+async def test_a_token_issued_before_format_2_verifies_until_it_expires(world, client):
+    consent, issued = await world.granted_token()
+    _, claims = _segments(issued["token"])
+    keyring = client.app.state.services.keyring
+    token = keyring.sign_jws(_legacy(claims, consent), typ="consent+jwt")
+    sha = consent["assets"][0]["sha256"]
+    checked = await world.verify(token, use="reference.generate", asset_sha256=sha)
+    assert checked["valid"] is True
+    assert checked["claims"]["assets"][0]["sha256"] == sha
+    wrong = await world.verify(token, asset_sha256=helpers.sha256(b"another photo"))
+    assert wrong["reasons"] == ["asset_mismatch"]
+    expired = {**_legacy(claims, consent), "iat": claims["iat"] - 7200, "nbf": claims["nbf"] - 7200}
+    expired["exp"] = claims["iat"] - 3600
+    stale = await world.verify(keyring.sign_jws(expired, typ="consent+jwt"), asset_sha256=sha)
+    assert stale["reasons"] == ["expired"]
+
+
+async def _end(world, consent_id: str, how: str) -> None:
+    if how == "withdrawn":
+        response = await world.http.post(
+            f"/v1/consents/{consent_id}/withdraw",
+            json={"withdrawal": helpers.withdrawal(world.signer, consent_id)},
+            headers=world.uploader.headers,
+        )
+    else:
+        response = await world.http.post(
+            f"/v1/consents/{consent_id}/erase", headers=world.uploader.headers
+        )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("how", ["withdrawn", "erased"])
+@pytest.mark.parametrize("legacy", [False, True], ids=["format-2", "format-1"])
+async def test_the_answer_for_a_revoked_token_shows_no_asset_hash_or_commitment(
+    world, client, how, legacy
+):
+    consent, issued = await world.granted_token()
+    token = issued["token"]
+    _, claims = _segments(token)
+    if legacy:
+        token = client.app.state.services.keyring.sign_jws(
+            _legacy(claims, consent), typ="consent+jwt"
+        )
+    sha = consent["assets"][0]["sha256"]
+    before = await world.verify(token, asset_sha256=sha)
+    assert before["valid"] is True
+    binding = sha if legacy else claims["assets"][0]["commit"]
+    assert binding in json.dumps(before["claims"])  # a live token is shown as signed
+
+    await _end(world, consent["consent_id"], how)
+
+    after = await world.verify(token, asset_sha256=sha)
+    assert after["valid"] is False
+    assert after["reasons"] == ["revoked"]
+    assert after["claims"]["jti"] == claims["jti"]
+    assert after["claims"]["assets"] == [{"id": a["asset_id"]} for a in consent["assets"]]
+    shown = json.dumps(after)
+    for hidden in (sha, binding, "asset_salt", "commit", "sha256", "phash"):
+        assert hidden not in shown
 
 
 @pytest.mark.parametrize(
@@ -400,16 +488,21 @@ async def test_token_verifies_with_the_offline_verifier_until_withdrawn(world, s
     jwks.write_bytes((await world.http.get("/.well-known/jwks.json")).content)
     status = tmp_path / "status.jwt"
 
-    async def offline() -> tuple[int, dict]:
+    async def offline(*extra: str) -> tuple[int, dict]:
         status.write_bytes((await world.http.get(path)).content)
         out = io.StringIO()
         argv = ["token", issued["token"], "--jwks", str(jwks), "--status-list", str(status)]
         checks = ["--audience", world.generator.client_id, "--issuer", settings.public_issuer]
-        code = main([*argv, *checks, "--use", "reference.generate", "--json"], stdout=out)
+        code = main([*argv, *checks, "--use", "reference.generate", "--json", *extra], stdout=out)
         return code, json.loads(out.getvalue())
 
     code, body = await offline()
     assert (code, body["result"], body["claims"]["jti"]) == (0, "valid", issued["jti"])
+    # The photo it binds, tested against its commitment; another photo does not bind.
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"the consented photo")
+    code, body = await offline("--photo", str(photo))
+    assert (code, body["result"]) == (1, "asset_mismatch")
     withdrawn = await world.http.post(
         f"/v1/consents/{consent['consent_id']}/withdraw",
         json={"withdrawal": helpers.withdrawal(world.signer, consent["consent_id"])},
@@ -418,3 +511,41 @@ async def test_token_verifies_with_the_offline_verifier_until_withdrawn(world, s
     assert withdrawn.status_code == 200, withdrawn.text
     code, body = await offline()
     assert (code, body["result"], body["reasons"]) == (1, "revoked", ["revoked"])
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["format-2", "format-1"])
+async def test_the_offline_verifier_tests_a_photo_against_the_token(
+    world, client, settings, tmp_path, legacy
+):
+    from verifier.cli import main
+
+    image = helpers.photo(41)
+    consent = await world.consent(asset_hashes=[helpers.sha256(image)])
+    await world.grant(consent["consent_id"])
+    token = (await world.token(consent["consent_id"])).json()["token"]
+    _, claims = _segments(token)
+    if legacy:
+        token = client.app.state.services.keyring.sign_jws(
+            _legacy(claims, consent), typ="consent+jwt"
+        )
+    path = claims["status"]["status_list"]["uri"].removeprefix(settings.public_issuer)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_bytes((await world.http.get("/.well-known/jwks.json")).content)
+    status = tmp_path / "status.jwt"
+    status.write_bytes((await world.http.get(path)).content)
+    photo, other = tmp_path / "photo.png", tmp_path / "other.png"
+    photo.write_bytes(image)
+    other.write_bytes(helpers.photo(42))
+
+    def offline(candidate) -> tuple[int, dict]:
+        out = io.StringIO()
+        argv = ["token", token, "--jwks", str(jwks), "--status-list", str(status)]
+        code = main([*argv, "--photo", str(candidate), "--json"], stdout=out)
+        return code, json.loads(out.getvalue())
+
+    assert offline(photo)[0] == 0
+    assert offline(photo)[1]["result"] == "valid"
+    code, body = offline(other)
+    assert (code, body["result"], body["reasons"]) == (1, "asset_mismatch", ["asset_mismatch"])
+    # Re-encoded, the photo is another file: only the registry's records match it by pHash.
+    assert photo.read_bytes() != other.read_bytes()

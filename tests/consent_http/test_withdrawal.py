@@ -288,10 +288,20 @@ async def test_erasure_is_for_the_owner_or_an_admin_and_happens_once(
     assert_problem(await world.http.post(path, headers=stranger), 404, "consent_not_found")
     assert_problem(await world.http.post(path, headers=world.generator.headers), 403, "forbidden")
     assert await helpers.counts(database_url) == before
-    assert (await world.http.post(path, headers=world.admin)).status_code == 200
-    assert_problem(
-        await world.http.post(path, headers=world.uploader.headers), 409, "consent_not_active"
-    )
+    first = await world.http.post(path, headers=world.admin)
+    assert first.status_code == 200, first.text
+    erased = await helpers.counts(database_url)
+    events = await helpers.audit_actions(database_url)
+
+    # Again: the same tombstone, and nothing changes (no second audit event either). The
+    # withdrawal the first call made is reported by the first call only.
+    again = await world.http.post(path, headers=world.uploader.headers)
+    assert again.status_code == 200, again.text
+    assert first.json()["withdrawal"] is not None
+    assert again.json() == {**first.json(), "withdrawal": None}
+    assert await helpers.counts(database_url) == erased
+    assert await helpers.audit_actions(database_url) == events
+    assert_problem(await world.http.post(path, headers=stranger), 404, "consent_not_found")
 
 
 async def test_erasing_a_withdrawn_consent_keeps_the_withdrawal(world):

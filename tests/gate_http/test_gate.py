@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 
+import msgspec
+
 from moderation import decode_evidence, default_policy
 from tests.gate_http.conftest import (
     consented_source,
@@ -13,7 +15,7 @@ from tests.gate_http.conftest import (
     output,
     rows,
 )
-from tests.support import assert_problem
+from tests.support import assert_problem, opened_decisions
 
 
 def _claims(jws: str) -> dict:
@@ -21,7 +23,20 @@ def _claims(jws: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-async def test_consented_edit_is_allowed_recorded_and_signed(world, make_client, database_url):
+def _assert_complete_evidence(stored: dict[str, object]) -> None:
+    evidence = decode_evidence(msgspec.json.encode(stored))
+    assert evidence.image is not None
+    assert evidence.image.decoded
+    assert len(evidence.image.variants) == 7
+    assert evidence.provenance is not None
+    assert evidence.provenance.state == "absent"
+    assert [s.check.valid for s in evidence.sources if s.check] == [True, True]
+    assert {t.step for t in evidence.timings} >= {"image", "prompt", "consent", "hashes"}
+
+
+async def test_consented_edit_is_allowed_recorded_and_signed(
+    world, make_client, database_url, settings
+):
     # The publisher works for the generator's tenant, so the signed manifest may name its
     # decision.
     _, publisher = await make_client("publisher", tenant="genco", name="genco publisher")
@@ -63,16 +78,13 @@ async def test_consented_edit_is_allowed_recorded_and_signed(world, make_client,
     assert row["decision_id"] == decision["decision_id"]
     assert (row["status"], row["current_status"], row["stage"]) == ("allowed", "allowed", "publish")
     assert row["image_sha256"] == hashlib.sha256(image).hexdigest()
-    evidence = decode_evidence(row["raw"].encode())
-    assert evidence.image is not None
-    assert evidence.image.decoded
-    assert len(evidence.image.variants) == 7
-    assert evidence.provenance is not None
-    assert evidence.provenance.state == "absent"
-    assert [s.check.valid for s in evidence.sources if s.check] == [True, True]
-    assert {t.step for t in evidence.timings} >= {"image", "prompt", "consent", "hashes"}
-    # Test connections have no JSON codec: jsonb arrives as text.
-    stored_request = json.loads(row["request"])
+    # In the table the request and evidence are sealed: only the classifier results are clear.
+    assert row["request"] is None
+    assert set(json.loads(row["raw"])) == {"classifiers"}
+    assert body["prompt"] not in bytes(row["sealed"]).decode("latin-1")
+    [files] = await opened_decisions(database_url, settings.master_key)
+    _assert_complete_evidence(files.evidence)
+    stored_request = files.request
     assert stored_request["prompt"] == body["prompt"]
     assert first.token not in row["raw"] + json.dumps(stored_request)
     assert stored_request["source_assets"][0]["token_present"] is True
@@ -96,6 +108,7 @@ async def test_consented_edit_is_allowed_recorded_and_signed(world, make_client,
     assert body["prompt"] not in flat
     assert "user-42" not in flat
     assert first.token not in flat
+    assert row["image_sha256"] not in flat
 
     signed = await world.http.post(
         "/v1/provenance/sign",

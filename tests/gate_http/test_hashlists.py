@@ -3,6 +3,7 @@ every service process."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from tests.gate_http.conftest import (
     variant,
 )
 from tests.moderation.support import image_hashes, make_image
-from tests.support import assert_problem
+from tests.support import assert_problem, opened_decisions
 
 
 def phash_of(seed: int) -> str:
@@ -84,7 +85,7 @@ async def test_lists_are_created_once_by_admins(world, database_url):
     ],
 )
 async def test_copies_of_a_protected_entry_are_held_back(
-    world, gate, database_url, change, reasons
+    world, gate, database_url, settings, change, reasons
 ):
     await _create(world.http, world.admin)
     await _add(
@@ -103,8 +104,8 @@ async def test_copies_of_a_protected_entry_are_held_back(
     assert reasons & set(body["reasons"]), body
     if "hash_match_block" in body["reasons"]:
         assert body["safety_status"] == "blocked"
-    [row] = await rows(database_url, "SELECT evidence::text AS e FROM moderation_decisions")
-    assert "case-17" in row["e"]
+    [files] = await opened_decisions(database_url, settings.master_key)
+    assert "case-17" in json.dumps(files.evidence)
 
 
 async def test_an_unrelated_image_passes_a_protected_list(world, gate):
@@ -703,7 +704,7 @@ async def _add_image(http, admin, name, image: bytes, label="person-7", media="i
 
 @pytest.mark.parametrize("change", ["crop_left_10", "FLIP_TOP_BOTTOM", "TRANSPOSE", "ROTATE_90"])
 async def test_an_image_on_a_phash_list_holds_back_its_crops_and_turns(
-    world, gate, database_url, change
+    world, gate, database_url, settings, change
 ):
     """A real photo added as an image: a one-sided 10 % crop (beyond pHash's own reach,
     caught by the stored crop grid), a vertical flip, a transpose and a quarter turn."""
@@ -733,8 +734,8 @@ async def test_an_image_on_a_phash_list_holds_back_its_crops_and_turns(
     decision = response.json()
     assert decision["safety_status"] in {"review", "blocked"}, decision
     assert {"hash_match_block", "hash_match_review"} & set(decision["reasons"]), decision
-    [row] = await rows(database_url, "SELECT evidence::text AS e FROM moderation_decisions")
-    assert "person-7" in row["e"]
+    [files] = await opened_decisions(database_url, settings.master_key)
+    assert "person-7" in json.dumps(files.evidence)
 
 
 async def test_an_image_on_a_pdq_list_keeps_its_pdq(world, database_url):

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from PIL import Image
 
 from tests.consent_http import helpers
-from tests.gate_http.conftest import CLEAN_SCORES, PERMITTED, PROHIBITED, PUBLISH_USES, rows
+from tests.gate_http.conftest import CLEAN_SCORES, PERMITTED, PROHIBITED, PUBLISH_USES
 from tests.moderation.support import encode_jpeg, make_image
+from tests.support import opened_decisions
 
 
 async def test_evidence_holds_the_outputs_distance_to_an_uploaded_source_photo(
-    world, gate, database_url
+    world, gate, database_url, settings
 ):
     photo = make_image(31)
     photo_bytes = encode_jpeg(photo)
@@ -49,12 +49,8 @@ async def test_evidence_holds_the_outputs_distance_to_an_uploaded_source_photo(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["safety_status"] == "allowed", body
-    [row] = await rows(
-        database_url,
-        "SELECT evidence FROM moderation_decisions WHERE decision_id = $1",
-        body["decision_id"],
-    )
-    [match] = json.loads(row["evidence"])["hashes"]["sources"]
+    [files] = await opened_decisions(database_url, settings.master_key)
+    [match] = files.evidence["hashes"]["sources"]
     assert match["asset_id"] == consent["assets"][0]["asset_id"]
     assert match["type"] == "photo"
     assert match["distance"] <= 6

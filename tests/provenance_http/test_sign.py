@@ -91,10 +91,14 @@ async def test_signed_output_reads_back_trusted_with_only_our_published_anchor(
     consent_assertion = labels["org.consent-registry.consent"]
     assert consent_assertion["generation_id"] == "gen-1"
     assert consent_assertion["consents"][0]["jti"] == token["jti"]
-    # The reference photo is an ingredient by hash only.
+    # The reference photo is an ingredient named by its consent and status list: the
+    # manifest is public and never erasable, so it carries no hash of the photo.
     [ingredient] = active["ingredients"]
-    asset_sha256 = consent["assets"][0]["sha256"]
-    assert ingredient["instance_id"] == f"sha256:{asset_sha256}"
+    asset = consent["assets"][0]
+    assert ingredient["instance_id"] == f"consent:{consent['consent_id']}/{asset['asset_id']}"
+    status_uri = consent_assertion["consents"][0]["status"]["status_list"]["uri"]
+    assert ingredient["informational_URI"] == status_uri
+    assert asset["sha256"] not in json.dumps(store)
 
     [row] = await rows(database_url, "SELECT * FROM signed_outputs")
     assert row["output_id"] == output_id
@@ -112,6 +116,7 @@ async def test_signed_output_reads_back_trusted_with_only_our_published_anchor(
     )
     assert payload["consent_jtis"] == [token["jti"]]
     assert payload["sha256"] == row["sha256"]
+    assert "phash" not in payload
     assert token["token"] not in json.dumps(payload)
 
 

@@ -55,6 +55,7 @@ OWNERS: dict[str, frozenset[str]] = {
             "consent_grants",
             "status_lists",
             "issued_tokens",
+            "consent_shred_due",
         }
     ),
     "provenance": frozenset({"signed_outputs", "signed_output_consents"}),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import keys
 from moderation import (
     ClassifierResult,
     Evidence,
@@ -25,8 +26,11 @@ from moderation import (
     default_policy,
 )
 from moderation.consent import ConsentCheck, SourceEvidence
+from registry.consent.crypto import FieldCipher
+from registry.consent.records import DataKeys
 from registry.gate import DecisionConsent, NewDecision, open_review_ticket
 from registry.gate.repository import insert_decision
+from registry.gate.vault import DecisionVault
 
 # sexual_content: review from 0.3, block from 0.7 in the shipped policy.
 SCORES = {"allowed": 0.0, "review": 0.4, "blocked": 0.9}
@@ -94,8 +98,16 @@ def evidence(
     )
 
 
+@pytest.fixture
+def vault(settings: Any) -> DecisionVault:
+    """The gate's vault over the test service's master key: decisions stored here open there."""
+    cipher = FieldCipher(keys.MasterKey.from_text(settings.master_key))
+    return DecisionVault(DataKeys(cipher))
+
+
 async def store_decision(
     pool: Any,
+    vault: DecisionVault,
     *,
     client: Party,
     tenant: str,
@@ -160,7 +172,8 @@ async def store_decision(
         ),
     )
     async with pool.acquire() as conn, conn.transaction():
-        assert await insert_decision(conn, new)
+        sealed, data_key_id = await vault.seal(conn, new.decision_id, new.request, new.evidence)
+        assert await insert_decision(conn, new, sealed=sealed, data_key_id=data_key_id)
         ticket = None
         if decision.review is not None:
             ticket = await open_review_ticket(

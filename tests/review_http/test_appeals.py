@@ -30,10 +30,10 @@ async def _review(client, reviewer, ticket_id, outcome, note):
 
 
 async def test_an_appeal_is_decided_by_another_reviewer_and_can_overturn(
-    client, pool, staff, publisher, admin
+    client, pool, staff, publisher, admin, vault
 ):
     first, second = staff
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     await _review(client, first, stored.ticket_id, "blocked", "Looks explicit to me.")
 
     statement = "This is an artistic nude I made of myself; I consented."
@@ -90,8 +90,8 @@ async def test_an_appeal_is_decided_by_another_reviewer_and_can_overturn(
     assert stats["appeals"] == {"filed": 1, "decided": 1, "overturned": 1, "overturn_rate": 1.0}
 
 
-async def test_an_upheld_appeal_keeps_the_block(client, pool, staff, publisher):
-    stored = await store_decision(pool, client=publisher, tenant="pubco", status="blocked")
+async def test_an_upheld_appeal_keeps_the_block(client, pool, staff, publisher, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco", status="blocked")
     response = await _appeal(client, publisher, stored.decision_id)
     assert response.status_code == 201, response.text
     # The gate blocked it, no human decided before: any reviewer may take the appeal.
@@ -107,9 +107,9 @@ async def test_an_upheld_appeal_keeps_the_block(client, pool, staff, publisher):
     assert record.json()["current_status"] == "blocked"
 
 
-async def test_another_tenants_decision_is_not_found(client, pool, party, publisher):
+async def test_another_tenants_decision_is_not_found(client, pool, party, publisher, vault):
     other = await party("publisher", "otherco")
-    stored = await store_decision(pool, client=other, tenant="otherco", status="blocked")
+    stored = await store_decision(pool, vault, client=other, tenant="otherco", status="blocked")
     before = await snapshot(pool)
     assert_problem(await _appeal(client, publisher, stored.decision_id), 404, "decision_not_found")
     assert_problem(
@@ -131,16 +131,16 @@ async def test_an_unknown_decision_is_not_found(client, pool, publisher):
 
 
 @pytest.mark.parametrize("status", ["allowed", "review"])
-async def test_only_a_blocked_decision_can_be_appealed(client, pool, publisher, status):
-    stored = await store_decision(pool, client=publisher, tenant="pubco", status=status)
+async def test_only_a_blocked_decision_can_be_appealed(client, pool, publisher, status, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco", status=status)
     before = await snapshot(pool)
     response = await _appeal(client, publisher, stored.decision_id)
     assert_problem(response, 409, "decision_not_appealable")
     assert await snapshot(pool) == before
 
 
-async def test_a_decision_is_appealed_once(client, pool, publisher):
-    stored = await store_decision(pool, client=publisher, tenant="pubco", status="blocked")
+async def test_a_decision_is_appealed_once(client, pool, publisher, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco", status="blocked")
     assert (await _appeal(client, publisher, stored.decision_id)).status_code == 201
     before = await snapshot(pool)
     again = await _appeal(client, publisher, stored.decision_id, "Please look again.")
@@ -159,8 +159,8 @@ async def test_a_decision_is_appealed_once(client, pool, publisher):
         ({"statement": "x", "decision_id": "dec_x", "user": "u"}, "unknown_field"),
     ],
 )
-async def test_bad_appeal_bodies_change_nothing(client, pool, publisher, body, code):
-    stored = await store_decision(pool, client=publisher, tenant="pubco", status="blocked")
+async def test_bad_appeal_bodies_change_nothing(client, pool, publisher, body, code, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco", status="blocked")
     body = {k: (stored.decision_id if v == "dec_x" else v) for k, v in body.items()}
     before = await snapshot(pool)
     response = await client.post("/v1/appeals", json=body, headers=publisher.headers)
@@ -168,8 +168,8 @@ async def test_bad_appeal_bodies_change_nothing(client, pool, publisher, body, c
     assert await snapshot(pool) == before
 
 
-async def test_only_publishers_appeal(client, pool, staff, publisher):
-    stored = await store_decision(pool, client=publisher, tenant="pubco", status="blocked")
+async def test_only_publishers_appeal(client, pool, staff, publisher, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco", status="blocked")
     before = await snapshot(pool)
     assert_problem(await _appeal(client, staff[0], stored.decision_id), 403, "forbidden")
     assert await snapshot(pool) == before

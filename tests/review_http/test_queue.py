@@ -23,11 +23,11 @@ async def _decide(client, reviewer, ticket_id, **body):
     )
 
 
-async def test_claim_follows_priority_rank_then_deadline(client, pool, staff, publisher):
+async def test_claim_follows_priority_rank_then_deadline(client, pool, staff, publisher, vault):
     early = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     # Same tier ("high": score_sexual_content_review), deadlines an hour apart.
-    later = await store_decision(pool, client=publisher, tenant="pubco")
-    sooner = await store_decision(pool, client=publisher, tenant="pubco", received_at=early)
+    later = await store_decision(pool, vault, client=publisher, tenant="pubco")
+    sooner = await store_decision(pool, vault, client=publisher, tenant="pubco", received_at=early)
     # An urgent ticket (rank 0) comes first even with the latest deadline.
     async with pool.acquire() as conn:
         await conn.execute(
@@ -35,7 +35,7 @@ async def test_claim_follows_priority_rank_then_deadline(client, pool, staff, pu
             " WHERE ticket_id = $1",
             later.ticket_id,
         )
-    third = await store_decision(pool, client=publisher, tenant="pubco")
+    third = await store_decision(pool, vault, client=publisher, tenant="pubco")
 
     order = []
     for _ in range(3):
@@ -45,8 +45,8 @@ async def test_claim_follows_priority_rank_then_deadline(client, pool, staff, pu
     assert order == [later.ticket_id, sooner.ticket_id, third.ticket_id]
 
 
-async def test_claim_leases_the_ticket_and_is_audited(client, pool, staff, publisher, admin):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+async def test_claim_leases_the_ticket_and_is_audited(client, pool, staff, publisher, admin, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     response = await _claim(client, staff[0])
     assert response.status_code == 200
     ticket = response.json()
@@ -74,8 +74,10 @@ async def test_claim_leases_the_ticket_and_is_audited(client, pool, staff, publi
     assert event["payload"]["decision_id"] == stored.decision_id
 
 
-async def test_two_reviewers_claiming_at_once_get_different_tickets(client, pool, staff, publisher):
-    stored = [await store_decision(pool, client=publisher, tenant="pubco") for _ in range(2)]
+async def test_two_reviewers_claiming_at_once_get_different_tickets(
+    client, pool, staff, publisher, vault
+):
+    stored = [await store_decision(pool, vault, client=publisher, tenant="pubco") for _ in range(2)]
     first, second = await asyncio.gather(_claim(client, staff[0]), _claim(client, staff[1]))
     assert first.status_code == second.status_code == 200
     ids = {first.json()["id"], second.json()["id"]}
@@ -86,8 +88,8 @@ async def test_two_reviewers_claiming_at_once_get_different_tickets(client, pool
     }
 
 
-async def test_one_ticket_many_claimers_exactly_one_wins(client, pool, party, publisher):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+async def test_one_ticket_many_claimers_exactly_one_wins(client, pool, party, publisher, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     reviewers = [await party("reviewer", "system", f"reviewer {i}") for i in range(6)]
     responses = await asyncio.gather(*(_claim(client, r) for r in reviewers))
     statuses = sorted(r.status_code for r in responses)
@@ -97,9 +99,9 @@ async def test_one_ticket_many_claimers_exactly_one_wins(client, pool, party, pu
 
 
 async def test_two_app_instances_on_one_database_never_share_a_ticket(
-    client, settings, pool, staff, publisher
+    client, settings, pool, staff, publisher, vault
 ):
-    stored = [await store_decision(pool, client=publisher, tenant="pubco") for _ in range(2)]
+    stored = [await store_decision(pool, vault, client=publisher, tenant="pubco") for _ in range(2)]
     async with AsyncTestClient(app=create_app(settings)) as other:
         first, second = await asyncio.gather(_claim(client, staff[0]), _claim(other, staff[1]))
         third = await _claim(other, staff[1])
@@ -115,9 +117,9 @@ async def test_two_app_instances_on_one_database_never_share_a_ticket(
 
 
 async def test_an_expired_lease_returns_the_ticket_to_the_queue(
-    client, pool, staff, publisher, admin
+    client, pool, staff, publisher, admin, vault
 ):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     assert (await _claim(client, staff[0])).status_code == 200
     assert (await _claim(client, staff[1])).status_code == 204
     async with pool.acquire() as conn:
@@ -152,9 +154,10 @@ async def test_an_expired_lease_returns_the_ticket_to_the_queue(
     assert claims[1]["payload"]["reclaimed_from"] == staff[0].client_id
 
 
-async def test_case_shows_everything_the_gate_saw(client, pool, staff, publisher):
+async def test_case_shows_everything_the_gate_saw(client, pool, staff, publisher, vault):
     stored = await store_decision(
         pool,
+        vault,
         client=publisher,
         tenant="pubco",
         consents=(("cns_unknown", "jti-1"),),
@@ -191,8 +194,10 @@ async def test_case_shows_everything_the_gate_saw(client, pool, staff, publisher
     assert case["client_id"] == publisher.client_id
 
 
-async def test_decision_by_the_holder_updates_everything(client, pool, staff, publisher, admin):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+async def test_decision_by_the_holder_updates_everything(
+    client, pool, staff, publisher, admin, vault
+):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     assert (await _claim(client, staff[0])).status_code == 200
     note = "Clearly a consented, stylised portrait; nothing explicit."
     response = await _decide(client, staff[0], stored.ticket_id, outcome="allowed", note=note)
@@ -229,8 +234,10 @@ async def test_decision_by_the_holder_updates_everything(client, pool, staff, pu
     assert [t["id"] for t in listed.json()["tickets"]] == [stored.ticket_id]
 
 
-async def test_claim_with_an_empty_queue_is_204_and_changes_nothing(client, pool, staff, publisher):
-    decided = await store_decision(pool, client=publisher, tenant="pubco", status="blocked")
+async def test_claim_with_an_empty_queue_is_204_and_changes_nothing(
+    client, pool, staff, publisher, vault
+):
+    decided = await store_decision(pool, vault, client=publisher, tenant="pubco", status="blocked")
     assert decided.ticket_id is None
     before = await snapshot(pool)
     response = await _claim(client, staff[0])
@@ -252,9 +259,9 @@ async def test_claim_with_an_empty_queue_is_204_and_changes_nothing(client, pool
     ],
 )
 async def test_bad_decision_bodies_change_nothing(
-    client, pool, staff, publisher, body, status, code
+    client, pool, staff, publisher, body, status, code, vault
 ):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     assert (await _claim(client, staff[0])).status_code == 200
     before = await snapshot(pool)
     response = await _decide(client, staff[0], stored.ticket_id, **body)
@@ -262,15 +269,17 @@ async def test_bad_decision_bodies_change_nothing(
     assert await snapshot(pool) == before
 
 
-async def test_a_note_of_exactly_2000_characters_is_accepted(client, pool, staff, publisher):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+async def test_a_note_of_exactly_2000_characters_is_accepted(client, pool, staff, publisher, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     assert (await _claim(client, staff[0])).status_code == 200
     response = await _decide(client, staff[0], stored.ticket_id, outcome="blocked", note="n" * 2000)
     assert response.status_code == 200, response.text
 
 
-async def test_deciding_a_ticket_you_do_not_hold_changes_nothing(client, pool, staff, publisher):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+async def test_deciding_a_ticket_you_do_not_hold_changes_nothing(
+    client, pool, staff, publisher, vault
+):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     before = await snapshot(pool)
     # Nobody holds it yet.
     unclaimed = await _decide(client, staff[0], stored.ticket_id, outcome="allowed", note="ok")
@@ -284,8 +293,8 @@ async def test_deciding_a_ticket_you_do_not_hold_changes_nothing(client, pool, s
     assert await snapshot(pool) == before
 
 
-async def test_a_decided_ticket_cannot_be_decided_again(client, pool, staff, publisher):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+async def test_a_decided_ticket_cannot_be_decided_again(client, pool, staff, publisher, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     assert (await _claim(client, staff[0])).status_code == 200
     first = await _decide(client, staff[0], stored.ticket_id, outcome="blocked", note="no")
     assert first.status_code == 200
@@ -315,8 +324,8 @@ async def test_bad_status_filter_is_400(client, staff):
     assert_problem(response, 400, "invalid_parameter")
 
 
-async def test_only_reviewers_work_the_queue(client, pool, publisher, party):
-    stored = await store_decision(pool, client=publisher, tenant="pubco")
+async def test_only_reviewers_work_the_queue(client, pool, publisher, party, vault):
+    stored = await store_decision(pool, vault, client=publisher, tenant="pubco")
     admin_like = await party("admin", "system")
     before = await snapshot(pool)
     for headers in (publisher.headers, admin_like.headers):
@@ -329,12 +338,12 @@ async def test_only_reviewers_work_the_queue(client, pool, publisher, party):
     assert await snapshot(pool) == before
 
 
-async def test_tenant_reviewers_see_only_their_tenant(client, pool, staff, party, publisher):
+async def test_tenant_reviewers_see_only_their_tenant(client, pool, staff, party, publisher, vault):
     """Operator reviewers (tenant ``system``) see every tenant; a reviewer client made inside a
     publisher's tenant sees and claims only that tenant's tickets."""
     other_publisher = await party("publisher", "otherco")
-    ours = await store_decision(pool, client=publisher, tenant="pubco")
-    theirs = await store_decision(pool, client=other_publisher, tenant="otherco")
+    ours = await store_decision(pool, vault, client=publisher, tenant="pubco")
+    theirs = await store_decision(pool, vault, client=other_publisher, tenant="otherco")
     local = await party("reviewer", "pubco", "in-house reviewer")
 
     listed = await client.get("/v1/reviews", headers=local.headers)

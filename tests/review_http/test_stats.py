@@ -6,13 +6,13 @@ from tests.review_http.conftest import store_decision
 from tests.support import assert_problem
 
 
-async def test_stats_and_metrics_reflect_the_tables(client, pool, staff, publisher, admin):
-    review_a = await store_decision(pool, client=publisher, tenant="pubco", latency_ms=10.0)
-    await store_decision(pool, client=publisher, tenant="pubco", latency_ms=30.0)
-    await store_decision(pool, client=publisher, tenant="pubco", status="blocked")
-    await store_decision(pool, client=publisher, tenant="pubco", status="allowed")
+async def test_stats_and_metrics_reflect_the_tables(client, pool, staff, publisher, admin, vault):
+    review_a = await store_decision(pool, vault, client=publisher, tenant="pubco", latency_ms=10.0)
+    await store_decision(pool, vault, client=publisher, tenant="pubco", latency_ms=30.0)
+    await store_decision(pool, vault, client=publisher, tenant="pubco", status="blocked")
+    await store_decision(pool, vault, client=publisher, tenant="pubco", status="allowed")
     failed = await store_decision(
-        pool, client=publisher, tenant="pubco", classifier_error="timeout", latency_ms=5000.0
+        pool, vault, client=publisher, tenant="pubco", classifier_error="timeout", latency_ms=5000.0
     )
     async with pool.acquire() as conn:
         # review_a was opened ten minutes ago and is decided now; failed's ticket is overdue.

@@ -143,13 +143,20 @@ async def _register(client, admin, client_id, url):
     )
 
 
-async def test_withdrawal_lists_affected_decisions(client, admin, pool, consent_world, party):
+async def test_withdrawal_lists_affected_decisions(
+    client, admin, pool, consent_world, party, vault
+):
     consent_id, jti = consent_world
     publisher = await party("publisher", "pubco")
     used = await store_decision(
-        pool, client=publisher, tenant="pubco", status="allowed", consents=((consent_id, jti),)
+        pool,
+        vault,
+        client=publisher,
+        tenant="pubco",
+        status="allowed",
+        consents=((consent_id, jti),),
     )
-    await store_decision(pool, client=publisher, tenant="pubco", status="allowed")
+    await store_decision(pool, vault, client=publisher, tenant="pubco", status="allowed")
 
     withdrawn = await _withdraw(client, admin, consent_id)
     [listed] = withdrawn["decisions"]
@@ -159,14 +166,19 @@ async def test_withdrawal_lists_affected_decisions(client, admin, pool, consent_
     assert jti in withdrawn["tokens"]
 
 
-async def test_affected_listing_is_scoped_to_the_tenant(client, admin, pool, party):
+async def test_affected_listing_is_scoped_to_the_tenant(client, admin, pool, party, vault):
     ours = await party("publisher", "pubco")
     theirs = await party("publisher", "otherco")
     mine = await store_decision(
-        pool, client=ours, tenant="pubco", status="allowed", consents=(("cns_abc", "jti-a"),)
+        pool, vault, client=ours, tenant="pubco", status="allowed", consents=(("cns_abc", "jti-a"),)
     )
     other = await store_decision(
-        pool, client=theirs, tenant="otherco", status="allowed", consents=(("cns_abc", "jti-b"),)
+        pool,
+        vault,
+        client=theirs,
+        tenant="otherco",
+        status="allowed",
+        consents=(("cns_abc", "jti-b"),),
     )
 
     def ids(response):
@@ -198,7 +210,7 @@ async def test_affected_listing_refuses_bad_input(client, admin, party):
 
 
 async def test_publishers_get_signed_notices_retried_until_accepted(
-    client, admin, pool, consent_world, party
+    client, admin, pool, consent_world, party, vault
 ):
     consent_id, jti = consent_world
     first = await party("publisher", "pubco", "publisher one")
@@ -206,10 +218,20 @@ async def test_publishers_get_signed_notices_retried_until_accepted(
     quiet = await party("publisher", "quietco", "publisher without affected decisions")
     decisions = {
         first.client_id: await store_decision(
-            pool, client=first, tenant="pubco", status="allowed", consents=((consent_id, jti),)
+            pool,
+            vault,
+            client=first,
+            tenant="pubco",
+            status="allowed",
+            consents=((consent_id, jti),),
         ),
         second.client_id: await store_decision(
-            pool, client=second, tenant="otherco", status="allowed", consents=((consent_id, jti),)
+            pool,
+            vault,
+            client=second,
+            tenant="otherco",
+            status="allowed",
+            consents=((consent_id, jti),),
         ),
     }
     with Receiver(failures=2) as flaky, Receiver(failures=0) as steady, Receiver(0) as unused:
@@ -265,11 +287,18 @@ async def test_publishers_get_signed_notices_retried_until_accepted(
     assert actions.count("takedown.delivered") == 2
 
 
-async def test_a_receiver_that_never_accepts_ends_failed(client, admin, pool, consent_world, party):
+async def test_a_receiver_that_never_accepts_ends_failed(
+    client, admin, pool, consent_world, party, vault
+):
     consent_id, jti = consent_world
     publisher = await party("publisher", "pubco")
     await store_decision(
-        pool, client=publisher, tenant="pubco", status="allowed", consents=((consent_id, jti),)
+        pool,
+        vault,
+        client=publisher,
+        tenant="pubco",
+        status="allowed",
+        consents=((consent_id, jti),),
     )
     with Receiver(failures=100) as down:
         assert (await _register(client, admin, publisher.client_id, down.url)).status_code == 201
@@ -282,12 +311,17 @@ async def test_a_receiver_that_never_accepts_ends_failed(client, admin, pool, co
 
 
 async def test_two_service_processes_send_each_notice_once(
-    client, settings, admin, pool, consent_world, party
+    client, settings, admin, pool, consent_world, party, vault
 ):
     consent_id, jti = consent_world
     publisher = await party("publisher", "pubco")
     await store_decision(
-        pool, client=publisher, tenant="pubco", status="allowed", consents=((consent_id, jti),)
+        pool,
+        vault,
+        client=publisher,
+        tenant="pubco",
+        status="allowed",
+        consents=((consent_id, jti),),
     )
     with Receiver(failures=0) as receiver:
         assert (

@@ -64,7 +64,14 @@ def facts():
     return GenerationFacts(
         generation_id="gen-0001",
         model="example-diffusion-2",
-        ingredients=(IngredientRef(title="reference.jpg", sha256="ab" * 32),),
+        ingredients=(
+            IngredientRef(
+                title="reference.jpg",
+                consent_id="cns_1",
+                asset_id="ast_1",
+                status_list_uri="https://registry.example/status/1",
+            ),
+        ),
         consent_refs=(
             ConsentRef(
                 jti="tok-1", status_list_uri="https://registry.example/status/1", status_idx=7

@@ -28,6 +28,16 @@ TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedi
 COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 
 
+def _ingredient(**changes):
+    fields = {
+        "title": "reference",
+        "consent_id": "cns_1",
+        "asset_id": "ast_1",
+        "status_list_uri": "https://registry.example/status/1",
+    }
+    return IngredientRef(**{**fields, **changes})
+
+
 def sdk_read(data, media_type, anchor_pem):
     settings = {"verify": {"remote_manifest_fetch": False}, "trust": {"trust_anchors": anchor_pem}}
     with (
@@ -93,9 +103,12 @@ def test_signed_output_reads_back_trusted_with_only_our_anchor(
     assert report.consents == facts.consent_refs
     assert report.decision == facts.decision
     (ingredient,) = report.ingredients
-    assert ingredient.instance_id == "sha256:" + "ab" * 32
+    # Named by its consent and status list, never by its hash.
+    assert ingredient.instance_id == "consent:cns_1/ast_1"
+    assert ingredient.informational_uri == "https://registry.example/status/1"
     assert ingredient.title == "reference.jpg"
     assert ingredient.relationship == "inputTo"
+    assert ingredient.state == "absent"
 
 
 @pytest.mark.parametrize("media_type", ["image/jpeg", "image/png", "image/webp"])
@@ -111,6 +124,64 @@ def test_the_sdk_itself_with_our_anchor_as_only_anchor_says_trusted(
     labels = {assertion["label"] for assertion in active["assertions"]}
     assert {"org.consent-registry.consent", "org.consent-registry.decision"} <= labels
     assert "thumbnail" not in active
+
+
+def test_the_reference_photo_is_an_ingredient_without_any_hash(identity, facts, make_image):
+    signed = sign(make_image(), "image/jpeg", facts, identity)
+
+    store = sdk_read(signed, "image/jpeg", identity.anchor_pem)
+
+    assert store["validation_state"] == "Trusted"
+    (ingredient,) = store["manifests"][store["active_manifest"]]["ingredients"]
+    assert ingredient == {
+        "title": "reference.jpg",
+        "instance_id": "consent:cns_1/ast_1",
+        "relationship": "inputTo",
+        "informational_URI": "https://registry.example/status/1",
+        "label": "c2pa.ingredient.v3",
+    }
+
+
+def test_an_output_signed_before_names_its_photo_by_hash_and_still_reads(
+    identity, trust, raw_sign, make_image
+):
+    # The manifest as verifier.sign built it before ingredients were named by consent.
+    old = {
+        "claim_generator_info": [{"name": "consent-registry", "version": "0.9"}],
+        "title": "gen-0001.jpg",
+        "format": "image/jpeg",
+        "ingredients": [
+            {
+                "title": "reference",
+                "relationship": "inputTo",
+                "instance_id": "sha256:" + "ab" * 32,
+                "label": "ingredient-0",
+            }
+        ],
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": TRAINED,
+                            "parameters": {"ingredientIds": ["ingredient-0"]},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    signed, _ = raw_sign(make_image(), "image/jpeg", old, identity)
+
+    report = verify(signed, "image/jpeg", trust)
+
+    assert report.state == "trusted", report.failure_codes
+    (ingredient,) = report.ingredients
+    assert ingredient.instance_id == "sha256:" + "ab" * 32
+    assert ingredient.informational_uri is None
+    assert ingredient.relationship == "inputTo"
 
 
 def test_signer_not_chaining_to_a_configured_anchor_is_never_trusted(
@@ -220,7 +291,7 @@ def test_a_signed_output_as_ingredient_shows_in_the_tree(identity, trust, facts,
     assert ingredient.manifest_label is not None
     assert ingredient.state == "trusted"
     (grandchild,) = ingredient.children
-    assert grandchild.instance_id == "sha256:" + "ab" * 32
+    assert grandchild.instance_id == "consent:cns_1/ast_1"
     assert grandchild.state == "absent"
 
 
@@ -230,19 +301,19 @@ def test_a_signed_output_as_ingredient_shows_in_the_tree(identity, trust, facts,
         {"generation_id": ""},
         {"model": "x" * 201},
         {"model": "evil\x1b[31m"},
-        {"ingredients": (IngredientRef(title="r", sha256="AB" * 32),)},
-        {"ingredients": (IngredientRef(title="r", sha256="ab" * 31),)},
+        {"ingredients": (_ingredient(consent_id=""),)},
+        {"ingredients": (_ingredient(status_list_uri="u" * 2049),)},
         {"consent_refs": (ConsentRef(jti="t", status_list_uri="u", status_idx=-1),)},
         {"consent_refs": (ConsentRef(jti="", status_list_uri="u", status_idx=1),)},
         {"decision": DecisionRef(id="d", outcome="", policy_version="p")},
-        {"ingredients": (IngredientRef(title="r", sha256="ab" * 32),) * 101},
+        {"ingredients": (_ingredient(),) * 101},
     ],
     ids=[
         "empty-id",
         "long-model",
         "control-chars",
-        "upper-hex",
-        "short-hash",
+        "empty-consent-id",
+        "long-status-uri",
         "negative-idx",
         "empty-jti",
         "empty-outcome",

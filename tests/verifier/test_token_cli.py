@@ -6,6 +6,7 @@ Exit status: 0 valid, 1 invalid, 2 indeterminate (no fresh status list), 64 usag
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -104,6 +105,52 @@ def test_valid_token_on_a_fresh_list_exits_0(signer, jwks_file, tmp_path):
     assert (body["result"], body["reasons"]) == ("valid", [])
     assert body["claims"]["cid"] == "cns_1"
     assert body["claims"]["status"]["status_list"] == {"idx": IDX, "uri": LIST_URI}
+
+
+PHOTO = b"\xff\xd8 the consented photo, byte for byte"
+
+
+def photo_token(signer, *, legacy=False):
+    """A token binding PHOTO: as the registry issues it now, or as it did before format 2."""
+    moment = datetime.now(UTC)
+    claims = build_claims(
+        issuer=ISSUER,
+        subject="subj-pseudo-1",
+        audience=AUDIENCE,
+        consent_id="cns_1",
+        assets=[TokenAsset(id="ast_1", sha256=hashlib.sha256(PHOTO).hexdigest())],
+        uses=["reference.generate"],
+        status_idx=IDX,
+        status_uri=LIST_URI,
+        now=moment,
+        ttl=timedelta(minutes=15),
+        not_after=moment + timedelta(days=30),
+    )
+    if legacy:
+        del claims["ver"], claims["asset_salt"]
+        claims["assets"] = [{"id": "ast_1", "sha256": hashlib.sha256(PHOTO).hexdigest()}]
+    return sign_compact(msgspec.json.encode(claims), signer, typ="consent+jwt")
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["format-2", "format-1"])
+def test_photo_is_tested_against_the_token(signer, jwks_file, tmp_path, legacy):
+    issued = photo_token(signer, legacy=legacy)
+    listed = status_list(signer, tmp_path)
+    photo, other = tmp_path / "photo.jpg", tmp_path / "other.jpg"
+    photo.write_bytes(PHOTO)
+    other.write_bytes(PHOTO + b" re-saved")
+
+    code, body = run_json(issued, jwks_file, "--status-list", str(listed), "--photo", str(photo))
+    assert (code, body["result"]) == (0, "valid")
+    code, body = run_json(issued, jwks_file, "--status-list", str(listed), "--photo", str(other))
+    assert (code, body["result"], body["reasons"]) == (1, "asset_mismatch", ["asset_mismatch"])
+    code, output = run(issued, jwks_file, "--status-list", str(listed), "--photo", str(other))
+    assert (code, output.splitlines()[0]) == (1, "asset_mismatch")
+
+
+def test_an_unreadable_photo_is_a_usage_error(signer, jwks_file, tmp_path):
+    code, _ = run(token(signer), jwks_file, "--photo", str(tmp_path / "missing.jpg"))
+    assert code == 64
 
 
 def test_token_read_from_a_file(signer, jwks_file, tmp_path):

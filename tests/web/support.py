@@ -141,6 +141,8 @@ async def review_ticket(
     import asyncpg
 
     from keys import MasterKey
+    from registry.consent.crypto import FieldCipher
+    from registry.consent.records import DataKeys
     from registry.web import ReviewImageStore
     from tests.gate_http.conftest import check_request, consented_source, post_check
 
@@ -164,7 +166,8 @@ async def review_ticket(
     conn = await asyncpg.connect(database_url)
     try:
         # What the gate does for a review decision (a no-op when it already did).
-        await ReviewImageStore(MasterKey.from_text(master_key)).put(
+        master = MasterKey.from_text(master_key)
+        await ReviewImageStore(master, DataKeys(FieldCipher(master))).put(
             conn, decision_id=body["decision_id"], media_type="image/jpeg", data=image
         )
     finally:

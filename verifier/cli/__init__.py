@@ -26,7 +26,9 @@ address signed it: the output names the issuer; pin it (``token --issuer``) or g
 the manifest or the assertion names against the supplied status lists. ``token`` checks one
 consent token: its signature with the JWKS (``typ: consent+jwt``, EdDSA or ES256), ``exp``,
 ``nbf`` and ``iat`` with ``--leeway`` seconds of clock skew (default 5, as the registry's),
-its issuer, audience and use when asked, and its status on a supplied list. ``keys HISTORY``
+its issuer, audience and use when asked, that it binds the photo ``--photo`` names (its
+assets are salted commitments of each photo's SHA-256: ``asset_mismatch`` if the file is not
+one of them), and its status on a supplied list. ``keys HISTORY``
 checks a key history and lists its keys; ``signed ARTIFACT`` checks who signed a receipt,
 an audit checkpoint, a takedown notice (or any artifact we sign) and when
 (``verifier.cli.history``). A key history that does not verify is refused: exit 64.
@@ -38,7 +40,8 @@ Exit status, for both commands:
 - 0, ``verified`` (a token: ``valid``);
 - 1, ``invalid``: a changed byte, a bad signature, a signer that does not chain to the
   anchor, an assertion that fails or names another image, a consent revoked or suspended; a
-  token that is malformed, expired, not yet valid, or for another issuer, audience or use;
+  token that is malformed, expired, not yet valid, or for another issuer, audience, photo or
+  use;
 - 2, ``indeterminate``: what could be checked holds, but a status could not be: no verified
   status list for it (``status_unknown``, also a list ``--online`` could not fetch), or one
   older than its ``ttl`` or past its ``exp`` (``status_stale``: fetch it again); or, with
@@ -50,7 +53,8 @@ Exit status, for both commands:
 fetched, each with its ``error``), and ``reasons``, the stable codes of every failing item
 (``provenance_<state>``, the assertion's code, ``revoked``, ``suspended``, ``status_stale``,
 ``status_unknown``, ``keys_unknown``, ``expired``, ``not_yet_valid``, ``signature``,
-``malformed``, ``issuer``, ``audience``, ``use_not_permitted``; with ``--keys``:
+``malformed``, ``issuer``, ``audience``, ``asset_mismatch``, ``use_not_permitted``; with
+``--keys``:
 ``key_not_valid_at_iat``, the artifact's ``iat`` outside its key's signing period, and
 ``key_not_valid_for_use``). ``signed`` exits 0, 1, or 2 for ``keys_unknown``.
 """
@@ -138,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--audience", metavar="AUD", help="the audience the token must name")
     token.add_argument("--issuer", metavar="ISS", help="the issuer the token must name")
     token.add_argument("--use", metavar="USE", help="a use the token must grant")
+    token.add_argument(
+        "--photo", metavar="FILE", help="a photo the token must bind (the file, byte for byte)"
+    )
     _leeway_argument(token)
     token.add_argument("--json", action="store_true", help="print the result as JSON")
     add_audit_parser(commands)

@@ -363,6 +363,8 @@ def _ingredient_lines(ingredients: tuple[Ingredient, ...], depth: int) -> list[s
     for ingredient in ingredients:
         name = safe(ingredient.title or ingredient.instance_id or "(untitled)")
         ident = f" {safe(ingredient.instance_id)}" if ingredient.instance_id else ""
+        if ingredient.informational_uri:
+            ident += f" ({safe(ingredient.informational_uri)})"
         codes = (
             f" [{', '.join(safe(c) for c in ingredient.failure_codes)}]"
             if ingredient.failure_codes

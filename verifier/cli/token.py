@@ -1,4 +1,5 @@
-"""``token TOKEN``: one consent token, checked offline."""
+"""``token TOKEN``: one consent token, checked offline; with ``--photo FILE``, that it binds
+that photo (the token's salted commitment of the file's SHA-256, ``asset_mismatch`` if not)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from verifier.cli.common import (
     COMPACT_JWS,
     EXIT_CODES,
     MAX_DOCUMENT_BYTES,
+    MAX_IMAGE_BYTES,
     StatusListSource,
     UsageError,
     safe,
@@ -22,6 +24,7 @@ from verifier.cli.common import (
 from verifier.cli.history import load_keys
 from verifier.cli.online import Fetched, Online
 from verifier.cli.sources import load_status_lists, read_file
+from verifier.imaging import sha256_hex
 from verifier.tokens import (
     KEYS_UNKNOWN,
     DecodedToken,
@@ -55,6 +58,8 @@ def token_command(args: argparse.Namespace, out: TextIO) -> int:
     if given is None and not args.online:
         raise UsageError("token needs --jwks or --keys (or --online) to verify the signature")
     token = _token_text(args.token)
+    # The photo is hashed here and tested against the token's commitments; it goes nowhere.
+    photo = sha256_hex(read_file(Path(args.photo), MAX_IMAGE_BYTES)) if args.photo else None
     online = Online(timeout=args.timeout, leeway_seconds=args.leeway) if args.online else None
     keys: Keys | str | None = given
     if keys is None and online is not None:
@@ -69,7 +74,7 @@ def token_command(args: argparse.Namespace, out: TextIO) -> int:
             result=KEYS_UNKNOWN, reasons=(KEYS_UNKNOWN,), claims=None, status_detail=keys
         )
     else:
-        check, sources = _check(token, keys, online, args)
+        check, sources = _check(token, keys, online, args, photo)
     fetched = tuple(online.fetched) if online is not None else ()
     if args.json:
         outcome = TokenOutcome(
@@ -100,7 +105,7 @@ def _online_keys(token: str, issuer: str | None, online: Online) -> Keys | str |
 
 
 def _check(
-    token: str, keys: Keys, online: Online | None, args: argparse.Namespace
+    token: str, keys: Keys, online: Online | None, args: argparse.Namespace, photo: str | None
 ) -> tuple[OfflineCheck, tuple[StatusListSource, ...]]:
     lists, sources = load_status_lists(
         args.status_list, keys, leeway_seconds=args.leeway, timeout=args.timeout
@@ -124,6 +129,7 @@ def _check(
         audience=args.audience,
         issuer=args.issuer,
         use=args.use,
+        photo_sha256=photo,
     )
     if detail is not None and Reason.STATUS_UNKNOWN.value in check.reasons:
         check = msgspec.structs.replace(check, status_detail=detail)

@@ -1,10 +1,11 @@
 """The consent registry's tables in PostgreSQL.
 
 owns: consent_templates, consent_data_keys, consent_secrets, consent_signers, consent_records,
-consent_assets, consent_grants, status_lists, issued_tokens.
+consent_assets, consent_grants, status_lists, issued_tokens, consent_shred_due.
 
 Only these modules touch those tables (``records``: records and what hangs off them;
-``tokens``: issued tokens and status lists); every other domain goes through the functions
+``tokens``: issued tokens and status lists; ``shredding``: rewriting the data-key table and
+retiring the WAL after keys were deleted); every other domain goes through the functions
 exported here (``tests/registry/test_repositories.py`` holds the whole map). The review
 domain's takedown outbox is filled by a trigger on ``consent_records`` (migration 0007), so
 this domain never writes another's table, not even for a withdrawal.

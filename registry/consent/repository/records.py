@@ -422,11 +422,15 @@ async def mark_withdrawn(
 async def mark_erased(conn: asyncpg.Connection, consent_id: str, at: datetime) -> None:
     await conn.execute(
         "UPDATE consent_records SET status = 'erased', erased_at = $2, sealed = NULL,"
-        " subject_index = NULL WHERE consent_id = $1",
+        " subject_index = NULL, idempotency_key = NULL WHERE consent_id = $1",
         consent_id,
         at,
     )
-    await conn.execute("UPDATE consent_assets SET sealed = NULL WHERE consent_id = $1", consent_id)
+    await conn.execute(
+        "UPDATE consent_assets SET sealed = NULL, media_type = NULL, width = NULL, height = NULL"
+        " WHERE consent_id = $1",
+        consent_id,
+    )
 
 
 async def consent_statuses(conn: asyncpg.Connection, consent_ids: Sequence[str]) -> dict[str, str]:

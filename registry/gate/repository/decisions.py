@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from moderation import Evidence, Status, decode_evidence
+from moderation import Evidence, Status  # noqa: TC001 - msgspec reads annotations at runtime
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -18,15 +18,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AffectedDecision",
-    "CaseFiles",
     "DecisionConsent",
     "DecisionRow",
     "NewDecision",
-    "StoredEvidence",
+    "StoredCase",
     "clients_using_consent",
     "decision_case",
     "decision_consents",
+    "decision_erased",
     "decisions_using_consent",
+    "erase_decisions_of",
     "find_decision",
     "get_decision",
     "hash_from_db",
@@ -105,18 +106,19 @@ class DecisionRow(msgspec.Struct, kw_only=True, frozen=True):
     review_ticket: str | None
 
 
-class StoredEvidence(msgspec.Struct, kw_only=True, frozen=True):
+class StoredCase(msgspec.Struct, kw_only=True, frozen=True):
+    """What a decision holds about its request, as stored: sealed (``sealed`` under
+    ``data_key_id``), in clear (rows from before migration 0016), or erased (neither)."""
+
     decision_id: str
-    status: str
-    evidence: Evidence
-
-
-class CaseFiles(msgspec.Struct, kw_only=True, frozen=True):
-    """What the gate saw, as stored: the image's hash, the request and the evidence (JSON)."""
-
+    stage: str
+    created_at: datetime
     image_sha256: str | None
-    request: dict[str, Any]
-    evidence: dict[str, Any]
+    request: dict[str, Any] | None
+    evidence: dict[str, Any] | None
+    sealed: bytes | None
+    data_key_id: str | None
+    erased_at: datetime | None
 
 
 class AffectedDecision(msgspec.Struct, kw_only=True, frozen=True):
@@ -138,14 +140,21 @@ def _row(record: asyncpg.Record) -> DecisionRow:
     return DecisionRow(**values)
 
 
-async def insert_decision(conn: asyncpg.Connection, new: NewDecision) -> bool:
-    """Store ``new`` and its consents; False when the generation already has a decision."""
+async def insert_decision(
+    conn: asyncpg.Connection, new: NewDecision, *, sealed: bytes, data_key_id: str
+) -> bool:
+    """Store ``new`` and its consents; False when the generation already has a decision.
+
+    ``sealed`` is ``new.request`` and ``new.evidence`` sealed under the data key
+    ``data_key_id`` (``registry.gate.vault``): neither is stored in clear.
+    """
     phash = hash_to_db(int(new.image_phash, 16)) if new.image_phash is not None else None
     inserted = await conn.fetchval(
         "INSERT INTO moderation_decisions (decision_id, generation_id, stage, client_id, tenant,"
-        " image_sha256, image_phash, request_sha256, status, reasons, scores, evidence, request,"
-        " policy_version, policy_label, current_status, legal_report)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $9, $16)"
+        " image_sha256, image_phash, request_sha256, status, reasons, scores, sealed,"
+        " data_key_id, policy_version, policy_label, current_status, legal_report, evidence)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $9, $16,"
+        " $17)"
         " ON CONFLICT (client_id, generation_id, stage) DO NOTHING RETURNING true",
         new.decision_id,
         new.generation_id,
@@ -158,11 +167,13 @@ async def insert_decision(conn: asyncpg.Connection, new: NewDecision) -> bool:
         new.status,
         list(new.reasons),
         new.scores,
-        new.evidence,
-        new.request,
+        sealed,
+        data_key_id,
         new.policy_version,
         new.policy_label,
         new.legal_report,
+        # The KPIs' part of the evidence, in clear: classifier results say nothing of people.
+        {"classifiers": msgspec.to_builtins(new.evidence.classifiers)},
     )
     if not inserted:
         return False
@@ -260,15 +271,14 @@ async def set_current_status(
     )
 
 
-async def decision_case(conn: asyncpg.Connection, decision_id: str) -> CaseFiles:
-    """The stored request and evidence of an existing decision (for its reviewer)."""
+async def decision_case(conn: asyncpg.Connection, decision_id: str) -> StoredCase:
+    """What an existing decision holds about its request, as stored (for its reviewer)."""
     [row] = await conn.fetch(
-        "SELECT image_sha256, request, evidence FROM moderation_decisions WHERE decision_id = $1",
+        "SELECT decision_id, stage, created_at, image_sha256, request, evidence, sealed,"
+        " data_key_id, erased_at FROM moderation_decisions WHERE decision_id = $1",
         decision_id,
     )
-    return CaseFiles(
-        image_sha256=row["image_sha256"], request=row["request"], evidence=row["evidence"]
-    )
+    return StoredCase(**dict(row))
 
 
 async def decision_consents(conn: asyncpg.Connection, decision_id: str) -> list[DecisionConsent]:
@@ -327,22 +337,57 @@ async def outcomes_since(conn: asyncpg.Connection, first: date) -> list[tuple[da
 
 async def iter_evidence(
     conn: asyncpg.Connection, *, batch: int = 1000
-) -> AsyncIterator[StoredEvidence]:
-    """Every stored decision's evidence, oldest first, read in batches by ``seq``."""
+) -> AsyncIterator[tuple[Status, StoredCase]]:
+    """Every stored decision that still has its evidence, oldest first, read in batches by
+    ``seq``: with its status and its case as stored (``registry.gate.vault`` opens it)."""
     after = 0
     while True:
         rows = await conn.fetch(
-            "SELECT seq, decision_id, status, evidence::text AS evidence"
+            "SELECT seq, status, decision_id, stage, created_at, image_sha256, request,"
+            " evidence, sealed, data_key_id, erased_at"
             " FROM moderation_decisions WHERE seq > $1 ORDER BY seq LIMIT $2",
             after,
             batch,
         )
         for row in rows:
-            yield StoredEvidence(
-                decision_id=row["decision_id"],
-                status=row["status"],
-                evidence=decode_evidence(row["evidence"].encode("utf-8")),
-            )
+            values = dict(row)
+            del values["seq"]
+            status = values.pop("status")
+            yield status, StoredCase(**values)
         if len(rows) < batch:
             return
         after = rows[-1]["seq"]
+
+
+async def decision_erased(conn: asyncpg.Connection, decision_id: str) -> bool:
+    """Whether a consent the decision relied on was erased (so its image went with it)."""
+    erased = await conn.fetchval(
+        "SELECT erased_at IS NOT NULL FROM moderation_decisions WHERE decision_id = $1",
+        decision_id,
+    )
+    return bool(erased)
+
+
+async def erase_decisions_of(
+    conn: asyncpg.Connection, consent_id: str, at: datetime
+) -> list[tuple[str, str | None]]:
+    """Tombstone the decisions that relied on ``consent_id``'s tokens: (decision id, data key
+    id) of each.
+
+    The image's hashes and any clear copy of the request and evidence go, all but the
+    classifier results the KPIs count (the sealed copy is
+    left for the caller to shred by deleting the returned keys). Outcome, reasons, scores and
+    policy stay, and so does the link to the consent (pseudonymous ids: the takedown worker
+    reads it to notify the publishers). Decisions already erased are skipped.
+    """
+    rows = await conn.fetch(
+        "UPDATE moderation_decisions SET request = NULL, image_sha256 = NULL, image_phash = NULL,"
+        " evidence = jsonb_build_object('classifiers', coalesce(evidence->'classifiers', '[]')),"
+        " erased_at = $2, updated_at = $2"
+        " WHERE decision_id IN (SELECT decision_id FROM moderation_decision_consents"
+        "  WHERE consent_id = $1) AND erased_at IS NULL"
+        " RETURNING decision_id, data_key_id",
+        consent_id,
+        at,
+    )
+    return [(row["decision_id"], row["data_key_id"]) for row in rows]
