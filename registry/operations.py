@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from registry import api_keys
 from registry.core import auth
+from registry.review import repository as review_repository
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -92,11 +93,13 @@ def derived_eraser(
 ) -> Callable[[asyncpg.Connection, str, datetime], Awaitable[int]]:
     """What the consent domain calls, in an erasure's transaction, to erase what the rooms
     above it derived from the consent: the gate's decisions made with its tokens (their
-    sealed request and evidence, their hashes) and those decisions' review images."""
+    sealed request and evidence, their hashes), those decisions' review images, and the
+    reviewers' notes and appeal statements about them (their SHA-256s stay)."""
 
     async def erase(conn: asyncpg.Connection, consent_id: str, at: datetime) -> int:
         decisions = await vault.erase_for(conn, consent_id, at)
         await images.forget_decisions(conn, decisions)
+        await review_repository.delete_texts_of(conn, decisions)
         return len(decisions)
 
     return erase

@@ -81,6 +81,8 @@ SERVICE_PRIVILEGES = {
     "takedown_deliveries": "SIU",
     "consent_data_keys": "SID",
     "review_images": "SID",
+    "review_texts": "SID",
+    "consent_shred_due": "SI",
     "web_sessions": "SIUD",
     "rate_limit_buckets": "SIUD",
     "kpi_snapshot": "SIU",

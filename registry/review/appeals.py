@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from registry.consent.crypto import text_sha256
 from registry.core import db
 from registry.gate import repository as gate_repository
 from registry.review import repository
@@ -97,6 +98,7 @@ async def file_appeal(
         ticket_id=ticket_id,
         client_id=client_id,
         statement=statement,
+        statement_sha256=text_sha256(statement),
         appealed_status=decision.current_status,
         status="open",
         created_at=now,

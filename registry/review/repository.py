@@ -1,7 +1,7 @@
 """The review domain's tables in PostgreSQL: appeals, decision history, takedown notices.
 
-owns: review_appeals, moderation_decision_history, takedown_webhooks, takedown_events,
-takedown_deliveries, takedown_attempts.
+owns: review_appeals, moderation_decision_history, review_texts, takedown_webhooks,
+takedown_events, takedown_deliveries, takedown_attempts.
 
 What review reads or changes of other domains goes through their repositories: decisions and
 review tickets are the gate's (``registry.gate.repository``, which says why the tickets are
@@ -18,6 +18,8 @@ from datetime import datetime, timedelta  # noqa: TC003 - msgspec reads annotati
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import msgspec
+
+from registry.consent.crypto import text_sha256
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,6 +43,7 @@ __all__ = [
     "appeal_ids_of_tickets",
     "appeal_of",
     "append_history",
+    "delete_texts_of",
     "deliveries",
     "history_of",
     "insert_appeal",
@@ -68,7 +71,8 @@ class HistoryEntry(msgspec.Struct, kw_only=True, frozen=True):
     """One step: ``gated`` (the gate's outcome), ``reviewed``, ``appealed``, ``appeal_decided``.
 
     ``actor`` is ``gate`` or an API client id; ``note`` is the reviewer's note (none for the
-    gate's own step or for filing an appeal, whose statement is on the appeal).
+    gate's own step or for filing an appeal, whose statement is on the appeal), and
+    ``note_sha256`` its SHA-256, which stays when an erasure removed the note.
     """
 
     event: HistoryEvent
@@ -77,6 +81,7 @@ class HistoryEntry(msgspec.Struct, kw_only=True, frozen=True):
     actor: str
     at: datetime
     note: str | None = None
+    note_sha256: str | None = None
     ticket_id: str | None = None
     appeal_id: str | None = None
 
@@ -93,11 +98,12 @@ async def append_history(
     ticket_id: str | None,
     appeal_id: str | None,
 ) -> datetime:
-    """Append one entry (the table is append-only); returns its time."""
-    at: datetime = await conn.fetchval(
+    """Append one entry (the table is append-only, and keeps the note's SHA-256; the note
+    itself goes to ``review_texts``, which an erasure can delete from); returns its time."""
+    [row] = await conn.fetch(
         "INSERT INTO moderation_decision_history (decision_id, event, from_status, to_status,"
-        " actor, ticket_id, appeal_id, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " RETURNING at",
+        " actor, ticket_id, appeal_id, note_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " RETURNING entry_id, at",
         decision_id,
         event,
         from_status,
@@ -105,16 +111,26 @@ async def append_history(
         actor,
         ticket_id,
         appeal_id,
-        note,
+        text_sha256(note) if note is not None else None,
     )
+    if note is not None:
+        await conn.execute(
+            "INSERT INTO review_texts (decision_id, entry_id, body) VALUES ($1, $2, $3)",
+            decision_id,
+            row["entry_id"],
+            note,
+        )
+    at: datetime = row["at"]
     return at
 
 
 async def history_of(conn: asyncpg.Connection, decision_id: str) -> list[HistoryEntry]:
     """The decision's entries after the gate, oldest first."""
     rows = await conn.fetch(
-        "SELECT event, from_status, to_status, actor, at, note, ticket_id, appeal_id"
-        " FROM moderation_decision_history WHERE decision_id = $1 ORDER BY entry_id",
+        "SELECT h.event, h.from_status, h.to_status, h.actor, h.at, t.body AS note,"
+        " h.note_sha256, h.ticket_id, h.appeal_id FROM moderation_decision_history h"
+        " LEFT JOIN review_texts t ON t.entry_id = h.entry_id"
+        " WHERE h.decision_id = $1 ORDER BY h.entry_id",
         decision_id,
     )
     return [HistoryEntry(**dict(row)) for row in rows]
@@ -128,7 +144,10 @@ class Appeal(msgspec.Struct, kw_only=True, frozen=True):
     decision_id: str
     ticket_id: str
     client_id: str
-    statement: str
+    statement: str | None
+    """The publisher's words; None once an erasure of a consent the decision relied on
+    removed them (``statement_sha256`` stays)."""
+    statement_sha256: str
     appealed_status: DecisionStatus
     status: AppealStatus
     created_at: datetime
@@ -143,16 +162,23 @@ async def appeal_exists(conn: asyncpg.Connection, decision_id: str) -> bool:
 async def insert_appeal(conn: asyncpg.Connection, appeal: Appeal, *, tenant: str) -> None:
     await conn.execute(
         "INSERT INTO review_appeals (appeal_id, decision_id, ticket_id, client_id, tenant,"
-        " statement, appealed_status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " statement_sha256, appealed_status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         appeal.id,
         appeal.decision_id,
         appeal.ticket_id,
         appeal.client_id,
         tenant,
-        appeal.statement,
+        appeal.statement_sha256,
         appeal.appealed_status,
         appeal.created_at,
     )
+    if appeal.statement is not None:
+        await conn.execute(
+            "INSERT INTO review_texts (decision_id, appeal_id, body) VALUES ($1, $2, $3)",
+            appeal.decision_id,
+            appeal.id,
+            appeal.statement,
+        )
 
 
 async def settle_appeal(
@@ -174,9 +200,10 @@ async def appeal_of(
 ) -> Appeal | None:
     """The decision's appeal, if it has one and it belongs to ``tenant`` (any when None)."""
     row = await conn.fetchrow(
-        "SELECT appeal_id, decision_id, ticket_id, client_id, statement, appealed_status,"
-        " status, created_at, decided_at FROM review_appeals"
-        " WHERE decision_id = $1 AND ($2::text IS NULL OR tenant = $2)",
+        "SELECT a.appeal_id, a.decision_id, a.ticket_id, a.client_id, t.body AS statement,"
+        " a.statement_sha256, a.appealed_status, a.status, a.created_at, a.decided_at"
+        " FROM review_appeals a LEFT JOIN review_texts t ON t.appeal_id = a.appeal_id"
+        " WHERE a.decision_id = $1 AND ($2::text IS NULL OR a.tenant = $2)",
         decision_id,
         tenant,
     )
@@ -188,11 +215,21 @@ async def appeal_of(
         ticket_id=row["ticket_id"],
         client_id=row["client_id"],
         statement=row["statement"],
+        statement_sha256=row["statement_sha256"],
         appealed_status=row["appealed_status"],
         status=row["status"],
         created_at=row["created_at"],
         decided_at=row["decided_at"],
     )
+
+
+async def delete_texts_of(conn: asyncpg.Connection, decision_ids: Sequence[str]) -> int:
+    """Delete the notes and appeal statements about these decisions; how many there were."""
+    deleted = await conn.fetch(
+        "DELETE FROM review_texts WHERE decision_id = ANY($1::text[]) RETURNING 1",
+        list(decision_ids),
+    )
+    return len(deleted)
 
 
 async def appeal_ids_of_tickets(

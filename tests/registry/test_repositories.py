@@ -73,6 +73,7 @@ OWNERS: dict[str, frozenset[str]] = {
         {
             "review_appeals",
             "moderation_decision_history",
+            "review_texts",
             "takedown_webhooks",
             "takedown_events",
             "takedown_deliveries",

@@ -3,13 +3,14 @@ consent keeps its outcome after the consent is erased, and nothing else of it.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import asyncpg
 
 from tests.support import assert_problem, bearer, opened_decisions
 from tests.web.conftest import count
-from tests.web.test_console_review import claim
+from tests.web.test_console_review import claim, decide
 
 
 async def _consent_of(database_url: str, decision_id: str) -> str:
@@ -120,3 +121,35 @@ async def test_an_erasure_by_a_stranger_erases_no_decision(
     [files] = await opened_decisions(database_url, settings.master_key)
     assert files.erased_at is None
     assert files.evidence["sources"]
+
+
+async def test_erasure_deletes_the_notes_about_its_decisions_and_keeps_their_hashes(
+    world, ticket, reviewer, database_url
+):
+    decision_id, ticket_id, _ = await ticket(25)
+    _, other_ticket, _ = await ticket(26)
+    consent_id = await _consent_of(database_url, decision_id)
+    _, http = await reviewer()
+    note = "the person in the photo asked for this, erasure marker 91c2"
+    for expected in (ticket_id, other_ticket):
+        assert (await claim(http)).headers["location"] == f"/console/tickets/{expected}"
+        decided = await decide(http, expected, "blocked", note)
+        assert decided.status_code == 303, decided.text
+    texts = "SELECT count(*) FROM review_texts"
+    assert await count(database_url, texts) == 2
+
+    erased = await world.http.post(
+        f"/v1/consents/{consent_id}/erase", headers=world.uploader.headers
+    )
+
+    assert erased.status_code == 200, erased.text
+    assert await count(database_url, texts) == 1  # the other decision's note stays
+    record = await world.http.get(f"/v1/moderation/decisions/{decision_id}", headers=world.admin)
+    assert record.status_code == 200, record.text
+    [reviewed] = [e for e in record.json()["history"] if e["event"] == "reviewed"]
+    assert reviewed["note"] is None
+    assert reviewed["note_sha256"] == hashlib.sha256(note.encode()).hexdigest()
+    assert note not in record.text
+    page = (await http.get(f"/console/tickets/{ticket_id}")).text
+    assert "note erased" in page
+    assert note not in page
