@@ -91,7 +91,9 @@ def resolve_master_key(settings: Settings) -> keys.MasterKey:
     path = settings.data_dir / "master.key"
     key, created = keys.MasterKey.load_or_create(path)
     log.warning(
-        "development setup: the master key %s %s; set REGISTRY_MASTER_KEY in production",
+        "development setup: the master key %s %s, beside the database it protects: a copy "
+        "of that directory opens everything sealed in it, erased consents included; set "
+        "REGISTRY_MASTER_KEY (kept outside the database and its backups) in production",
         "was generated into" if created else "is read from",
         path,
     )
