@@ -11,9 +11,9 @@ Which calls are repeatable follows from what the service does with a repeat:
   same key and body answer the same record;
 - a grant: granting twice is a no-op.
 
-Issuing a token, enrolling a signer, signing an output, appealing, withdrawing and erasing
-are never sent twice: a repeat would make a second token, or be refused as a conflict after
-the first one succeeded unseen.
+Issuing a token, enrolling a signer, signing an output, appealing, withdrawing, suspending,
+resuming and erasing are never sent twice: a repeat would make a second token, or be refused
+as a conflict after the first one succeeded unseen.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ from registry_client.models import (
     IssuedToken,
     ProvenanceLookup,
     ProvenanceReport,
+    Resumption,
     SignedOutput,
     SignerEnrolled,
     SignerRole,
     SourceAsset,
+    Suspension,
     Template,
     TokenCheck,
     Withdrawal,
@@ -152,6 +154,10 @@ class _Appeal(_Body, frozen=True):
 
 class _Withdraw(_Body, frozen=True):
     withdrawal: str | None = None
+    reason: str | None = None
+
+
+class _Suspension(_Body, frozen=True):
     reason: str | None = None
 
 
@@ -476,6 +482,24 @@ def withdraw(
         path("/v1/consents/{}/withdraw", consent_id),
         decoder(Withdrawal),
         content=_json(body),
+    )
+
+
+def suspend(consent_id: str, reason: str | None = None) -> Call[Suspension]:
+    return Call(
+        "POST",
+        path("/v1/consents/{}/suspend", consent_id),
+        decoder(Suspension),
+        content=_json(_Suspension(reason=reason)),
+    )
+
+
+def resume(consent_id: str, reason: str | None = None) -> Call[Resumption]:
+    return Call(
+        "POST",
+        path("/v1/consents/{}/resume", consent_id),
+        decoder(Resumption),
+        content=_json(_Suspension(reason=reason)),
     )
 
 

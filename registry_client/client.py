@@ -37,10 +37,12 @@ if TYPE_CHECKING:
         IssuedToken,
         ProvenanceLookup,
         ProvenanceReport,
+        Resumption,
         SignedOutput,
         SignerEnrolled,
         SignerRole,
         SourceAsset,
+        Suspension,
         Template,
         TokenCheck,
         Withdrawal,
@@ -173,6 +175,15 @@ class RegistryClient:
         as an admin, a reason. Its tokens are revoked at once; the answer lists what was
         made with them."""
         return self._run(_calls.withdraw(consent_id, withdrawal=withdrawal, reason=reason))
+
+    def suspend(self, consent_id: str, reason: str | None = None) -> Suspension:
+        """Suspend the consent (a reversible stop, e.g. during a dispute): its tokens fail with
+        ``suspended`` and none is issued until ``resume``. The reason is kept as its SHA-256."""
+        return self._run(_calls.suspend(consent_id, reason))
+
+    def resume(self, consent_id: str, reason: str | None = None) -> Resumption:
+        """End the consent's suspension: its suspended tokens are valid again."""
+        return self._run(_calls.resume(consent_id, reason))
 
     def erase(self, consent_id: str) -> Erasure:
         """Withdraw if needed, then destroy the record's personal data."""
@@ -421,6 +432,14 @@ class AsyncRegistryClient:
     ) -> Withdrawal:
         """See ``RegistryClient.withdraw``."""
         return await self._run(_calls.withdraw(consent_id, withdrawal=withdrawal, reason=reason))
+
+    async def suspend(self, consent_id: str, reason: str | None = None) -> Suspension:
+        """See ``RegistryClient.suspend``."""
+        return await self._run(_calls.suspend(consent_id, reason))
+
+    async def resume(self, consent_id: str, reason: str | None = None) -> Resumption:
+        """See ``RegistryClient.resume``."""
+        return await self._run(_calls.resume(consent_id, reason))
 
     async def erase(self, consent_id: str) -> Erasure:
         """See ``RegistryClient.erase``."""

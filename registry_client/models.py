@@ -34,12 +34,14 @@ __all__ = [
     "ProvenanceLookupMatch",
     "ProvenanceReport",
     "RegistryMatch",
+    "Resumption",
     "SafetyStatus",
     "SignedOutput",
     "SignerEnrolled",
     "SignerRole",
     "SourceAsset",
     "SubmittedAsset",
+    "Suspension",
     "Template",
     "TemplateRef",
     "TokenCheck",
@@ -142,7 +144,7 @@ class Consent(msgspec.Struct, kw_only=True, frozen=True):
 
     consent_id: str
     status: str
-    """``active``, ``pending``, ``expired``, ``withdrawn`` or ``erased``."""
+    """``active``, ``pending``, ``expired``, ``suspended``, ``withdrawn`` or ``erased``."""
     template: TemplateRef
     signer: ConsentSigner
     assets: list[ConsentAsset]
@@ -160,6 +162,8 @@ class Consent(msgspec.Struct, kw_only=True, frozen=True):
     withdrawn_at: datetime | None = None
     erased_at: datetime | None = None
     receipt: str | None = None
+    suspended_at: datetime | None = None
+    """When the running suspension began; None when the consent is not suspended."""
 
 
 class Grant(msgspec.Struct, kw_only=True, frozen=True):
@@ -346,6 +350,29 @@ class Withdrawal(msgspec.Struct, kw_only=True, frozen=True):
     """Signed outputs made with the consent's tokens (each has an ``output_id``)."""
     decisions: list[dict[str, Any]]
     """Gate decisions that relied on those tokens."""
+
+
+class Suspension(msgspec.Struct, kw_only=True, frozen=True):
+    """A suspended consent: its tokens fail with ``suspended`` until it is resumed."""
+
+    consent_id: str
+    status: str
+    suspended_at: datetime
+    suspended_by: str
+    suspended_tokens: list[str]
+    """Tokens now suspended (status 2), valid again on resumption."""
+    revoked_tokens: list[str]
+    """Tokens of 1-bit status lists (issued before suspension existed), revoked for good."""
+
+
+class Resumption(msgspec.Struct, kw_only=True, frozen=True):
+    """A consent whose suspension ended."""
+
+    consent_id: str
+    status: str
+    resumed_at: datetime
+    restored_tokens: list[str]
+    """Tokens valid again."""
 
 
 class Erasure(msgspec.Struct, kw_only=True, frozen=True):

@@ -225,10 +225,30 @@ class GrantMissingError(ConsentError):
 
 
 class ConsentNotActiveError(ConsentError):
-    """The consent is withdrawn, erased or expired, so it cannot issue tokens."""
+    """The consent is withdrawn, erased, expired or suspended, so it cannot issue tokens."""
 
     code = "consent_not_active"
     kind = "conflict"
+
+
+class ConsentSuspendedError(ConsentError):
+    """The consent is suspended already; the suspension on record stays as it is."""
+
+    code = "consent_suspended"
+    kind = "conflict"
+
+
+class ConsentNotSuspendedError(ConsentError):
+    """Only a suspended consent can be resumed."""
+
+    code = "consent_not_suspended"
+    kind = "conflict"
+
+
+class SuspensionReasonInvalidError(ConsentError):
+    """A suspension's reason, when given, is 1 to 1000 characters."""
+
+    code = "reason_invalid"
 
 
 # Records: what storage and the record lifecycle can refuse.

@@ -110,13 +110,16 @@ def check_ref(subject_ref: str) -> None:
 
 
 def status_of(record: repository.RecordRow, now: datetime) -> ConsentStatus:
-    """The record's status at ``now``: its stored state, then its validity window."""
+    """The record's status at ``now``: its stored state, the end of its validity window, a
+    running suspension, then the start of its window."""
     if record.status == "erased":
         return "erased"
     if record.status == "withdrawn":
         return "withdrawn"
     if now >= record.valid_until:
         return "expired"
+    if record.suspended_at is not None:
+        return "suspended"
     if now < record.valid_from:
         return "pending"
     return "active"
@@ -205,4 +208,5 @@ async def _view(
         erased_at=record.erased_at,
         grants=await repository.grantees(conn, record.consent_id),
         receipt=personal.receipt if personal else None,
+        suspended_at=record.suspended_at,
     )

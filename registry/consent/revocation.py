@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from registry.core.auth import Client
 
 __all__ = [
+    "MAX_REASON",
     "ProducedUnder",
     "WithdrawalListers",
     "affected",
@@ -46,7 +47,7 @@ __all__ = [
     "withdraw_record",
 ]
 
-_MAX_REASON: Final = 1000
+MAX_REASON: Final = 1000
 
 ProducedUnder = Callable[["asyncpg.Connection", str], Awaitable[list[dict[str, Any]]]]
 """Lists what one part of the service made with a consent's tokens (JSON values)."""
@@ -102,7 +103,7 @@ async def withdraw(
         return await withdraw_record(
             conn, listers, record, by="signer", withdrawal_sha256=text_sha256(withdrawal), now=now
         )
-    if actor.has(Role.ADMIN) and reason is not None and 0 < len(reason.strip()) <= _MAX_REASON:
+    if actor.has(Role.ADMIN) and reason is not None and 0 < len(reason.strip()) <= MAX_REASON:
         return await withdraw_record(
             conn,
             listers,
@@ -115,7 +116,7 @@ async def withdraw(
     raise WithdrawalRequiredError(
         "send the withdrawal signed by the consent's signer key"
         + (
-            f" (or, as admin, a reason of 1-{_MAX_REASON} characters)"
+            f" (or, as admin, a reason of 1-{MAX_REASON} characters)"
             if actor.has(Role.ADMIN)
             else ""
         )
@@ -125,7 +126,8 @@ async def withdraw(
 async def owned_for_update(
     conn: asyncpg.Connection, actor: Client, consent_id: str, *, erased_too: bool = False
 ) -> repository.RecordRow:
-    """The record, locked, if ``actor`` may withdraw or erase it: its tenant's, or an admin.
+    """The record, locked, if ``actor`` may withdraw, erase, suspend or resume it: its
+    tenant's, or an admin.
     An erased record is refused (consent_not_active) unless ``erased_too``."""
     record = await repository.get_record(conn, consent_id, lock="update")
     if record is None or not (actor.has(Role.ADMIN) or record.tenant == actor.tenant):

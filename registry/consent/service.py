@@ -8,8 +8,8 @@ stable codes and never know about HTTP.
 
 This module binds the operations to this process's keys and settings; each operation lives
 in a module of its own: ``enrolment`` (templates, signers), ``submission``, ``records``
-(reading), ``issuance`` (grants, tokens, verification), ``revocation`` (withdrawal) and
-``erasure``. The values they return are ``views``.
+(reading), ``issuance`` (grants, tokens, verification), ``revocation`` (withdrawal),
+``suspension`` and ``erasure``. The values they return are ``views``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from registry.consent import (
     revocation,
     status,
     submission,
+    suspension,
 )
 from registry.consent.config import ConsentSettings
 from registry.consent.crypto import FieldCipher, SubjectIndex
@@ -40,10 +41,12 @@ from registry.consent.views import (
     Erased,
     Granted,
     IssuedToken,
+    Resumed,
     SignerEnrolled,
     SignerView,
     Submitted,
     SubmittedAsset,
+    Suspended,
     TemplateRefView,
     TemplateRegistered,
     TemplateView,
@@ -74,10 +77,12 @@ __all__ = [
     "IssuedToken",
     "PreparedAsset",
     "ProducedUnder",
+    "Resumed",
     "SignerEnrolled",
     "SignerView",
     "Submitted",
     "SubmittedAsset",
+    "Suspended",
     "TemplateRefView",
     "TemplateRegistered",
     "TemplateView",
@@ -333,6 +338,18 @@ class ConsentService:
     async def affected_by_withdrawal(self, conn: asyncpg.Connection, consent_id: str) -> Affected:
         """Everything produced under the consent's tokens, for takedown."""
         return await revocation.affected(conn, self._listers, consent_id)
+
+    async def suspend(
+        self, conn: asyncpg.Connection, *, actor: Client, consent_id: str, reason: str | None
+    ) -> Suspended:
+        """Suspend the consent: its tokens read SUSPENDED until it is resumed."""
+        return await suspension.suspend(conn, actor=actor, consent_id=consent_id, reason=reason)
+
+    async def resume(
+        self, conn: asyncpg.Connection, *, actor: Client, consent_id: str, reason: str | None
+    ) -> Resumed:
+        """End the consent's suspension: its suspended tokens are valid again."""
+        return await suspension.resume(conn, actor=actor, consent_id=consent_id, reason=reason)
 
     async def erase(self, conn: asyncpg.Connection, *, actor: Client, consent_id: str) -> Erased:
         """Withdraw (if still active), then make the record's personal data unrecoverable."""

@@ -5,6 +5,10 @@ the set of those rows. Indexes are drawn at random from lists of at least 131,07
 never reused (a unique constraint), so an index says nothing about when or for whom a token
 was issued. Revoking updates the token rows and bumps the list's ``version``.
 
+New tokens go to 2-bit lists, so a suspension can say SUSPENDED (2) and be lifted again. Lists
+of 1 bit (tokens issued before suspension existed) hold only VALID and INVALID: a suspension
+revokes their tokens for good (see ``registry.consent.suspension``).
+
 Online verification reads a token's status from its row, so a revocation committed by any
 service process is seen by every other at once. The signed list JWT is expensive to build,
 so each process caches it per list, keyed by the list's version and the signing key: one
@@ -26,7 +30,14 @@ import msgspec
 from registry.consent import repository
 from registry.consent.errors import StatusListNotFoundError
 from registry.consent.repository import OpenList
-from verifier.statuslist import INVALID, STATUS_LIST_TYP, StatusList, status_list_claims
+from verifier.statuslist import (
+    INVALID,
+    STATUS_LIST_TYP,
+    SUSPENDED,
+    VALID,
+    StatusList,
+    status_list_claims,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,6 +45,7 @@ if TYPE_CHECKING:
     import asyncpg
 
 __all__ = [
+    "LIST_BITS",
     "MIN_LIST_SIZE",
     "OpenList",
     "StatusListCache",
@@ -42,12 +54,16 @@ __all__ = [
     "list_uri",
     "open_list",
     "random_index",
+    "restore_consent_tokens",
     "revoke_consent_tokens",
     "status_at",
+    "suspend_consent_tokens",
     "valid_list_id",
 ]
 
 MIN_LIST_SIZE: Final = 131_072
+# The width of the lists new tokens go to: room for VALID, INVALID and SUSPENDED.
+LIST_BITS: Final = 2
 PATH: Final = "/v1/status-lists/"
 # A list whose random draws keep colliding is dense enough; new tokens go to a fresh list.
 MAX_DRAWS: Final = 16
@@ -80,7 +96,7 @@ def random_index(size: int) -> int:
     return secrets.randbelow(size)
 
 
-async def open_list(conn: asyncpg.Connection, *, size: int, bits: int = 1) -> OpenList:
+async def open_list(conn: asyncpg.Connection, *, size: int, bits: int = LIST_BITS) -> OpenList:
     """The list new tokens go to; a new one when none of this size is open."""
     found = await repository.find_open_list(conn, size=size, bits=bits)
     if found is not None:
@@ -103,6 +119,22 @@ async def status_at(conn: asyncpg.Connection, list_id: str, idx: int) -> int | N
 async def revoke_consent_tokens(conn: asyncpg.Connection, consent_id: str) -> list[str]:
     """Set every token of the consent to INVALID; the jtis revoked now."""
     return await repository.revoke_consent_tokens(conn, consent_id, INVALID)
+
+
+async def suspend_consent_tokens(
+    conn: asyncpg.Connection, consent_id: str
+) -> tuple[list[str], list[str]]:
+    """Set the consent's valid tokens to SUSPENDED, or to INVALID in a 1-bit list, which cannot
+    say SUSPENDED; the jtis (suspended, revoked) now."""
+    moved = await repository.suspend_consent_tokens(
+        conn, consent_id, valid=VALID, status=SUSPENDED, fallback=INVALID
+    )
+    return [j for j, s in moved if s == SUSPENDED], [j for j, s in moved if s == INVALID]
+
+
+async def restore_consent_tokens(conn: asyncpg.Connection, consent_id: str) -> list[str]:
+    """Set the consent's SUSPENDED tokens back to VALID; the jtis restored now."""
+    return await repository.restore_consent_tokens(conn, consent_id, status=SUSPENDED, valid=VALID)
 
 
 class _Cached(msgspec.Struct, frozen=True):

@@ -22,17 +22,21 @@ __all__ = [
     "Erased",
     "Granted",
     "IssuedToken",
+    "Resumed",
     "SignerEnrolled",
     "SignerView",
     "Submitted",
     "SubmittedAsset",
+    "Suspended",
     "TemplateRefView",
     "TemplateRegistered",
     "TemplateView",
     "Withdrawn",
 ]
 
-ConsentStatus: TypeAlias = Literal["active", "pending", "expired", "withdrawn", "erased"]
+ConsentStatus: TypeAlias = Literal[
+    "active", "pending", "expired", "suspended", "withdrawn", "erased"
+]
 
 
 # Enrolment.
@@ -124,6 +128,8 @@ class ConsentView(msgspec.Struct, kw_only=True, frozen=True):
     erased_at: datetime | None
     grants: list[str]
     receipt: str | None
+    suspended_at: datetime | None = None
+    """When the running suspension began; None when the consent is not suspended."""
 
 
 # Grants and tokens.
@@ -160,6 +166,29 @@ class Withdrawn(msgspec.Struct, kw_only=True, frozen=True):
     withdrawn_by: str
     revoked_tokens: list[str]
     affected: Affected
+    events: tuple[AuditRecord, ...]
+
+
+# Suspension.
+
+
+class Suspended(msgspec.Struct, kw_only=True, frozen=True):
+    consent_id: str
+    suspended_at: datetime
+    suspended_by: str
+    suspended_tokens: list[str]
+    """Tokens now SUSPENDED (2): valid again on resumption."""
+    revoked_tokens: list[str]
+    """Tokens of 1-bit status lists (issued before suspension existed), revoked for good."""
+    events: tuple[AuditRecord, ...]
+
+
+class Resumed(msgspec.Struct, kw_only=True, frozen=True):
+    consent_id: str
+    resumed_at: datetime
+    status: ConsentStatus
+    restored_tokens: list[str]
+    """Tokens VALID (0) again."""
     events: tuple[AuditRecord, ...]
 
 

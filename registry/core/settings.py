@@ -27,7 +27,8 @@ _MIN_JSON_DEPTH = 2
 # Unrelated images differ in about half of a 64-bit perceptual hash.
 _MAX_PHASH_DISTANCE = 32
 _MIN_STATUS_LIST = 131_072
-_MAX_STATUS_LIST = 134_217_728
+# 2-bit lists (registry.consent.status.LIST_BITS) of this size fill the verifier's 16 MiB cap.
+_MAX_STATUS_LIST = 67_108_864
 _MIN_SESSION_SECONDS = 60
 # verifier.clock.MAX_LEEWAY_SECONDS, not imported so that loading settings stays light.
 _MAX_TOKEN_LEEWAY = 60
@@ -378,7 +379,7 @@ def _validate(s: Settings) -> None:
             0 <= s.provenance_lookup_max_distance <= _MAX_PHASH_DISTANCE,
         ),
         (
-            "REGISTRY_STATUS_LIST_SIZE must be a multiple of 8, from 131072 to 134217728",
+            "REGISTRY_STATUS_LIST_SIZE must be a multiple of 8, from 131072 to 67108864",
             _MIN_STATUS_LIST <= s.status_list_size <= _MAX_STATUS_LIST
             and s.status_list_size % 8 == 0,
         ),

@@ -19,6 +19,7 @@ from litestar.params import FromPath, QueryParameter
 
 from registry.consent.forms import MAX_FORM_ASSETS
 from registry.consent.service import (
+    ConsentStatus,
     ConsentView,
     SubmittedAsset,
     TemplateView,
@@ -94,6 +95,11 @@ class Withdraw(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Admins only, instead of a signed withdrawal."""
 
 
+class Suspension(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    reason: str | None = None
+    """Why, in 1-1000 characters; only its SHA-256 is kept (in the audit log)."""
+
+
 _MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["form"],
@@ -159,6 +165,25 @@ class ConsentWithdrawn(msgspec.Struct, kw_only=True, frozen=True):
     """Signed outputs made with those tokens, to take down."""
     decisions: list[dict[str, Any]]
     """Gate decisions that relied on those tokens."""
+
+
+class ConsentSuspended(msgspec.Struct, kw_only=True, frozen=True):
+    consent_id: str
+    status: Literal["suspended"]
+    suspended_at: datetime
+    suspended_by: str
+    suspended_tokens: list[str]
+    """Tokens now suspended (status 2): valid again when the consent is resumed."""
+    revoked_tokens: list[str]
+    """Tokens of 1-bit status lists (issued before suspension existed): revoked for good."""
+
+
+class ConsentResumed(msgspec.Struct, kw_only=True, frozen=True):
+    consent_id: str
+    status: ConsentStatus
+    resumed_at: datetime
+    restored_tokens: list[str]
+    """Tokens valid (status 0) again."""
 
 
 class ConsentErased(msgspec.Struct, kw_only=True, frozen=True):
@@ -432,6 +457,73 @@ class ConsentController(Controller):
             )
             uow.record_all(result.events)
         return _withdrawn(result)
+
+    @post(
+        "/v1/consents/{consent_id:str}/suspend",
+        summary="Suspend a consent: its tokens read suspended until it is resumed",
+        description=(
+            "A reversible stop, e.g. while a dispute about the consent is investigated: the "
+            "consent's tokens fail verification with `suspended` at once (status 2 in their "
+            "status lists) and no new token is issued. An optional `reason` (1-1000 "
+            "characters) is kept only as its SHA-256. A withdrawn or erased consent, or one "
+            "suspended already, is 409."
+        ),
+        guards=[allow(Role.UPLOADER, Role.ADMIN)],
+        security=BEARER,
+        status_code=200,
+        opt={"body": Suspension},
+    )
+    async def suspend(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[Suspension],
+        consent_id: ConsentId,
+    ) -> ConsentSuspended:
+        async with services.unit_of_work(caller) as uow:
+            result = await services.consent.suspend(
+                uow.conn, actor=caller, consent_id=consent_id, reason=payload.reason
+            )
+            uow.record_all(result.events)
+        return ConsentSuspended(
+            consent_id=result.consent_id,
+            status="suspended",
+            suspended_at=result.suspended_at,
+            suspended_by=result.suspended_by,
+            suspended_tokens=result.suspended_tokens,
+            revoked_tokens=result.revoked_tokens,
+        )
+
+    @post(
+        "/v1/consents/{consent_id:str}/resume",
+        summary="End a consent's suspension: its suspended tokens are valid again",
+        description=(
+            "A consent that is not suspended is 409 (`consent_not_suspended`), a withdrawn or "
+            "erased one 409 (`consent_not_active`)."
+        ),
+        guards=[allow(Role.UPLOADER, Role.ADMIN)],
+        security=BEARER,
+        status_code=200,
+        opt={"body": Suspension},
+    )
+    async def resume(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[Suspension],
+        consent_id: ConsentId,
+    ) -> ConsentResumed:
+        async with services.unit_of_work(caller) as uow:
+            result = await services.consent.resume(
+                uow.conn, actor=caller, consent_id=consent_id, reason=payload.reason
+            )
+            uow.record_all(result.events)
+        return ConsentResumed(
+            consent_id=result.consent_id,
+            status=result.status,
+            resumed_at=result.resumed_at,
+            restored_tokens=result.restored_tokens,
+        )
 
     @post(
         "/v1/consents/{consent_id:str}/erase",

@@ -142,10 +142,11 @@ def _claims(token: str) -> dict:
 def _bit(status_list_jwt: str, idx: int) -> int:
     """The status at ``idx``, read by hand from the draft's layout (not with our codec)."""
     claims = _claims(status_list_jwt)
-    lst = claims["status_list"]["lst"]
+    lst, bits = claims["status_list"]["lst"], claims["status_list"]["bits"]
     data = zlib.decompress(base64.urlsafe_b64decode(lst + "=" * (-len(lst) % 4)))
-    assert claims["status_list"]["bits"] == 1
-    return (data[idx // 8] >> (idx % 8)) & 1
+    # New tokens go to 2-bit lists, so that a suspension can say SUSPENDED (2).
+    assert bits == 2
+    return (data[idx * bits // 8] >> (idx * bits % 8)) & ((1 << bits) - 1)
 
 
 async def test_status_list_verifies_offline_with_jwcrypto_and_the_jwks(world, settings):

@@ -37,7 +37,7 @@ FORBIDDEN = (
 _FIRST_COLUMN = {
     "audit_events": "actor",
     "audit_checkpoints": "jws",
-    "moderation_decision_history": "note",
+    "moderation_decision_history": "note_sha256",
     "audit_head": "hash",
 }
 

@@ -40,6 +40,8 @@ __all__ = [
     "insert_template",
     "lock_idempotency_key",
     "mark_erased",
+    "mark_resumed",
+    "mark_suspended",
     "mark_withdrawn",
     "record_by_idempotency_key",
     "records_by_subject",
@@ -97,6 +99,8 @@ class RecordRow(msgspec.Struct, kw_only=True, frozen=True):
     withdrawn_at: datetime | None
     withdrawn_by: str | None
     erased_at: datetime | None
+    suspended_at: datetime | None
+    suspended_by: str | None
 
 
 class AssetRow(msgspec.Struct, kw_only=True, frozen=True):
@@ -255,8 +259,8 @@ _RECORD = (
     "SELECT consent_id, tenant, created_by, template_id, template_sha256, signer_role,"
     " assurance, signer_id, permitted_uses, prohibited_uses, uses_version, valid_from,"
     " valid_until, jurisdiction, signed_at, form_sha256, subject_pseudonym, sealed,"
-    " data_key_id, status, request_sha256, created_at, withdrawn_at, withdrawn_by, erased_at"
-    " FROM consent_records"
+    " data_key_id, status, request_sha256, created_at, withdrawn_at, withdrawn_by, erased_at,"
+    " suspended_at, suspended_by FROM consent_records"
 )
 Lock = Literal["share", "update"] | None
 
@@ -409,13 +413,32 @@ async def mark_withdrawn(
     by: str,
     withdrawal_sha256: str | None,
 ) -> None:
+    # Withdrawal ends a suspension: the record is no longer active (its CHECK).
     await conn.execute(
         "UPDATE consent_records SET status = 'withdrawn', withdrawn_at = $2, withdrawn_by = $3,"
-        " withdrawal_sha256 = $4 WHERE consent_id = $1",
+        " withdrawal_sha256 = $4, suspended_at = NULL, suspended_by = NULL WHERE consent_id = $1",
         consent_id,
         at,
         by,
         withdrawal_sha256,
+    )
+
+
+async def mark_suspended(
+    conn: asyncpg.Connection, consent_id: str, *, at: datetime, by: str
+) -> None:
+    await conn.execute(
+        "UPDATE consent_records SET suspended_at = $2, suspended_by = $3 WHERE consent_id = $1",
+        consent_id,
+        at,
+        by,
+    )
+
+
+async def mark_resumed(conn: asyncpg.Connection, consent_id: str) -> None:
+    await conn.execute(
+        "UPDATE consent_records SET suspended_at = NULL, suspended_by = NULL WHERE consent_id = $1",
+        consent_id,
     )
 
 

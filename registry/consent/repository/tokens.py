@@ -27,10 +27,12 @@ __all__ = [
     "insert_status_list",
     "insert_token",
     "lock_token_statuses",
+    "restore_consent_tokens",
     "revoke_consent_tokens",
     "set_statuses",
     "status_at",
     "status_list_head",
+    "suspend_consent_tokens",
     "token_statuses",
     "tokens_of",
 ]
@@ -134,16 +136,56 @@ async def revoke_consent_tokens(
     jtis changed now, sorted."""
     rows = await conn.fetch(
         "UPDATE issued_tokens SET status = $2 WHERE consent_id = $1 AND status <> $2"
-        " RETURNING jti, status_list_id",
+        " RETURNING jti, status_list_id, status",
         consent_id,
         status,
     )
+    await _moved(conn, rows)
+    return sorted(r["jti"] for r in rows)
+
+
+async def suspend_consent_tokens(
+    conn: asyncpg.Connection, consent_id: str, *, valid: int, status: int, fallback: int
+) -> list[tuple[str, int]]:
+    """Set the consent's ``valid`` tokens to ``status``, or to ``fallback`` where their list is
+    too narrow to hold ``status``, and move their lists' versions; (jti, status set), sorted."""
+    rows = await conn.fetch(
+        "UPDATE issued_tokens t SET status = CASE WHEN (1 << l.bits) > $3 THEN $3 ELSE $4 END"
+        " FROM status_lists l WHERE l.list_id = t.status_list_id AND t.consent_id = $1"
+        " AND t.status = $2 RETURNING t.jti, t.status_list_id, t.status",
+        consent_id,
+        valid,
+        status,
+        fallback,
+    )
+    await _moved(conn, rows)
+    return sorted((r["jti"], r["status"]) for r in rows)
+
+
+async def restore_consent_tokens(
+    conn: asyncpg.Connection, consent_id: str, *, status: int, valid: int
+) -> list[str]:
+    """Set the consent's tokens of ``status`` back to ``valid`` and move their lists'
+    versions; the jtis changed, sorted."""
+    rows = await conn.fetch(
+        "UPDATE issued_tokens SET status = $3 WHERE consent_id = $1 AND status = $2"
+        " RETURNING jti, status_list_id, status",
+        consent_id,
+        status,
+        valid,
+    )
+    await _moved(conn, rows)
+    return sorted(r["jti"] for r in rows)
+
+
+async def _moved(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
+    """Move the version of every list one of these changed token rows is in, so signed copies
+    cached by any process are rebuilt."""
     lists = sorted({r["status_list_id"] for r in rows})
     if lists:
         await conn.execute(
             "UPDATE status_lists SET version = version + 1 WHERE list_id = ANY($1::text[])", lists
         )
-    return sorted(r["jti"] for r in rows)
 
 
 # Status lists.
