@@ -138,7 +138,8 @@ def service_env(database_url: str, data_dir: Path, port: int, **settings: str) -
 class Service:
     """`registry serve` as a subprocess, its log in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, stdout_too: bool = False) -> None:
+        """``stdout_too``: the log file gets stdout as well as stderr (else stdout is dropped)."""
         self.env = env
         self.log_path = log_path
         self.base_url = f"http://127.0.0.1:{env['REGISTRY_PORT']}"
@@ -148,7 +149,7 @@ class Service:
                 env=env,
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=log if stdout_too else subprocess.DEVNULL,
                 stderr=log,
             )
 

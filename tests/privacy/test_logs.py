@@ -18,8 +18,6 @@ import datetime as dt
 import json
 import re
 import signal
-import subprocess
-import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -31,7 +29,7 @@ from registry.core.logs import REDACTED, redact
 from registry_client import RegistryClient, SourceAsset
 from registry_client.forms import FormAsset, FormSigner
 from tests.client import support
-from tests.faults.support import REPO, Service, free_port, service_env
+from tests.faults.support import Service, free_port, service_env
 from tests.support import ADMIN_KEY, bearer, service_url
 
 if TYPE_CHECKING:
@@ -62,26 +60,8 @@ FIELDS = (
 )
 
 
-class LoggedService(Service):
-    """`registry serve` with stdout and stderr both written to ``log_path``."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.base_url = f"http://127.0.0.1:{env['REGISTRY_PORT']}"
-        with log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "registry.cli", "serve"],
-                env=env,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-
 @pytest.fixture
-def verbose_service(database_url: str, tmp_path: Path) -> Iterator[LoggedService]:
+def verbose_service(database_url: str, tmp_path: Path) -> Iterator[Service]:
     env = service_env(
         service_url(database_url),
         tmp_path,
@@ -90,7 +70,8 @@ def verbose_service(database_url: str, tmp_path: Path) -> Iterator[LoggedService
         # The gate fetches one output by address from a local server (image_url).
         image_fetch_allowed_hosts="127.0.0.1",
     )
-    service = LoggedService(env, tmp_path / "serve.log")
+    # stdout too: the service logs to stdout, and the test greps everything it printed.
+    service = Service(env, tmp_path / "serve.log", stdout_too=True)
     try:
         service.wait_ready()
         yield service
