@@ -41,6 +41,8 @@ from registry_client.models import (
     IssuedToken,
     ProvenanceLookup,
     ProvenanceReport,
+    Report,
+    ReportCategory,
     Resumption,
     SignedOutput,
     SignerEnrolled,
@@ -150,6 +152,10 @@ class _ConsentList(msgspec.Struct, frozen=True):
 class _Appeal(_Body, frozen=True):
     decision_id: str
     statement: str
+
+
+class _Report(_Body, frozen=True):
+    category: str
 
 
 class _Withdraw(_Body, frozen=True):
@@ -469,6 +475,16 @@ def lookup_hashes(queries: Sequence[HashQuery]) -> Call[list[HashLookup]]:
 def appeal(decision_id: str, statement: str) -> Call[Appeal]:
     body = _Appeal(decision_id=decision_id, statement=statement)
     return Call("POST", "/v1/appeals", decoder(Appeal), content=_json(body))
+
+
+def report(decision_id: str, category: ReportCategory) -> Call[Report]:
+    body = _Report(category=category)
+    return Call(
+        "POST",
+        path("/v1/moderation/decisions/{}/reports", decision_id),
+        decoder(Report),
+        content=_json(body),
+    )
 
 
 def withdraw(

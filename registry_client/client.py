@@ -37,6 +37,8 @@ if TYPE_CHECKING:
         IssuedToken,
         ProvenanceLookup,
         ProvenanceReport,
+        Report,
+        ReportCategory,
         Resumption,
         SignedOutput,
         SignerEnrolled,
@@ -305,6 +307,11 @@ class RegistryClient:
         """Appeal a blocked decision on behalf of the publisher's user. Publishers."""
         return self._run(_calls.appeal(decision_id, statement))
 
+    def report(self, decision_id: str, category: ReportCategory) -> Report:
+        """Report an allowed output after publication (its users flagged it); while the
+        decision's report is open, returns that one (``created`` False). Publishers."""
+        return self._run(_calls.report(decision_id, category))
+
     def lookup_hash(
         self,
         signal: Literal["pdq", "phash"],
@@ -552,6 +559,10 @@ class AsyncRegistryClient:
     async def appeal(self, decision_id: str, statement: str) -> Appeal:
         """See ``RegistryClient.appeal``."""
         return await self._run(_calls.appeal(decision_id, statement))
+
+    async def report(self, decision_id: str, category: ReportCategory) -> Report:
+        """See ``RegistryClient.report``."""
+        return await self._run(_calls.report(decision_id, category))
 
     async def lookup_hash(
         self,

@@ -223,6 +223,24 @@ class Appeal(msgspec.Struct, kw_only=True, frozen=True):
     """When a reviewer should have decided it."""
 
 
+ReportCategory: TypeAlias = Literal[
+    "nonconsensual", "sexual", "minor", "violence", "hate", "self_harm", "other"
+]
+
+
+class Report(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    decision_id: str
+    ticket_id: str
+    category: str
+    status: str
+    created_at: datetime
+    created: bool
+    """False when this decision's report was open already: this is that report."""
+    deadline: datetime
+    """When a reviewer should have decided it."""
+
+
 # Provenance.
 
 

@@ -74,6 +74,7 @@ SERVICE_PRIVILEGES = {
     "moderation_decisions": "SIU",
     "review_tickets": "SIU",
     "review_appeals": "SIU",
+    "review_reports": "SIU",
     "hash_lists": "SIU",
     "hash_list_entries": "SIU",
     "takedown_webhooks": "SIU",

@@ -130,6 +130,12 @@ class SubjectIndex:
         message = msgspec.json.encode(["idempotency-key", tenant, key])
         return "hk1:" + hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
+    def end_user(self, tenant: str, user_id: str) -> str:
+        """What the gate keeps in clear of a request's ``user_id`` so the KPIs can count
+        repeat offenders: its HMAC under the same key, apart by a label."""
+        message = msgspec.json.encode(["end-user", tenant, user_id])
+        return "eu1:" + hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
     def __repr__(self) -> str:
         return "SubjectIndex(<hidden>)"
 

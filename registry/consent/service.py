@@ -120,6 +120,10 @@ class ConsentService:
         gate's decisions), so one erasure and one shredding reach them all."""
         return self._keys
 
+    def end_user_ref(self, tenant: str, user_id: str) -> str:
+        """The blind index of a gate request's end user (see ``SubjectIndex.end_user``)."""
+        return self._index.end_user(tenant, user_id)
+
     @classmethod
     async def load(
         cls,

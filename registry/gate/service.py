@@ -497,6 +497,7 @@ class GateService:
             policy_label=decision.policy_label,
             consents=_consents(evidence.sources),
             legal_report=decision.legal_report,
+            user_ref=self._user_ref(actor, request),
         )
         try:
             inserted, ticket = await self._store(actor, new, decision, image)
@@ -527,6 +528,11 @@ class GateService:
             ),
             replayed=False,
         )
+
+    def _user_ref(self, actor: Client, request: dict[str, Any]) -> str | None:
+        """The end user's blind index, for the recidivism KPIs (None when not given)."""
+        user_id = request.get("user_id")
+        return self._consent.end_user_ref(actor.tenant, user_id) if user_id else None
 
     async def _store(
         self,

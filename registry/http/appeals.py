@@ -1,5 +1,5 @@
-"""Appeals over HTTP, a gate decision's record with its plain-language statement, and the
-admins' listing of decisions (the legal-reporting flag among its filters).
+"""Appeals and reports over HTTP, a gate decision's record with its plain-language statement,
+and the admins' listing of decisions (the legal-reporting flag among its filters).
 
 A publisher appeals on behalf of its user; it sees only its own tenant's decisions (another
 tenant's decision is "not found", never "forbidden", so ids cannot be probed). The appeal's
@@ -12,7 +12,7 @@ from datetime import datetime  # noqa: TC003 - msgspec and Litestar read annotat
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath, QueryParameter
 
@@ -39,6 +39,24 @@ class AppealCreated(msgspec.Struct, kw_only=True, frozen=True):
     status: str
     appealed_status: str
     created_at: datetime
+    deadline: datetime
+    """When a reviewer should have decided it, by the active policy's tiers."""
+
+
+class FileReport(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    category: review.ReportCategory
+    """What the publisher's users say is wrong with the published output."""
+
+
+class ReportView(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    decision_id: str
+    ticket_id: str
+    category: str
+    status: str
+    created_at: datetime
+    created: bool
+    """False when this decision's report was open already: this is that report."""
     deadline: datetime
     """When a reviewer should have decided it, by the active policy's tiers."""
 
@@ -90,6 +108,51 @@ class AppealsController(Controller):
             created_at=appeal.created_at,
             deadline=filed.deadline,
         )
+
+    @post(
+        "/v1/moderation/decisions/{decision_id:str}/reports",
+        summary="Report an allowed output after publication (its users flagged it)",
+        description=(
+            "Only the publisher's own tenant's decisions (others: 404 decision_not_found), "
+            "only a publish decision that is allowed now (else 409 decision_not_reportable). "
+            "Opens a ticket of kind `report`; a reviewer who blocks it makes the decision "
+            "`blocked` (take the output down) and counts the gate's `allowed` as a false "
+            "negative of its policy version. While a report is open, filing again returns it "
+            "(200, `created: false`) instead of opening another."
+        ),
+        guards=[allow(Role.PUBLISHER)],
+        security=BEARER,
+        opt={"body": FileReport},
+        status_code=201,
+    )
+    async def report(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[FileReport],
+        decision_id: DecisionId,
+    ) -> Response[ReportView]:
+        async with services.unit_of_work(caller) as uow:
+            filed = await review.file_report(
+                uow,
+                client_id=caller.client_id,
+                tenant=caller.tenant,
+                decision_id=decision_id,
+                category=payload.category,
+                policy=services.gate.policy,
+            )
+        report = filed.report
+        view = ReportView(
+            id=report.id,
+            decision_id=report.decision_id,
+            ticket_id=report.ticket_id,
+            category=report.category,
+            status=report.status,
+            created_at=report.created_at,
+            created=filed.created,
+            deadline=filed.deadline,
+        )
+        return Response(view, status_code=201 if filed.created else 200)
 
     @get(
         "/v1/moderation/decisions",

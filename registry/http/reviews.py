@@ -145,14 +145,30 @@ class StatsController(Controller):
         summary="Moderation KPIs (admin)",
         description=(
             "Decisions by status and reason, blocked rate, review latency p50/p95, open "
-            "tickets past deadline, appeal overturn rate, classifier errors and latency. The "
-            "same figures are Prometheus gauges on /metrics."
+            "tickets past deadline, appeal overturn rate, classifier errors and latency; over "
+            "the last `window_days` (default 30): recidivism (repeat blocked decisions per end "
+            "user and per client) and, per policy version, false positives (overturned "
+            "appeals) and false negatives (allowed outputs a reviewer blocked after a report). "
+            "The same figures are Prometheus gauges on /metrics (the window there is 30 days)."
         ),
         guards=[allow(Role.ADMIN)],
         security=BEARER,
     )
-    async def stats(self, services: AppServices) -> review.Stats:
+    async def stats(
+        self,
+        services: AppServices,
+        window_days: Annotated[
+            int,
+            QueryParameter(
+                ge=1,
+                le=366,
+                description="Days the recidivism and per-policy-version figures cover",
+            ),
+        ] = review.DEFAULT_WINDOW_DAYS,
+    ) -> review.Stats:
         async with services.connection() as conn:
-            stats = await review.compute_stats(conn)
-        review.publish_stats(stats)
+            stats = await review.compute_stats(conn, window_days=window_days)
+        if window_days == review.DEFAULT_WINDOW_DAYS:
+            # /metrics shows the default window only.
+            review.publish_stats(stats)
         return stats

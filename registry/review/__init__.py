@@ -2,12 +2,13 @@
 
 - ``queue``: tickets leased to reviewers (claims never collide, leases expire), decisions.
 - ``appeals``: a publisher appeals a blocked decision; a different reviewer decides.
+- ``reports``: a publisher reports an allowed output after publication; a reviewer decides.
 - ``history``: every change of a decision's status, with actor, time and note.
 - ``records``: a decision's record for its publisher; a review case for reviewers.
 - ``takedown``: what a consent withdrawal affects; signed notices to publisher webhooks.
 - ``stats``/``metrics``: KPIs from the database, and the Prometheus gauges that show them.
-- ``repository``: the SQL on review's own tables (appeals, history, takedown); decisions and
-  tickets are read and changed through the gate's repository.
+- ``repository``: the SQL on review's own tables (appeals, reports, history, takedown);
+  decisions and tickets are read and changed through the gate's repository.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from registry.review.errors import (
     ConsentIdInvalid,
     DecisionNotAppealable,
     DecisionNotFound,
+    DecisionNotReportable,
     ReviewError,
     TicketClosed,
     TicketNotFound,
@@ -48,7 +50,8 @@ from registry.review.records import (
     decision_record,
     review_case,
 )
-from registry.review.stats import Stats, compute_stats
+from registry.review.reports import Report, ReportCategory, ReportFiled, file_report
+from registry.review.stats import DEFAULT_WINDOW_DAYS, Stats, compute_stats
 from registry.review.takedown import (
     TAKEDOWN_TYP,
     AffectedView,
@@ -66,6 +69,7 @@ from registry.review.takedown import (
 from registry.review.webhooks import NOTICE_MEDIA_TYPE, WebhookSender
 
 __all__ = [
+    "DEFAULT_WINDOW_DAYS",
     "NOTICE_MEDIA_TYPE",
     "TAKEDOWN_TYP",
     "AffectedView",
@@ -78,12 +82,16 @@ __all__ = [
     "ConsentNow",
     "DecisionNotAppealable",
     "DecisionNotFound",
+    "DecisionNotReportable",
     "DecisionRecord",
     "Delivery",
     "Explained",
     "HistoryEntry",
     "NoticeSender",
     "Outcome",
+    "Report",
+    "ReportCategory",
+    "ReportFiled",
     "ReviewCase",
     "ReviewError",
     "SendResult",
@@ -111,6 +119,7 @@ __all__ = [
     "decision_record",
     "decision_row",
     "file_appeal",
+    "file_report",
     "get_ticket",
     "history_of",
     "list_deliveries",

@@ -78,7 +78,7 @@ async def decide(
         payload["appeal_id"] = ticket.appeal_id
         payload["appeal_status"] = decided.appeal_status
     uow.record(
-        "appeal.decided" if ticket.kind == "appeal" else "review.decided",
+        f"{ticket.kind}.decided",
         tenant=ticket.tenant,
         subject_type="review_ticket",
         subject_id=ticket.id,

@@ -104,7 +104,9 @@ async def file_appeal(
         created_at=now,
     )
     appeal_id = appeal.id
-    await repository.insert_appeal(conn, appeal, tenant=decision.tenant)
+    await repository.insert_appeal(
+        conn, appeal, tenant=decision.tenant, policy_version=decision.policy_version
+    )
     change = await record_change(
         conn,
         decision_id=decision_id,

@@ -59,6 +59,13 @@ class DecisionNotAppealable(ReviewError):
     kind = "conflict"
 
 
+class DecisionNotReportable(ReviewError):
+    """Only a published output the gate (or a reviewer) allowed can be reported."""
+
+    code = "decision_not_reportable"
+    kind = "conflict"
+
+
 class AppealExists(ReviewError):
     """The decision was appealed before; a decision is appealed once."""
 

@@ -117,6 +117,8 @@ _CHANGE_LINES: dict[HistoryEvent, str] = {
     "reviewed": "A reviewer decided on {at}: {to}.",
     "appealed": "Appealed on {at}.",
     "appeal_decided": "The appeal was decided on {at}: {to}.",
+    "reported": "Reported after publication on {at}.",
+    "report_decided": "The report was decided on {at}: {to}.",
 }
 
 

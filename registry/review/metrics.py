@@ -86,7 +86,38 @@ _CLASSIFIER_LATENCY = Gauge(
     ["classifier", "quantile"],
     multiprocess_mode=_MODE,
 )
-_QUANTILES = (_REVIEW_LATENCY, _CLASSIFIER_LATENCY)
+_REPEAT_USERS = Gauge(
+    "registry_recidivism_end_users",
+    "End users with blocked decisions in the last 30 days: any (kind=blocked), two or more "
+    "(kind=repeat)",
+    ["kind"],
+    multiprocess_mode=_MODE,
+)
+_REPEAT_BLOCKS = Gauge(
+    "registry_recidivism_repeat_blocks",
+    "Blocked decisions of repeat end users beyond each one's first, last 30 days",
+    multiprocess_mode=_MODE,
+)
+_CLIENT_BLOCKED = Gauge(
+    "registry_recidivism_client_blocked",
+    "Blocked decisions per client (the 20 most blocked), last 30 days",
+    ["client_id"],
+    multiprocess_mode=_MODE,
+)
+_FALSE_POSITIVE = Gauge(
+    "registry_policy_false_positive_ratio",
+    "Decided appeals that overturned a block, per policy version, last 30 days (0..1)",
+    ["policy_version"],
+    multiprocess_mode=_MODE,
+)
+_FALSE_NEGATIVE = Gauge(
+    "registry_policy_false_negative_ratio",
+    "Gate-allowed publish decisions a reviewer blocked after a report, per policy version, "
+    "last 30 days (0..1)",
+    ["policy_version"],
+    multiprocess_mode=_MODE,
+)
+_QUANTILES = (_REVIEW_LATENCY, _CLASSIFIER_LATENCY, _FALSE_POSITIVE, _FALSE_NEGATIVE)
 
 # Multiprocess mode only: every label set this process ever set, by gauge.
 _published: dict[Gauge, set[tuple[str, ...]]] = {}
@@ -119,6 +150,24 @@ def publish_stats(stats: Stats) -> None:
             for q, v in (("0.5", c.latency_ms.p50), ("0.95", c.latency_ms.p95))
             if v is not None
         },
+    }
+    recidivism = stats.recidivism
+    if recidivism is not None:
+        labelled[_REPEAT_USERS] = {
+            ("blocked",): recidivism.blocked_users,
+            ("repeat",): recidivism.repeat_users,
+        }
+        labelled[_CLIENT_BLOCKED] = {(c.client_id,): c.blocked for c in recidivism.clients}
+        _REPEAT_BLOCKS.set(recidivism.repeat_blocks)
+    labelled[_FALSE_POSITIVE] = {
+        (v.policy_version,): v.false_positive_rate
+        for v in stats.policy_versions
+        if v.false_positive_rate is not None
+    }
+    labelled[_FALSE_NEGATIVE] = {
+        (v.policy_version,): v.false_negative_rate
+        for v in stats.policy_versions
+        if v.false_negative_rate is not None
     }
     multiprocess = _multiprocess()
     for gauge, values in labelled.items():

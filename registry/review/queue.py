@@ -24,7 +24,13 @@ from registry.gate.repository.tickets import TicketKind, TicketStatus
 from registry.review import repository
 from registry.review.appeals import settle_appeal
 from registry.review.errors import TicketClosed, TicketNotFound, TicketNotHeld
-from registry.review.history import DecisionStatus, HistoryEntry, decision_row, record_change
+from registry.review.history import (
+    DecisionStatus,
+    HistoryEntry,
+    HistoryEvent,
+    decision_row,
+    record_change,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,6 +38,12 @@ if TYPE_CHECKING:
     import asyncpg
 
     from registry.gate.repository import TicketRow
+
+_DECIDED_EVENT: dict[TicketKind, HistoryEvent] = {
+    "review": "reviewed",
+    "appeal": "appeal_decided",
+    "report": "report_decided",
+}
 
 __all__ = [
     "Claimed",
@@ -184,10 +196,12 @@ async def decide_ticket(
     appeal_status = None
     if ticket.kind == "appeal" and ticket.appeal_id is not None:
         appeal_status = await settle_appeal(conn, ticket.appeal_id, outcome=outcome)
+    if ticket.kind == "report":
+        await repository.settle_report(conn, ticket.id, outcome=outcome)
     change = await record_change(
         conn,
         decision_id=decision.decision_id,
-        event="appeal_decided" if ticket.kind == "appeal" else "reviewed",
+        event=_DECIDED_EVENT[ticket.kind],
         from_status=decision.current_status,
         to_status=outcome,
         actor=reviewer,

@@ -1,7 +1,7 @@
 """The review domain's tables in PostgreSQL: appeals, decision history, takedown notices.
 
-owns: review_appeals, moderation_decision_history, review_texts, takedown_webhooks,
-takedown_events, takedown_deliveries, takedown_attempts.
+owns: review_appeals, review_reports, moderation_decision_history, review_texts,
+takedown_webhooks, takedown_events, takedown_deliveries, takedown_attempts.
 
 What review reads or changes of other domains goes through their repositories: decisions and
 review tickets are the gate's (``registry.gate.repository``, which says why the tickets are
@@ -37,6 +37,10 @@ __all__ = [
     "HistoryEntry",
     "HistoryEvent",
     "PendingWithdrawal",
+    "Report",
+    "ReportCategory",
+    "ReportStatus",
+    "VersionOutcomes",
     "Webhook",
     "appeal_counts",
     "appeal_exists",
@@ -49,9 +53,13 @@ __all__ = [
     "insert_appeal",
     "insert_attempt",
     "insert_delivery",
+    "insert_report",
     "mark_processed",
+    "open_report_of",
+    "outcomes_by_policy_version",
     "pending_withdrawals",
     "settle_appeal",
+    "settle_report",
     "take_due",
     "update_delivery",
     "upsert_webhook",
@@ -59,8 +67,14 @@ __all__ = [
 ]
 
 DecisionStatus: TypeAlias = Literal["allowed", "review", "blocked"]
-HistoryEvent: TypeAlias = Literal["gated", "reviewed", "appealed", "appeal_decided"]
+HistoryEvent: TypeAlias = Literal[
+    "gated", "reviewed", "appealed", "appeal_decided", "reported", "report_decided"
+]
 AppealStatus: TypeAlias = Literal["open", "upheld", "overturned"]
+ReportStatus: TypeAlias = Literal["open", "confirmed", "dismissed"]
+ReportCategory: TypeAlias = Literal[
+    "nonconsensual", "sexual", "minor", "violence", "hate", "self_harm", "other"
+]
 DeliveryStatus: TypeAlias = Literal["pending", "delivered", "failed"]
 
 
@@ -68,7 +82,8 @@ DeliveryStatus: TypeAlias = Literal["pending", "delivered", "failed"]
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True, frozen=True):
-    """One step: ``gated`` (the gate's outcome), ``reviewed``, ``appealed``, ``appeal_decided``.
+    """One step: ``gated`` (the gate's outcome), ``reviewed``, ``appealed``, ``appeal_decided``,
+    ``reported`` (a publisher reported an allowed output) and ``report_decided``.
 
     ``actor`` is ``gate`` or an API client id; ``note`` is the reviewer's note (none for the
     gate's own step or for filing an appeal, whose statement is on the appeal), and
@@ -159,10 +174,15 @@ async def appeal_exists(conn: asyncpg.Connection, decision_id: str) -> bool:
     return bool(found)
 
 
-async def insert_appeal(conn: asyncpg.Connection, appeal: Appeal, *, tenant: str) -> None:
+async def insert_appeal(
+    conn: asyncpg.Connection, appeal: Appeal, *, tenant: str, policy_version: str
+) -> None:
+    """Store the appeal with the policy version of the decision it contests (the KPIs count
+    overturned appeals per version)."""
     await conn.execute(
         "INSERT INTO review_appeals (appeal_id, decision_id, ticket_id, client_id, tenant,"
-        " statement_sha256, appealed_status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " statement_sha256, appealed_status, created_at, policy_version)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         appeal.id,
         appeal.decision_id,
         appeal.ticket_id,
@@ -171,6 +191,7 @@ async def insert_appeal(conn: asyncpg.Connection, appeal: Appeal, *, tenant: str
         appeal.statement_sha256,
         appeal.appealed_status,
         appeal.created_at,
+        policy_version,
     )
     if appeal.statement is not None:
         await conn.execute(
@@ -252,6 +273,118 @@ async def appeal_counts(conn: asyncpg.Connection) -> tuple[int, int, int]:
         " count(*) FILTER (WHERE status = 'overturned') AS overturned FROM review_appeals"
     )
     return row["filed"], row["decided"], row["overturned"]
+
+
+class VersionOutcomes(msgspec.Struct, kw_only=True, frozen=True):
+    """What humans made of one policy version's decisions after the gate."""
+
+    policy_version: str
+    appeals_decided: int
+    appeals_overturned: int
+    reports_decided: int
+    reports_confirmed: int
+
+
+async def outcomes_by_policy_version(
+    conn: asyncpg.Connection, *, since: datetime
+) -> list[VersionOutcomes]:
+    """Appeals and reports decided since ``since``, per policy version of their decision
+    (reports only of outputs the gate itself allowed: the policy's misses)."""
+    rows = await conn.fetch(
+        "SELECT policy_version, sum(ad) AS ad, sum(ao) AS ao, sum(rd) AS rd, sum(rc) AS rc"
+        " FROM (SELECT policy_version, 1 AS ad, (status = 'overturned')::int AS ao, 0 AS rd,"
+        " 0 AS rc FROM review_appeals WHERE status <> 'open' AND decided_at >= $1"
+        " UNION ALL SELECT policy_version, 0, 0, 1, (status = 'confirmed')::int"
+        " FROM review_reports WHERE gate_allowed AND status <> 'open' AND decided_at >= $1) o"
+        " GROUP BY policy_version ORDER BY policy_version",
+        since,
+    )
+    return [
+        VersionOutcomes(
+            policy_version=r["policy_version"],
+            appeals_decided=int(r["ad"]),
+            appeals_overturned=int(r["ao"]),
+            reports_decided=int(r["rd"]),
+            reports_confirmed=int(r["rc"]),
+        )
+        for r in rows
+    ]
+
+
+# Reports of allowed outputs.
+
+
+class Report(msgspec.Struct, kw_only=True, frozen=True):
+    """A publisher's report that an output the gate allowed should not have been."""
+
+    id: str
+    decision_id: str
+    ticket_id: str
+    client_id: str
+    category: ReportCategory
+    status: ReportStatus
+    created_at: datetime
+    decided_at: datetime | None = None
+
+
+_REPORT_COLUMNS = (
+    "report_id, decision_id, ticket_id, client_id, category, status, created_at, decided_at"
+)
+
+
+def _report(row: asyncpg.Record) -> Report:
+    values = dict(row)
+    values["id"] = values.pop("report_id")
+    return Report(**values)
+
+
+async def insert_report(
+    conn: asyncpg.Connection,
+    report: Report,
+    *,
+    tenant: str,
+    policy_version: str,
+    gate_allowed: bool,
+) -> None:
+    await conn.execute(
+        "INSERT INTO review_reports (report_id, decision_id, ticket_id, client_id, tenant,"
+        " policy_version, category, created_at, gate_allowed)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        report.id,
+        report.decision_id,
+        report.ticket_id,
+        report.client_id,
+        tenant,
+        policy_version,
+        report.category,
+        report.created_at,
+        gate_allowed,
+    )
+
+
+async def open_report_of(conn: asyncpg.Connection, decision_id: str) -> Report | None:
+    """The decision's report still waiting for a reviewer, if any (there is at most one)."""
+    row = await conn.fetchrow(
+        f"SELECT {_REPORT_COLUMNS} FROM review_reports"  # noqa: S608 - constant columns
+        " WHERE decision_id = $1 AND status = 'open'",
+        decision_id,
+    )
+    return None if row is None else _report(row)
+
+
+async def settle_report(
+    conn: asyncpg.Connection, ticket_id: str, *, outcome: DecisionStatus
+) -> ReportStatus | None:
+    """Record what the report's ticket came to: ``confirmed`` when the reviewer blocked the
+    output, ``dismissed`` otherwise; None when the ticket is no report's."""
+    status: ReportStatus | None = await conn.fetchval(
+        "UPDATE review_reports SET status = CASE WHEN $2 = 'blocked' THEN 'confirmed'"
+        " ELSE 'dismissed' END, decided_at = now() WHERE ticket_id = $1 AND status = 'open'"
+        " RETURNING status",
+        ticket_id,
+        outcome,
+    )
+    return status
 
 
 # Takedown webhooks, withdrawals to notify, deliveries and their attempts.

@@ -7,13 +7,14 @@ the gate stored with each decision (computed scores only: supplied scores have n
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 - msgspec reads annotations at runtime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from registry.core import db
 from registry.gate import repository as gate_repository
+from registry.gate.repository import ClientRepeats  # noqa: TC001 - msgspec reads it at runtime
 from registry.review import repository
 
 if TYPE_CHECKING:
@@ -21,7 +22,22 @@ if TYPE_CHECKING:
 
     from registry.gate.repository import Spread
 
-__all__ = ["AppealStats", "ClassifierStats", "Percentiles", "Stats", "compute_stats"]
+__all__ = [
+    "DEFAULT_WINDOW_DAYS",
+    "AppealStats",
+    "ClassifierStats",
+    "Percentiles",
+    "PolicyVersionStats",
+    "Recidivism",
+    "Stats",
+    "compute_stats",
+]
+
+# The window of the recidivism and per-policy-version figures unless the caller asks for
+# another: long enough for a repeat offender to show, short enough to follow a policy change.
+DEFAULT_WINDOW_DAYS = 30
+# Clients listed under recidivism, most blocked first.
+_TOP_CLIENTS = 20
 
 
 class Percentiles(msgspec.Struct, kw_only=True, frozen=True):
@@ -47,6 +63,46 @@ class ClassifierStats(msgspec.Struct, kw_only=True, frozen=True):
     latency_ms: Percentiles
 
 
+class Recidivism(msgspec.Struct, kw_only=True, frozen=True):
+    """Repeat blocked decisions over the window, per end user and per client.
+
+    End users are counted by the blind index of the gate request's ``user_id`` (per tenant);
+    no user id is shown. Requests without a ``user_id`` count for their client only.
+    """
+
+    window_days: int
+    blocked_users: int
+    repeat_users: int
+    """End users with two or more blocked decisions."""
+    repeat_blocks: int
+    """Blocked decisions of repeat users beyond each one's first."""
+    repeat_user_rate: float | None
+    """Repeat users / users with any block; None without blocked users."""
+    clients: list[ClientRepeats]
+    """The clients with the most blocked decisions (at most 20)."""
+
+
+class PolicyVersionStats(msgspec.Struct, kw_only=True, frozen=True):
+    """How one policy version's decisions fared with humans, over the window.
+
+    False positives: decided appeals that overturned a block. False negatives: publish
+    decisions the gate allowed that a reviewer blocked after a report.
+    """
+
+    policy_version: str
+    policy_label: str | None
+    decisions: int
+    allowed_by_gate: int
+    appeals_decided: int
+    appeals_overturned: int
+    false_positive_rate: float | None
+    """Overturned / decided appeals; None before any was decided."""
+    reports_decided: int
+    reports_confirmed: int
+    false_negative_rate: float | None
+    """Confirmed reports / publish decisions the gate allowed; None without any allowed."""
+
+
 class Stats(msgspec.Struct, kw_only=True, frozen=True):
     generated_at: datetime
     decisions: int
@@ -63,6 +119,10 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     open_tickets_past_deadline: int
     appeals: AppealStats
     classifiers: list[ClassifierStats]
+    # Defaults only so that a KPI snapshot stored before these figures existed still reads;
+    # compute_stats always fills them.
+    recidivism: Recidivism | None = None
+    policy_versions: list[PolicyVersionStats] = msgspec.field(default_factory=list)
 
 
 def _percentiles(spread: Spread) -> Percentiles:
@@ -73,8 +133,15 @@ def _percentiles(spread: Spread) -> Percentiles:
     )
 
 
-async def compute_stats(conn: asyncpg.Connection) -> Stats:
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+async def compute_stats(
+    conn: asyncpg.Connection, *, window_days: int = DEFAULT_WINDOW_DAYS
+) -> Stats:
     now = await db.now(conn)
+    since = now - timedelta(days=window_days)
     by_status = await gate_repository.status_counts(conn)
     by_current = await gate_repository.current_status_counts(conn)
     by_reason = await gate_repository.reason_counts(conn)
@@ -99,7 +166,54 @@ async def compute_stats(conn: asyncpg.Connection) -> Stats:
             overturn_rate=(round(overturned / decided, 4) if decided else None),
         ),
         classifiers=await _classifiers(conn),
+        recidivism=await _recidivism(conn, since=since, window_days=window_days),
+        policy_versions=await _policy_versions(conn, since=since),
     )
+
+
+async def _recidivism(conn: asyncpg.Connection, *, since: datetime, window_days: int) -> Recidivism:
+    users = await gate_repository.user_repeats(conn, since=since)
+    return Recidivism(
+        window_days=window_days,
+        blocked_users=users.blocked_users,
+        repeat_users=users.repeat_users,
+        repeat_blocks=users.repeat_blocks,
+        repeat_user_rate=_rate(users.repeat_users, users.blocked_users),
+        clients=await gate_repository.client_repeats(conn, since=since, limit=_TOP_CLIENTS),
+    )
+
+
+async def _policy_versions(
+    conn: asyncpg.Connection, *, since: datetime
+) -> list[PolicyVersionStats]:
+    """The gate's counts and the humans' outcomes, joined on the policy version."""
+    made = {v.policy_version: v for v in await gate_repository.version_decisions(conn, since=since)}
+    judged = {
+        v.policy_version: v for v in await repository.outcomes_by_policy_version(conn, since=since)
+    }
+    out = []
+    for version in sorted(made.keys() | judged.keys()):
+        gate = made.get(version)
+        humans = judged.get(version)
+        allowed = gate.allowed_by_gate if gate else 0
+        appeals_decided = humans.appeals_decided if humans else 0
+        overturned = humans.appeals_overturned if humans else 0
+        confirmed = humans.reports_confirmed if humans else 0
+        out.append(
+            PolicyVersionStats(
+                policy_version=version,
+                policy_label=gate.policy_label if gate else None,
+                decisions=gate.decisions if gate else 0,
+                allowed_by_gate=allowed,
+                appeals_decided=appeals_decided,
+                appeals_overturned=overturned,
+                false_positive_rate=_rate(overturned, appeals_decided),
+                reports_decided=humans.reports_decided if humans else 0,
+                reports_confirmed=confirmed,
+                false_negative_rate=_rate(confirmed, allowed),
+            )
+        )
+    return out
 
 
 async def _classifiers(conn: asyncpg.Connection) -> list[ClassifierStats]:

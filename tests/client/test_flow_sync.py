@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from registry_client import (
+    Conflict,
     HashQuery,
     NotFound,
     RegistryClient,
@@ -118,6 +119,14 @@ def test_the_caller_flow_from_consent_to_erasure(callers):  # noqa: PLR0915 - on
         appeal = publisher.appeal(blocked.decision_id, "It is a photo of a marble statue.")
         assert appeal.decision_id == blocked.decision_id
         assert appeal.ticket_id
+        # A report of a blocked decision is refused; of the allowed one, filed once.
+        with pytest.raises(Conflict) as not_reportable:
+            publisher.report(blocked.decision_id, "sexual")
+        assert not_reportable.value.code == "decision_not_reportable"
+        report = publisher.report(decision.decision_id, "nonconsensual")
+        assert (report.status, report.created) == ("open", True)
+        again = publisher.report(decision.decision_id, "other")
+        assert (again.id, again.created) == (report.id, False)
 
         # The generator signs the allowed output; anyone verifies it and finds a copy.
         signed = generator.sign_output(

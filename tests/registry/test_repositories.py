@@ -72,6 +72,7 @@ OWNERS: dict[str, frozenset[str]] = {
     "review": frozenset(
         {
             "review_appeals",
+            "review_reports",
             "moderation_decision_history",
             "review_texts",
             "takedown_webhooks",

@@ -85,6 +85,8 @@ class NewDecision(msgspec.Struct, kw_only=True, frozen=True):
     policy_label: str
     consents: tuple[DecisionConsent, ...] = ()
     legal_report: bool = False
+    user_ref: str | None = None
+    """The end user's blind index (``SubjectIndex.end_user``), for the recidivism KPIs."""
 
 
 class DecisionRow(msgspec.Struct, kw_only=True, frozen=True):
@@ -152,9 +154,10 @@ async def insert_decision(
     inserted = await conn.fetchval(
         "INSERT INTO moderation_decisions (decision_id, generation_id, stage, client_id, tenant,"
         " image_sha256, image_phash, request_sha256, status, reasons, scores, sealed,"
-        " data_key_id, policy_version, policy_label, current_status, legal_report, evidence)"
+        " data_key_id, policy_version, policy_label, current_status, legal_report, evidence,"
+        " user_ref)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $9, $16,"
-        " $17)"
+        " $17, $18)"
         " ON CONFLICT (client_id, generation_id, stage) DO NOTHING RETURNING true",
         new.decision_id,
         new.generation_id,
@@ -174,6 +177,7 @@ async def insert_decision(
         new.legal_report,
         # The KPIs' part of the evidence, in clear: classifier results say nothing of people.
         {"classifiers": msgspec.to_builtins(new.evidence.classifiers)},
+        new.user_ref,
     )
     if not inserted:
         return False

@@ -8,18 +8,26 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import asyncpg
 
 __all__ = [
     "ClassifierCalls",
+    "ClientRepeats",
     "Spread",
+    "UserRepeats",
+    "VersionDecisions",
     "classifier_calls",
     "classifier_errors",
+    "client_repeats",
     "current_status_counts",
     "open_ticket_counts",
     "reason_counts",
     "review_latency",
     "status_counts",
+    "user_repeats",
+    "version_decisions",
 ]
 
 # One row per computed classifier result stored in a decision's evidence.
@@ -124,3 +132,80 @@ async def classifier_errors(conn: asyncpg.Connection) -> dict[str, dict[str, int
     ):
         errors.setdefault(r["classifier"], {})[r["error"]] = r["n"]
     return errors
+
+
+class UserRepeats(msgspec.Struct, kw_only=True, frozen=True):
+    """End users (by blind index) with blocked decisions in a window."""
+
+    blocked_users: int
+    """End users with at least one blocked decision."""
+    repeat_users: int
+    """End users with two or more."""
+    repeat_blocks: int
+    """Blocked decisions of repeat users beyond each one's first."""
+
+
+class ClientRepeats(msgspec.Struct, kw_only=True, frozen=True):
+    client_id: str
+    decisions: int
+    blocked: int
+    repeat_users: int
+    """This client's end users with two or more blocked decisions in the window."""
+
+
+class VersionDecisions(msgspec.Struct, kw_only=True, frozen=True):
+    policy_version: str
+    policy_label: str
+    decisions: int
+    allowed_by_gate: int
+    """Publish decisions the gate itself allowed (what a later report can prove wrong)."""
+
+
+async def user_repeats(conn: asyncpg.Connection, *, since: datetime) -> UserRepeats:
+    """Repeat blocked decisions per end user since ``since`` (decisions without a user_id,
+    and those from before migration 0019, have no user and are not counted)."""
+    [row] = await conn.fetch(
+        "SELECT count(*) AS users, count(*) FILTER (WHERE n > 1) AS repeat_users,"
+        " coalesce(sum(n - 1) FILTER (WHERE n > 1), 0) AS repeat_blocks"
+        " FROM (SELECT count(*) AS n FROM moderation_decisions WHERE status = 'blocked'"
+        " AND created_at >= $1 AND user_ref IS NOT NULL GROUP BY tenant, user_ref) u",
+        since,
+    )
+    return UserRepeats(
+        blocked_users=row["users"],
+        repeat_users=row["repeat_users"],
+        repeat_blocks=int(row["repeat_blocks"]),
+    )
+
+
+async def client_repeats(
+    conn: asyncpg.Connection, *, since: datetime, limit: int
+) -> list[ClientRepeats]:
+    """The ``limit`` clients with the most blocked decisions since ``since``."""
+    rows = await conn.fetch(
+        "WITH recent AS (SELECT client_id, status, user_ref FROM moderation_decisions"
+        " WHERE created_at >= $1),"
+        " repeaters AS (SELECT client_id, count(*) AS n FROM (SELECT client_id, user_ref"
+        " FROM recent WHERE status = 'blocked' AND user_ref IS NOT NULL"
+        " GROUP BY client_id, user_ref HAVING count(*) > 1) r GROUP BY client_id)"
+        " SELECT c.client_id, c.decisions, c.blocked, coalesce(r.n, 0) AS repeat_users"
+        " FROM (SELECT client_id, count(*) AS decisions,"
+        " count(*) FILTER (WHERE status = 'blocked') AS blocked FROM recent"
+        " GROUP BY client_id) c LEFT JOIN repeaters r USING (client_id)"
+        " WHERE c.blocked > 0 ORDER BY c.blocked DESC, c.client_id LIMIT $2",
+        since,
+        limit,
+    )
+    return [ClientRepeats(**dict(r)) for r in rows]
+
+
+async def version_decisions(conn: asyncpg.Connection, *, since: datetime) -> list[VersionDecisions]:
+    """Decisions per policy version since ``since``, and how many the gate allowed."""
+    rows = await conn.fetch(
+        "SELECT policy_version, max(policy_label) AS policy_label, count(*) AS decisions,"
+        " count(*) FILTER (WHERE status = 'allowed' AND stage = 'publish') AS allowed_by_gate"
+        " FROM moderation_decisions WHERE created_at >= $1"
+        " GROUP BY policy_version ORDER BY policy_version",
+        since,
+    )
+    return [VersionDecisions(**dict(r)) for r in rows]

@@ -32,7 +32,7 @@ __all__ = [
     "reviewers_of",
 ]
 
-TicketKind: TypeAlias = Literal["review", "appeal"]
+TicketKind: TypeAlias = Literal["review", "appeal", "report"]
 TicketStatus: TypeAlias = Literal["open", "claimed", "closed"]
 
 _EFFECTIVE_STATUS = (
