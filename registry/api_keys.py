@@ -27,6 +27,7 @@ import msgspec
 from registry.core import auth
 from registry.core.auth import KeyView
 from registry.core.errors import Conflict, InvalidRequest, NotFound
+from registry.core.tiers import Tier, TierLimits, effective_limit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,6 +49,7 @@ __all__ = [
     "KeyUsage",
     "KeyView",
     "LastAdmin",
+    "RateLimitView",
     "check_expiry",
     "get_client",
     "issue_key",
@@ -55,6 +57,7 @@ __all__ = [
     "list_clients",
     "revoke_client",
     "revoke_key",
+    "set_tier",
     "write_usage",
 ]
 
@@ -107,6 +110,22 @@ class ClientView(msgspec.Struct, kw_only=True, frozen=True):
     """When the client was revoked; none of its keys authenticates after it."""
     keys: list[KeyView]
     """Oldest first, revoked and expired ones included."""
+    rate_limit: RateLimitView
+
+
+class RateLimitView(msgspec.Struct, kw_only=True, frozen=True):
+    """The client's rate limit now: its tier's, scaled by its risk factor
+    (``registry.core.tiers``)."""
+
+    tier: Tier
+    tier_limit_per_minute: int
+    risk_factor: float
+    risk_reasons: list[str]
+    """Why the factor is below 1 (empty when it is 1)."""
+    risk_changed_at: datetime | None
+    """When the risk worker last changed the factor."""
+    limit_per_minute: int
+    """What the client gets: the tier's limit times the factor, at least 1."""
 
 
 def check_expiry(expires_at: datetime | None, *, now: datetime | None = None) -> datetime | None:
@@ -126,7 +145,8 @@ def check_expiry(expires_at: datetime | None, *, now: datetime | None = None) ->
     return expires_at
 
 
-def _view(row: auth.ClientRow, keys: list[KeyView]) -> ClientView:
+def _view(row: auth.ClientRow, keys: list[KeyView], limits: TierLimits) -> ClientView:
+    base = limits.of(row.tier)
     return ClientView(
         client_id=row.client_id,
         name=row.name,
@@ -135,20 +155,46 @@ def _view(row: auth.ClientRow, keys: list[KeyView]) -> ClientView:
         created_at=row.created_at,
         disabled_at=row.disabled_at,
         keys=keys,
+        rate_limit=RateLimitView(
+            tier=row.tier,
+            tier_limit_per_minute=base,
+            risk_factor=row.risk_factor,
+            risk_reasons=row.risk_reasons,
+            risk_changed_at=row.risk_changed_at,
+            limit_per_minute=effective_limit(base, row.risk_factor),
+        ),
     )
 
 
-async def list_clients(conn: asyncpg.Connection) -> list[ClientView]:
-    """Every client with its keys, oldest first."""
+async def list_clients(conn: asyncpg.Connection, *, limits: TierLimits) -> list[ClientView]:
+    """Every client with its keys and rate limit (under ``limits``), oldest first."""
     clients = await auth.client_rows(conn)
     keys = await auth.keys_by_client(conn)
-    return [_view(row, keys.get(row.client_id, [])) for row in clients]
+    return [_view(row, keys.get(row.client_id, []), limits) for row in clients]
 
 
-async def get_client(conn: asyncpg.Connection, client_id: str) -> ClientView:
+async def get_client(conn: asyncpg.Connection, client_id: str, *, limits: TierLimits) -> ClientView:
     """One client with its keys; ``client_not_found`` when there is none."""
     row = await _client_row(conn, client_id, lock=False)
-    return await _with_keys(conn, row)
+    return await _with_keys(conn, row, limits)
+
+
+async def set_tier(
+    uow: UnitOfWork, client_id: str, tier: Tier, *, limits: TierLimits
+) -> ClientView:
+    """Give the client ``tier`` (revoked clients too: it is a record of the agreement)."""
+    conn = uow.conn
+    before = await _client_row(conn, client_id, lock=True)
+    row = await auth.set_tier(conn, client_id, tier)
+    assert row is not None  # noqa: S101 - locked above
+    if before.tier != tier:
+        uow.record(
+            "client.tier_set",
+            subject_type="api_client",
+            subject_id=client_id,
+            payload={"tenant": row.tenant, "tier": tier, "previous": before.tier},
+        )
+    return await _with_keys(conn, row, limits)
 
 
 async def _client_row(conn: asyncpg.Connection, client_id: str, *, lock: bool) -> auth.ClientRow:
@@ -161,8 +207,10 @@ async def _client_row(conn: asyncpg.Connection, client_id: str, *, lock: bool) -
     return row
 
 
-async def _with_keys(conn: asyncpg.Connection, row: auth.ClientRow) -> ClientView:
-    return _view(row, await auth.keys_of(conn, row.client_id))
+async def _with_keys(
+    conn: asyncpg.Connection, row: auth.ClientRow, limits: TierLimits
+) -> ClientView:
+    return _view(row, await auth.keys_of(conn, row.client_id), limits)
 
 
 async def _keep_an_admin(
@@ -177,13 +225,13 @@ async def _keep_an_admin(
         raise LastAdmin(msg)
 
 
-async def revoke_client(uow: UnitOfWork, client_id: str) -> ClientView:
+async def revoke_client(uow: UnitOfWork, client_id: str, *, limits: TierLimits) -> ClientView:
     """Revoke a client: none of its keys authenticates from the commit on. Idempotent."""
     conn = uow.conn
     await auth.lock_admin_credentials(conn)
     row = await _client_row(conn, client_id, lock=True)
     if row.disabled_at is not None:
-        return await _with_keys(conn, row)
+        return await _with_keys(conn, row, limits)
     if auth.Role.ADMIN in row.roles:
         await _keep_an_admin(conn, client_id=client_id)
     # The pre-0009 column is cleared too: no row keeps the hash of a key that stopped working.
@@ -195,7 +243,7 @@ async def revoke_client(uow: UnitOfWork, client_id: str) -> ClientView:
         subject_id=client_id,
         payload={"tenant": revoked.tenant},
     )
-    return await _with_keys(conn, revoked)
+    return await _with_keys(conn, revoked, limits)
 
 
 async def issue_key(uow: UnitOfWork, client_id: str, *, expires_at: datetime | None) -> auth.NewKey:

@@ -434,6 +434,20 @@ async def _stats_loop(services: Services) -> None:
         await asyncio.sleep(wait)
 
 
+async def _risk_loop(services: Services) -> None:
+    """Recompute the clients' risk factors every REGISTRY_RISK_INTERVAL seconds
+    (``registry.operations.refresh_client_risk``; one process per round)."""
+    while True:
+        await asyncio.sleep(services.settings.risk_interval)
+        try:
+            async with services.unit_of_work("system", auth.SYSTEM_TENANT) as uow:
+                changed = await operations.refresh_client_risk(uow)
+            if changed:
+                log.info("client risk factors changed: %d", len(changed))
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive a failed round
+            log.warning("client risk factors not recomputed: %s", type(exc).__name__)
+
+
 async def use_redis_limits(services: Services) -> None:
     """With REGISTRY_REDIS_URL, check rate limits in Redis, with the PostgreSQL limiter as
     its fallback; SettingsError when Redis does not answer now. The service's alone: the
@@ -634,6 +648,7 @@ async def start_background(services: Services) -> None:
     )
     tasks.append(asyncio.create_task(takedown_worker(services).run()))
     tasks.append(asyncio.create_task(_stats_loop(services)))
+    tasks.append(asyncio.create_task(_risk_loop(services)))
     tasks.append(asyncio.create_task(api_keys.write_usage(services.key_usage, services.connection)))
     tasks.append(
         asyncio.create_task(shred_forever(_owner(services), interval=settings.shred_interval))

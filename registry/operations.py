@@ -6,15 +6,17 @@ there, so the change and its record commit together whichever door it came throu
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from registry import api_keys
-from registry.core import auth
+from registry.core import auth, db, tiers
+from registry.core.tiers import DEFAULT_TIER, RiskSignals, Tier
+from registry.gate import repository as gate_repository
 from registry.review import repository as review_repository
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
-    from datetime import datetime
 
     import asyncpg
 
@@ -32,6 +34,7 @@ async def create_client(
     tenant: str,
     api_key: str | None = None,
     expires_at: datetime | None = None,
+    tier: Tier = DEFAULT_TIER,
 ) -> auth.NewClient:
     """Create a client with its first key (expiring at ``expires_at``, if given)."""
     new = await auth.create_client(
@@ -41,6 +44,7 @@ async def create_client(
         tenant=tenant,
         api_key=api_key,
         expires_at=api_keys.check_expiry(expires_at),
+        tier=tier,
     )
     uow.record(
         "client.created",
@@ -49,6 +53,7 @@ async def create_client(
         payload={
             "tenant": new.client.tenant,
             "roles": sorted(r.value for r in new.client.roles),
+            "tier": new.client.tier,
             **api_keys.key_payload(new.key.key_id, new.key.expires_at),
         },
     )
@@ -103,3 +108,42 @@ def derived_eraser(
         return len(decisions)
 
     return erase
+
+
+async def refresh_client_risk(uow: UnitOfWork) -> dict[str, tiers.Risk]:
+    """Recompute every enabled client's risk factor from what the gate saw of it over the
+    last ``tiers.WINDOW_MINUTES`` (``registry.core.tiers.assess``); store and audit the ones
+    that changed, and return those. One process at a time: a round that finds another under
+    way returns at once with nothing."""
+    conn = uow.conn
+    if not await auth.try_lock_risk_round(conn):
+        return {}
+    since = await db.now(conn) - timedelta(minutes=tiers.WINDOW_MINUTES)
+    seen = await gate_repository.client_signals(conn, since=since)
+    changed: dict[str, tiers.Risk] = {}
+    for subject in await auth.risk_subjects(conn):
+        counts = seen.get(subject.client_id)
+        risk = tiers.assess(
+            subject.tier,
+            RiskSignals(
+                age_days=subject.age_days,
+                decisions=counts.decisions if counts else 0,
+                blocked=counts.blocked if counts else 0,
+                hash_matches=counts.hash_matches if counts else 0,
+            ),
+        )
+        if (risk.factor, risk.reasons) == (subject.risk_factor, subject.risk_reasons):
+            continue
+        await auth.set_risk(conn, subject.client_id, factor=risk.factor, reasons=risk.reasons)
+        uow.record(
+            "client.risk_changed",
+            subject_type="api_client",
+            subject_id=subject.client_id,
+            payload={
+                "risk_factor": risk.factor,
+                "risk_reasons": list(risk.reasons),
+                "previous_risk_factor": subject.risk_factor,
+            },
+        )
+        changed[subject.client_id] = risk
+    return changed

@@ -17,6 +17,7 @@ import msgspec
 from registry.cli.output import print_json, when
 from registry.cli.run import with_services
 from registry.core import db
+from registry.core.tiers import DEFAULT_TIER, TIERS
 
 if TYPE_CHECKING:
     from registry.api_keys import ClientView, KeyView
@@ -39,6 +40,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
                 roles=args.role,
                 tenant=args.tenant,
                 expires_at=args.expires_at,
+                tier=args.tier,
             )
         print_json(
             {
@@ -46,6 +48,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
                 "name": new.client.name,
                 "tenant": new.client.tenant,
                 "roles": sorted(r.value for r in new.client.roles),
+                "tier": new.client.tier,
                 "api_key": new.api_key,
             }
         )
@@ -102,7 +105,7 @@ def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(services: Services) -> int:
         async with services.connection() as conn:
-            clients = await api_keys.list_clients(conn)
+            clients = await api_keys.list_clients(conn, limits=settings.tier_limit_table)
         if args.json:
             print_json({"clients": clients})
             return 0
@@ -152,7 +155,9 @@ def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         try:
             async with services.connection() as conn:
-                client = await api_keys.get_client(conn, args.client_id)
+                client = await api_keys.get_client(
+                    conn, args.client_id, limits=settings.tier_limit_table
+                )
         except api_keys.ClientNotFound as exc:
             return _refused(exc, args, changing=False)
         if args.json:
@@ -170,7 +175,9 @@ def cmd_clients_revoke(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         try:
             async with services.unit_of_work("cli") as uow:
-                client = await api_keys.revoke_client(uow, args.client_id)
+                client = await api_keys.revoke_client(
+                    uow, args.client_id, limits=settings.tier_limit_table
+                )
                 # now() is when this transaction began: the revocation's time iff it made it.
                 revoked_here = client.disabled_at == await db.now(uow.conn)
         except (api_keys.ClientNotFound, api_keys.LastAdmin) as exc:
@@ -272,6 +279,12 @@ def add_commands(clients: argparse.ArgumentParser, as_json: argparse.ArgumentPar
         help="admin, uploader, generator, publisher or reviewer (repeatable)",
     )
     create.add_argument("--tenant", default="default")
+    create.add_argument(
+        "--tier",
+        choices=TIERS,
+        default=DEFAULT_TIER,
+        help=f"its access tier, the base of its rate limit (default {DEFAULT_TIER})",
+    )
     create.add_argument(
         "--expires-at", type=_expiry, help=f"when its first key stops working ({_EXPIRES_AT})"
     )

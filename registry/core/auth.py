@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from registry.core.errors import Forbidden, InvalidRequest, InvalidToken, Unauthenticated
+from registry.core.tiers import DEFAULT_TIER, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,6 +55,10 @@ class Client(msgspec.Struct, kw_only=True, frozen=True):
     name: str
     tenant: str
     roles: frozenset[Role]
+    tier: Tier = DEFAULT_TIER
+    risk_factor: float = 1.0
+    """The share of its tier's rate limit the client gets now (``registry.core.tiers``)."""
+    risk_reasons: tuple[str, ...] = ()
 
     def has(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)
@@ -129,17 +134,22 @@ async def create_client(
     tenant: str,
     api_key: str | None = None,
     expires_at: datetime | None = None,
+    tier: Tier = DEFAULT_TIER,
 ) -> NewClient:
     """Insert a client and its first key; ``expires_at`` is checked by the caller."""
     parsed = validate_new_client(name, roles, tenant)
-    client = Client(client_id="cl_" + secrets.token_hex(8), name=name, tenant=tenant, roles=parsed)
+    client = Client(
+        client_id="cl_" + secrets.token_hex(8), name=name, tenant=tenant, roles=parsed, tier=tier
+    )
     # api_clients.key_hash stays NULL: keys live in api_keys (migration 0009).
     await conn.execute(
-        "INSERT INTO api_clients (client_id, name, tenant, roles) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO api_clients (client_id, name, tenant, roles, tier)"
+        " VALUES ($1, $2, $3, $4, $5)",
         client.client_id,
         client.name,
         client.tenant,
         sorted(r.value for r in parsed),
+        tier,
     )
     key = await insert_key(conn, client.client_id, api_key=api_key, expires_at=expires_at)
     return NewClient(client=client, api_key=key.api_key, key=key)
@@ -177,12 +187,16 @@ def _client(row: asyncpg.Record) -> Client:
         name=row["name"],
         tenant=row["tenant"],
         roles=frozenset(Role(r) for r in row["roles"]),
+        tier=row["tier"],
+        risk_factor=row["risk_factor"],
+        risk_reasons=tuple(row["risk_reasons"]),
     )
 
 
 # One round trip, evaluated on the database's clock so that every process agrees on expiry.
 _FIND_KEY = (
-    "SELECT c.client_id, c.name, c.tenant, c.roles, k.key_id, k.key_hash, k.last_used_at,"
+    "SELECT c.client_id, c.name, c.tenant, c.roles, c.tier, c.risk_factor, c.risk_reasons,"
+    " k.key_id, k.key_hash, k.last_used_at,"
     " c.disabled_at IS NOT NULL AS client_revoked, k.revoked_at IS NOT NULL AS key_revoked,"
     " coalesce(k.expires_at <= now(), false) AS expired,"
     " extract(epoch FROM k.expires_at - now())::float8 AS expires_in"
@@ -322,7 +336,7 @@ class KeyCache:
 
 async def get_client(conn: asyncpg.Connection, client_id: str) -> Client | None:
     row = await conn.fetchrow(
-        "SELECT client_id, name, tenant, roles FROM api_clients"
+        "SELECT client_id, name, tenant, roles, tier, risk_factor, risk_reasons FROM api_clients"
         " WHERE client_id = $1 AND disabled_at IS NULL",
         client_id,
     )
@@ -376,6 +390,10 @@ class ClientRow(msgspec.Struct, kw_only=True, frozen=True):
     """Sorted."""
     created_at: datetime
     disabled_at: datetime | None
+    tier: Tier
+    risk_factor: float
+    risk_reasons: list[str]
+    risk_changed_at: datetime | None
 
 
 # Statements are spelled out in full rather than assembled, so each reads as it runs.
@@ -397,7 +415,8 @@ def _key_view(row: asyncpg.Record) -> KeyView:
 async def client_rows(conn: asyncpg.Connection) -> list[ClientRow]:
     """Every client, oldest first."""
     rows = await conn.fetch(
-        "SELECT client_id, name, tenant, roles, created_at, disabled_at FROM api_clients"
+        "SELECT client_id, name, tenant, roles, created_at, disabled_at, tier, risk_factor,"
+        " risk_reasons, risk_changed_at FROM api_clients"
         " ORDER BY created_at, client_id"
     )
     return [_client_row(row) for row in rows]
@@ -419,7 +438,8 @@ async def client_row(
 ) -> ClientRow | None:
     """The client, revoked or not; ``lock`` locks its row until the transaction ends."""
     select = (
-        "SELECT client_id, name, tenant, roles, created_at, disabled_at FROM api_clients"
+        "SELECT client_id, name, tenant, roles, created_at, disabled_at, tier, risk_factor,"
+        " risk_reasons, risk_changed_at FROM api_clients"
         " WHERE client_id = $1"
     )
     row = await conn.fetchrow(select + (" FOR UPDATE" if lock else ""), client_id)
@@ -477,7 +497,8 @@ async def disable_client(conn: asyncpg.Connection, client_id: str) -> ClientRow 
     the hash of a key that stopped working."""
     row = await conn.fetchrow(
         "UPDATE api_clients SET disabled_at = now(), key_hash = NULL WHERE client_id = $1"
-        " RETURNING client_id, name, tenant, roles, created_at, disabled_at",
+        " RETURNING client_id, name, tenant, roles, created_at, disabled_at, tier, risk_factor,"
+        " risk_reasons, risk_changed_at",
         client_id,
     )
     return None if row is None else _client_row(row)
@@ -512,3 +533,67 @@ async def note_key_use(
         list(used.values()),
         resolution,
     )
+
+
+async def set_tier(conn: asyncpg.Connection, client_id: str, tier: Tier) -> ClientRow | None:
+    """Give the client ``tier``; None when there is no such client."""
+    row = await conn.fetchrow(
+        "UPDATE api_clients SET tier = $2 WHERE client_id = $1"
+        " RETURNING client_id, name, tenant, roles, created_at, disabled_at, tier, risk_factor,"
+        " risk_reasons, risk_changed_at",
+        client_id,
+        tier,
+    )
+    return None if row is None else _client_row(row)
+
+
+class RiskSubject(msgspec.Struct, kw_only=True, frozen=True):
+    """An enabled client as the risk worker sees it."""
+
+    client_id: str
+    tier: Tier
+    age_days: float
+    risk_factor: float
+    risk_reasons: tuple[str, ...]
+
+
+async def risk_subjects(conn: asyncpg.Connection) -> list[RiskSubject]:
+    """Every enabled client, with its age on the database's clock and its current risk."""
+    rows = await conn.fetch(
+        "SELECT client_id, tier, risk_factor, risk_reasons,"
+        " extract(epoch FROM now() - created_at)::float8 / 86400 AS age_days"
+        " FROM api_clients WHERE disabled_at IS NULL ORDER BY client_id"
+    )
+    return [
+        RiskSubject(
+            client_id=r["client_id"],
+            tier=r["tier"],
+            age_days=r["age_days"],
+            risk_factor=r["risk_factor"],
+            risk_reasons=tuple(r["risk_reasons"]),
+        )
+        for r in rows
+    ]
+
+
+async def set_risk(
+    conn: asyncpg.Connection, client_id: str, *, factor: float, reasons: Sequence[str]
+) -> None:
+    """Store the client's recomputed risk factor and its reasons, with the time."""
+    await conn.execute(
+        "UPDATE api_clients SET risk_factor = $2, risk_reasons = $3, risk_changed_at = now()"
+        " WHERE client_id = $1",
+        client_id,
+        factor,
+        list(reasons),
+    )
+
+
+# Serialises risk rounds across processes ("REGIRISK").
+_RISK_ROUND_LOCK = 0x5245_4749_5249_534B
+
+
+async def try_lock_risk_round(conn: asyncpg.Connection) -> bool:
+    """Whether this transaction may run the risk round (no other process is running one)."""
+    locked: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RISK_ROUND_LOCK)
+    return locked

@@ -23,7 +23,10 @@ refused caller's next checks are refused by the process itself until its next to
 
 Rows whose bucket has refilled completely say nothing a missing row would not, so ``prune``
 deletes them (the service runs it every ``PRUNE_INTERVAL`` seconds): the table holds the
-callers of the last refill period, about ten seconds at the default limit.
+callers of the last ten minutes, the refill time of the smallest bucket a client can have.
+
+A client's bucket has its own shape: its tier's limit times its risk factor
+(``registry.core.tiers``); ``take`` is given it, and the refusal says which limit applied.
 
 ``registry.core.ratelimit_redis`` keeps the same buckets in Redis when REGISTRY_REDIS_URL is
 set, and falls back to this limiter while Redis is unreachable.
@@ -50,20 +53,25 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL = 60.0
 """Seconds between deletions of full buckets (each process runs its own; they are cheap)."""
 _REFUSED = "rate limit exceeded for this caller"
+# A client's bucket can be as small as one request a minute (registry.core.tiers): a row is
+# only full, and safe to delete, once that long a refill has passed.
+_LONGEST_REFILL = 600.0
 # Callers over their limit whose refusal a process remembers (the least recent go first).
 _MAX_REFUSED = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
 class Bucket:
-    """The shape of every caller's bucket: refill ``rate`` (tokens per second), ``burst``."""
+    """The shape of a caller's bucket: refill ``rate`` (tokens per second), ``burst``;
+    ``limit`` names it in a refusal (which limit applied, and why)."""
 
     rate: float
     burst: float
+    limit: str | None = None
 
     @classmethod
-    def per_minute(cls, per_minute: int) -> Bucket:
-        return cls(rate=per_minute / 60.0, burst=float(max(per_minute // 6, 10)))
+    def per_minute(cls, per_minute: int, *, limit: str | None = None) -> Bucket:
+        return cls(rate=per_minute / 60.0, burst=float(max(per_minute // 6, 10)), limit=limit)
 
     @property
     def refill_seconds(self) -> float:
@@ -73,15 +81,20 @@ class Bucket:
     def refusal(self, tokens: float) -> RateLimited:
         """The error for a check that found ``tokens`` (< 1) in its bucket."""
         retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-        return RateLimited(_REFUSED, retry_after=retry)
+        return RateLimited(_refused(self), retry_after=retry)
+
+
+def _refused(bucket: Bucket) -> str:
+    return _REFUSED if bucket.limit is None else f"{_REFUSED}: {bucket.limit}"
 
 
 class RateLimiter(Protocol):
     """What the HTTP edge asks: take a token for ``key`` or raise RateLimited."""
 
-    async def take(self, key: str) -> None:
-        """Take one token for ``key``; RateLimited when there is none, DatabaseError when
-        the limit cannot be checked."""
+    async def take(self, key: str, bucket: Bucket | None = None) -> None:
+        """Take one token for ``key`` from a bucket of shape ``bucket`` (the limiter's own
+        when None); RateLimited when there is none, DatabaseError when the limit cannot be
+        checked."""
 
     async def prune(self) -> None:
         """Forget buckets that have refilled completely."""
@@ -144,26 +157,27 @@ class PostgresRateLimiter:
         self._empty_until: OrderedDict[str, float] = OrderedDict()
         """Callers refused lately: when their next token is due (monotonic seconds)."""
 
-    async def take(self, key: str) -> None:
+    async def take(self, key: str, bucket: Bucket | None = None) -> None:
+        shape = bucket or self.bucket
         due = self._empty_until.get(key)
         if due is not None:
             left = due - time.monotonic()
             if left > 0:
-                raise RateLimited(_REFUSED, retry_after=max(1, math.ceil(left)))
+                raise RateLimited(_refused(shape), retry_after=max(1, math.ceil(left)))
             del self._empty_until[key]
         async with db.acquire(self.pool, wait=self.acquire_timeout) as conn:
-            row = await conn.fetchrow(_TAKE, key, self.bucket.burst, self.bucket.rate)
+            row = await conn.fetchrow(_TAKE, key, shape.burst, shape.rate)
         if row is None or not row["granted"]:
             tokens = row["tokens"] if row is not None else 0.0
-            self._empty_until[key] = time.monotonic() + (1.0 - tokens) / self.bucket.rate
+            self._empty_until[key] = time.monotonic() + (1.0 - tokens) / shape.rate
             self._empty_until.move_to_end(key)
             while len(self._empty_until) > self.max_refused:
                 self._empty_until.popitem(last=False)
-            raise self.bucket.refusal(tokens)
+            raise shape.refusal(tokens)
 
     async def prune(self) -> None:
         async with db.acquire(self.pool, wait=self.acquire_timeout) as conn:
-            await conn.execute(_PRUNE, self.bucket.refill_seconds)
+            await conn.execute(_PRUNE, max(self.bucket.refill_seconds, _LONGEST_REFILL))
 
     async def aclose(self) -> None:
         return

@@ -130,13 +130,14 @@ class RedisRateLimiter:
         """Whether checks go to the fallback now (Redis failed within ``retry_interval``)."""
         return self._down_until is not None and time.monotonic() < self._down_until
 
-    async def take(self, key: str) -> None:
+    async def take(self, key: str, bucket: Bucket | None = None) -> None:
+        shape = bucket or self.bucket
         if self.falling_back:
-            await self.fallback.take(key)
+            await self.fallback.take(key, bucket)
             return
         try:
             granted, tokens = await self._script(
-                keys=[self.prefix + key], args=[self.bucket.rate, self.bucket.burst]
+                keys=[self.prefix + key], args=[shape.rate, shape.burst]
             )
         except (RedisError, OSError) as exc:
             if self._down_until is None:
@@ -145,13 +146,13 @@ class RedisRateLimiter:
                     type(exc).__name__,
                 )
             self._down_until = time.monotonic() + self.retry_interval
-            await self.fallback.take(key)
+            await self.fallback.take(key, bucket)
             return
         if self._down_until is not None:
             self._down_until = None
             log.info("rate limits are back on Redis")
         if not granted:
-            raise self.bucket.refusal(float(tokens))
+            raise shape.refusal(float(tokens))
 
     async def prune(self) -> None:
         # Redis expires its own keys; the fallback's table may hold an outage's buckets.

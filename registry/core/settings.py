@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from registry.core.proxies import TrustedProxies
+from registry.core.tiers import TierLimits, parse_tier_limits
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -79,6 +80,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     rate_limit_per_minute: int = 1200
     """Per API client (or per address for public endpoints), for the whole service: every
     process checks the same buckets, in PostgreSQL or, with REGISTRY_REDIS_URL, in Redis."""
+    tier_limits: str | None = None
+    """API clients' limits per tier, ``public=N,verified=N,enterprise=N`` requests a minute
+    (any of them; the others are a quarter, one and five times REGISTRY_RATE_LIMIT_PER_MINUTE).
+    A client's risk factor scales its tier's limit down (``registry.core.tiers``)."""
+    risk_interval: float = 60.0
+    """Seconds between recomputations of the clients' risk factors."""
     redis_url: str | None = None
     """``redis://`` or ``rediss://`` URL of a Redis that keeps the rate-limit buckets instead
     of PostgreSQL. It must answer at start; while it is unreachable later, the limits are
@@ -239,6 +246,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return _host_list(self.image_fetch_allowed_hosts)
 
     @property
+    def tier_limit_table(self) -> TierLimits:
+        return parse_tier_limits(self.tier_limits, per_minute=self.rate_limit_per_minute)
+
+    @property
     def trusted_proxy_networks(self) -> TrustedProxies:
         return TrustedProxies.parse(self.trusted_proxies)
 
@@ -328,6 +339,11 @@ def _validate_tsa(s: Settings) -> None:
 def _validate(s: Settings) -> None:
     _validate_database_urls(s)
     _validate_redis_url(s)
+    try:
+        s.tier_limit_table  # noqa: B018 - parsed for its errors
+    except ValueError as exc:
+        msg = f"REGISTRY_TIER_LIMITS: {exc}"
+        raise SettingsError(msg) from None
     _validate_tsa(s)
     if s.issuer is not None:
         parts = urlsplit(s.issuer)
@@ -367,6 +383,7 @@ def _validate(s: Settings) -> None:
             _MIN_JSON_DEPTH <= s.max_json_depth <= _MAX_JSON_DEPTH,
         ),
         ("REGISTRY_RATE_LIMIT_PER_MINUTE must be >= 1", s.rate_limit_per_minute >= 1),
+        ("REGISTRY_RISK_INTERVAL must be > 0", s.risk_interval > 0),
         (
             "REGISTRY_API_KEY_CACHE_SECONDS must be 0..60 seconds",
             0 <= s.api_key_cache_seconds <= _MAX_KEY_CACHE_SECONDS,

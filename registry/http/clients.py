@@ -17,6 +17,7 @@ from litestar.params import FromPath
 
 from registry import api_keys, operations
 from registry.core.auth import Client, Role
+from registry.core.tiers import DEFAULT_TIER, Tier
 from registry.http.deps import AppServices, read_payload
 from registry.http.security import BEARER, allow
 
@@ -35,6 +36,8 @@ class CreateClient(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     name: str
     roles: list[str]
     tenant: str
+    tier: Tier = DEFAULT_TIER
+    """Its access tier: the base of its rate limit (``verified`` when absent)."""
     expires_at: Expiry | None = None
     """When the first key stops working (never, when absent)."""
 
@@ -46,6 +49,10 @@ class CreatedClient(msgspec.Struct, kw_only=True, frozen=True):
     roles: list[str]
     api_key: str
     """Shown once; only its hash is stored."""
+
+
+class SetTier(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    tier: Tier
 
 
 class CreateKey(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -89,6 +96,7 @@ class ClientsController(Controller):
                 roles=payload.roles,
                 tenant=payload.tenant,
                 expires_at=payload.expires_at,
+                tier=payload.tier,
             )
         return CreatedClient(
             client_id=new.client.client_id,
@@ -101,12 +109,16 @@ class ClientsController(Controller):
     @get("/", summary="Every API client with its keys (ids and dates, never secrets)")
     async def index(self, services: AppServices) -> ClientList:
         async with services.connection() as conn:
-            return ClientList(clients=await api_keys.list_clients(conn))
+            return ClientList(
+                clients=await api_keys.list_clients(conn, limits=services.settings.tier_limit_table)
+            )
 
     @get("/{client_id:str}", summary="One API client with its keys (never secrets)")
     async def show(self, services: AppServices, client_id: ClientId) -> api_keys.ClientView:
         async with services.connection() as conn:
-            return await api_keys.get_client(conn, client_id)
+            return await api_keys.get_client(
+                conn, client_id, limits=services.settings.tier_limit_table
+            )
 
     @post(
         "/{client_id:str}/revoke",
@@ -127,10 +139,38 @@ class ClientsController(Controller):
         client_id: ClientId,
     ) -> api_keys.ClientView:
         async with services.unit_of_work(caller) as uow:
-            revoked = await api_keys.revoke_client(uow, client_id)
+            revoked = await api_keys.revoke_client(
+                uow, client_id, limits=services.settings.tier_limit_table
+            )
         # Committed: no cached lookup may outlive it here.
         services.key_cache.forget()
         return revoked
+
+    @post(
+        "/{client_id:str}/tier",
+        summary="Set a client's access tier (public, verified or enterprise)",
+        description=(
+            "The tier gives the client's base rate limit (`REGISTRY_TIER_LIMITS`); its risk "
+            "factor scales it down while the gate sees it misbehave (`rate_limit` in the "
+            "answer). Other service processes apply the new tier within "
+            "`REGISTRY_API_KEY_CACHE_SECONDS`; this one at once."
+        ),
+        opt={"body": SetTier},
+        status_code=200,
+    )
+    async def set_tier(
+        self,
+        services: AppServices,
+        caller: NamedDependency[Client],
+        payload: NamedDependency[SetTier],
+        client_id: ClientId,
+    ) -> api_keys.ClientView:
+        async with services.unit_of_work(caller) as uow:
+            view = await api_keys.set_tier(
+                uow, client_id, payload.tier, limits=services.settings.tier_limit_table
+            )
+        services.key_cache.forget()
+        return view
 
     @post(
         "/{client_id:str}/keys",

@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from registry.app import create_app
 from registry.core import auth, db
+from registry.core.tiers import parse_tier_limits
 from tests.support import ADMIN_KEY, assert_problem, bearer
 
 CLIENTS = "/v1/admin/clients"
@@ -23,6 +24,7 @@ CHALLENGE = 'Bearer realm="registry"'
 REFUSED = 'Bearer realm="registry", error="invalid_token"'
 # Any authenticated GET works as a probe; this one needs no role.
 PROBE = "/v1/reviews"
+LIMITS = parse_tier_limits(None, per_minute=1200)
 
 
 async def _fetch(database_url: str, query: str, *args):
@@ -154,7 +156,12 @@ async def test_a_new_key_works_beside_the_old_until_the_old_is_revoked(
     assert await _events(database_url, client_id) == [
         (
             "client.created",
-            {"tenant": "acme", "roles": ["reviewer"], "key_id": first["key_id"]},
+            {
+                "tenant": "acme",
+                "roles": ["reviewer"],
+                "tier": "verified",
+                "key_id": first["key_id"],
+            },
         ),
         ("client.key_created", {"key_id": new_key["key_id"]}),
         ("client.key_revoked", {"key_id": first["key_id"]}),
@@ -253,7 +260,9 @@ async def test_listing_shows_no_secret(client, admin, make_client, database_url)
         "created_at",
         "disabled_at",
         "keys",
+        "rate_limit",
     }
+    assert view["rate_limit"]["tier"] == "verified"
     assert len(view["keys"]) == 2
     assert set(view["keys"][0]) == {
         "key_id",
@@ -621,7 +630,7 @@ async def test_two_admins_revoking_each_other_at_once_leave_one(pool):
     second = await pool.acquire()
     try:
         async with unit_of_work(first, actor=one, tenant="system") as uow:
-            await api_keys.revoke_client(uow, two)
+            await api_keys.revoke_client(uow, two, limits=LIMITS)
             rival = asyncio.create_task(_revoke_in_transaction(second, one, actor=two))
             await asyncio.sleep(0.3)
             assert not rival.done()  # waiting for the first revocation to commit or roll back
@@ -639,4 +648,4 @@ async def _revoke_in_transaction(conn, client_id, *, actor):
     from registry.core.uow import unit_of_work
 
     async with unit_of_work(conn, actor=actor, tenant="system") as uow:
-        return await api_keys.revoke_client(uow, client_id)
+        return await api_keys.revoke_client(uow, client_id, limits=LIMITS)

@@ -182,8 +182,13 @@ def test_json_output_of_clients_keys_and_audit(database_url):
     )
     assert created.returncode == 0, created.stderr
     client = json.loads(created.stdout)
-    assert set(client) == {"client_id", "name", "roles", "tenant", "api_key"}
-    assert (client["name"], client["roles"], client["tenant"]) == ("gen", ["generator"], "acme")
+    assert set(client) == {"client_id", "name", "roles", "tenant", "tier", "api_key"}
+    assert (client["name"], client["roles"], client["tenant"], client["tier"]) == (
+        "gen",
+        ["generator"],
+        "acme",
+        "verified",
+    )
     assert client["api_key"].startswith("rk_")
     rotated = run("keys", "rotate", "--json", env=env)
     assert rotated.returncode == 0, rotated.stderr

@@ -250,6 +250,24 @@ async def test_create_takes_an_expiry(database_url):
     assert (action, payload["expires_at"]) == ("client.created", soon.isoformat())
 
 
+async def test_create_takes_a_tier_and_refuses_an_unknown_one(database_url):
+    env = external(database_url)
+    created = json.loads(
+        _ok("clients", "create", "--name", "signup", "--role", "publisher", "--tier", "public",
+            env=env).stdout
+    )  # fmt: skip
+    assert created["tier"] == "public"
+    shown = json.loads(_ok("clients", "show", created["client_id"], "--json", env=env).stdout)
+    assert shown["rate_limit"]["tier"] == "public"
+    assert shown["rate_limit"]["limit_per_minute"] == 300  # a quarter of the default 1200
+    before = await _state(database_url)
+    refused = run("clients", "create", "--name", "x", "--role", "publisher", "--tier", "gold",
+                  env=env)  # fmt: skip
+    assert refused.returncode == 2
+    assert "invalid choice: 'gold'" in refused.stderr
+    assert await _state(database_url) == before
+
+
 async def test_the_last_admin_stays(database_url):
     env = {**external(database_url), "REGISTRY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY}
     [admin] = json.loads(_ok("clients", "list", "--json", env=env).stdout)["clients"]

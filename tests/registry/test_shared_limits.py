@@ -171,9 +171,14 @@ async def test_prune_deletes_only_buckets_that_have_refilled(database_url, pool)
     await limiter.take("client:idle")
     conn = await asyncpg.connect(database_url)
     try:
-        # 100 s refill the whole burst at 0.1 a second.
+        # 100 s refill the whole burst at 0.1 a second, but a client's bucket may be as small
+        # as one request a minute (600 s to refill): prune waits that long for every row.
         await conn.execute(
             "UPDATE rate_limit_buckets SET updated_at = clock_timestamp() - interval '101 s'"
+            " WHERE key = 'client:recent'"
+        )
+        await conn.execute(
+            "UPDATE rate_limit_buckets SET updated_at = clock_timestamp() - interval '601 s'"
             " WHERE key = 'client:idle'"
         )
         await limiter.prune()

@@ -15,12 +15,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ClassifierCalls",
     "ClientRepeats",
+    "ClientSignals",
     "Spread",
     "UserRepeats",
     "VersionDecisions",
     "classifier_calls",
     "classifier_errors",
     "client_repeats",
+    "client_signals",
     "current_status_counts",
     "open_ticket_counts",
     "reason_counts",
@@ -209,3 +211,29 @@ async def version_decisions(conn: asyncpg.Connection, *, since: datetime) -> lis
         since,
     )
     return [VersionDecisions(**dict(r)) for r in rows]
+
+
+class ClientSignals(msgspec.Struct, kw_only=True, frozen=True):
+    """What the gate decided for one client over a window (its risk signals)."""
+
+    decisions: int
+    blocked: int
+    hash_matches: int
+    """Decisions held back by a hash-list match (a consented match does not count)."""
+
+
+async def client_signals(conn: asyncpg.Connection, *, since: datetime) -> dict[str, ClientSignals]:
+    """Per client, its decisions since ``since``: how many, blocked, matching a hash list."""
+    rows = await conn.fetch(
+        "SELECT client_id, count(*) AS decisions,"
+        " count(*) FILTER (WHERE status = 'blocked') AS blocked,"
+        " count(*) FILTER (WHERE reasons && ARRAY['hash_match_block', 'hash_match_review'])"
+        " AS hash_matches FROM moderation_decisions WHERE created_at >= $1 GROUP BY client_id",
+        since,
+    )
+    return {
+        r["client_id"]: ClientSignals(
+            decisions=r["decisions"], blocked=r["blocked"], hash_matches=r["hash_matches"]
+        )
+        for r in rows
+    }
