@@ -28,6 +28,7 @@ from registry.http.deps import DEPENDENCIES
 from registry.http.hash_lookup import HashLookupController
 from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
+from registry.http.misuse import MisuseController
 from registry.http.moderation import ModerationController
 from registry.http.observability import MetricsController, request_id_middleware
 from registry.http.provenance import ProvenanceController
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> Litestar:
             ReviewsController,
             AppealsController,
             TakedownController,
+            MisuseController,
             StatsController,
             pages_router(domain_errors),
             static_files(),

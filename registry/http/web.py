@@ -346,15 +346,20 @@ class ConsolePages(Controller):
                 status=422,
             )
         reviewer = session.client
-        async with services.unit_of_work(reviewer) as uow:
-            await review.decide(
-                uow,
-                reviewer=reviewer,
-                ticket_id=ticket_id,
-                outcome="allowed" if outcome == "allowed" else "blocked",
-                note=note,
-                via="console",
-            )
+        try:
+            async with services.unit_of_work(reviewer) as uow:
+                await review.decide(
+                    uow,
+                    reviewer=reviewer,
+                    ticket_id=ticket_id,
+                    outcome="allowed" if outcome == "allowed" else "blocked",
+                    note=note,
+                    via="console",
+                )
+        except review.ConsentEnded as exc:
+            # The ticket page again, saying why, rather than an error page: the reviewer
+            # can block it from there.
+            return await _ticket_page(services, session, ticket_id, error=exc.message, status=409)
         return Redirect(f"{CONSOLE}?done={outcome}", status_code=303)
 
     @get("/admin", cache=False)

@@ -197,6 +197,9 @@ class TicketView(msgspec.Struct, kw_only=True, frozen=True):
     image_kept: bool
     same_policy: bool
     """The decision was made under the active policy (so the thresholds shown applied)."""
+    consent_ended: tuple[str, ...] = ()
+    """Consents the decision relied on that were withdrawn, erased or suspended (or whose
+    token was revoked) since the gate ran: the output can no longer be allowed."""
 
 
 def ticket_view(
@@ -216,4 +219,13 @@ def ticket_view(
         overdue=ticket.status != "closed" and ticket.deadline <= now,
         image_kept=image_kept,
         same_policy=case.decision.policy_version == policy.version,
+        consent_ended=tuple(
+            sorted(
+                {
+                    c.consent_id
+                    for c in case.consents
+                    if c.consent_status != "active" or c.token_status != "valid"  # noqa: S105 - a status, not a secret
+                }
+            )
+        ),
     )
