@@ -25,8 +25,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import shutil
 import tarfile
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -41,7 +44,6 @@ from registry.review import repository as review_repository
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from registry.core.uow import UnitOfWork
     from registry.services import Services
@@ -266,13 +268,24 @@ def _lines(values: list[Any]) -> Iterator[bytes]:
 
 
 def write_directory(files: dict[str, bytes], out_dir: Path) -> None:
-    """Write the export's files under ``out_dir`` (checked again: ``check_target``)."""
+    """Write the export's files as ``out_dir`` (checked again: ``check_target``).
+
+    They go to a new directory beside it first, renamed into place once complete (a rename
+    onto an empty directory replaces it), so a failure half-way (a full disk, a directory
+    filled meanwhile) leaves nothing behind. The directory is the owner's alone (mode 0700,
+    as ``mkdtemp`` makes it): an export holds personal data. Raises ExportTargetNotEmpty or
+    OSError."""
     check_target(out_dir)
-    out_dir.mkdir(exist_ok=True)
-    for name, data in files.items():
-        path = out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name, data in files.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        staging.replace(out_dir)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 async def tar_chunks(files: dict[str, bytes], *, root: str) -> list[bytes]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry.cli.output import print_json
+from registry.cli.output import CommandError, print_json
 from registry.cli.run import with_services
 
 if TYPE_CHECKING:
@@ -42,7 +42,11 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
             files = await export.collect(services, uow, args.tenant)
             # Inside the transaction: a directory that cannot be written leaves no
             # `tenant.exported` event behind.
-            await asyncio.to_thread(export.write_directory, files, out_dir)
+            try:
+                await asyncio.to_thread(export.write_directory, files, out_dir)
+            except OSError as exc:
+                msg = f"cannot write {out_dir}: {exc.strerror or exc}: nothing was written"
+                raise CommandError(msg) from None
         if args.json:
             print_json({"tenant": args.tenant, "directory": str(out_dir), "files": sorted(files)})
         else:

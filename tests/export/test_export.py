@@ -321,3 +321,86 @@ async def test_a_directory_that_is_not_empty_is_refused(world, settings, databas
     assert "is not an empty directory: nothing was written" in done.stderr
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert await _events(database_url) == before
+
+
+@pytest.fixture
+async def exported(records, settings, tmp_path) -> Path:
+    """The acme export, written by the command into an empty directory that exists."""
+    out = tmp_path / "exported"
+    out.mkdir()
+    done = run("export", "--tenant", TENANT, str(out), env=_env(settings))
+    assert done.returncode == 0, done.stderr
+    assert oct(out.stat().st_mode & 0o777) == "0o700"
+    return out
+
+
+def _rehash(out: Path, name: str) -> None:
+    """Make the manifest agree with a changed file, as a forger would."""
+    import hashlib
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"][name]["sha256"] = hashlib.sha256((out / name).read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+async def test_a_changed_audit_event_or_token_status_fails_with_the_manifest_rehashed(exported):
+    audit = exported / "audit.jsonl"
+    first, *rest = audit.read_text().splitlines()
+    event = json.loads(first)
+    event["event"]["actor"] = "someone-else"
+    audit.write_text("\n".join([json.dumps(event), *rest]) + "\n")
+    _rehash(exported, "audit.jsonl")
+    tokens = exported / "tokens.jsonl"
+    [token] = lines(exported, "tokens.jsonl")
+    token["status"] = 1
+    tokens.write_text(json.dumps(token) + "\n")
+    _rehash(exported, "tokens.jsonl")
+    code, report = verify(exported)
+    assert code == 1
+    assert [(p["file"], p["code"], p["line"]) for p in report["problems"]] == [
+        ("tokens.jsonl", "token_status", 1),
+        ("audit.jsonl", "event_hash", 1),
+    ]
+
+
+async def test_files_outside_the_manifest_or_missing_from_it_fail(exported):
+    (exported / "extra.jsonl").write_text("{}\n")
+    (exported / "reviews.jsonl").unlink()
+    manifest = json.loads((exported / "manifest.json").read_text())
+    manifest["files"]["../escape.jsonl"] = {"sha256": "0" * 64}
+    (exported / "manifest.json").write_text(json.dumps(manifest))
+    code, report = verify(exported)
+    assert code == 1
+    assert sorted((p["file"], p["code"]) for p in report["problems"]) == [
+        ("extra.jsonl", "unlisted"),
+        ("manifest.json", "malformed"),
+        ("reviews.jsonl", "missing"),
+    ]
+
+
+def test_the_verifier_refuses_what_is_not_an_export(tmp_path):
+    code, report = verify(tmp_path)
+    assert (code, report["problems"][0]["file"], report["problems"][0]["code"]) == (
+        1,
+        "manifest.json",
+        "missing",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "verifier", "export", str(tmp_path / "absent")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 64
+    assert "is not a directory" in done.stderr
+
+
+async def test_a_malformed_tenant_is_refused(world, database_url):
+    before = await _events(database_url)
+    response = await world.http.get("/v1/admin/export?tenant=Not%20A%20Tenant", headers=world.admin)
+    assert "tenant" in assert_problem(response, 400, "invalid_parameter")["detail"]
+    response = await world.http.get("/v1/admin/export", headers=world.admin)
+    assert_problem(response, 400, "invalid_parameter")
+    assert await _events(database_url) == before
