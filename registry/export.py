@@ -64,7 +64,6 @@ MANIFEST: Final = "manifest.json"
 # Decisions read per statement while listing the tenant's.
 _PAGE: Final = 500
 _TAR_CHUNK: Final = 64 * 1024
-_STATUS_NAMES: Final = {0: "valid", 1: "revoked", 2: "suspended"}
 
 
 class TenantNotFound(NotFound):
@@ -116,7 +115,7 @@ async def collect(
             "audience": token.audience,
             "expires_at": token.expires_at,
             "status": token.status,
-            "status_name": _STATUS_NAMES.get(token.status, "unknown"),
+            "status_name": provenance_repository.status_name(token.status),
             "status_list_id": token.status_list_id,
             "status_idx": token.status_idx,
         }
@@ -169,6 +168,7 @@ async def _outputs(uow: UnitOfWork, tenant: str) -> list[dict[str, Any]]:
     return [
         {
             **{k: v for k, v in msgspec.structs.asdict(row).items() if k != "id"},
+            # The token's status lives in tokens.jsonl (this row's is always "unknown").
             "consents": [
                 {k: v for k, v in msgspec.structs.asdict(c).items() if k != "status"}
                 for c in used[row.output_id]
@@ -193,7 +193,7 @@ async def _decisions(
     reviews: list[dict[str, Any]] = []
     for summary in reversed(summaries):  # oldest first, as every other file
         row = await gate_repository.get_decision(conn, summary.decision_id, tenant=tenant)
-        if row is None:  # listed above in this same transaction
+        if row is None:  # decisions are never deleted: this only narrows the type
             continue
         case = await services.gate.vault.case(conn, row.decision_id)
         decisions.append(
