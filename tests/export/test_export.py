@@ -261,7 +261,7 @@ async def test_a_changed_receipt_fails_even_with_the_manifest_rehashed(records, 
     assert [(p["file"], p["line"]) for p in report["problems"]] == [("consents.jsonl", 1)]
 
 
-async def test_an_export_over_http_is_a_tar_that_verifies(records, world, tmp_path):
+async def test_an_export_over_http_is_a_tar_that_verifies(records, world, database_url, tmp_path):
     response = await world.http.get(f"/v1/admin/export?tenant={TENANT}", headers=world.admin)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/x-tar")
@@ -272,6 +272,13 @@ async def test_an_export_over_http_is_a_tar_that_verifies(records, world, tmp_pa
     code, report = verify(out)
     assert (code, report["result"]) == (0, "verified"), report
     assert report["checked"]["receipts"] == 1
+    # Audited as the admin that asked, under the tenant exported.
+    [event] = await rows(
+        database_url,
+        "SELECT e.tenant, c.name FROM audit_events e JOIN api_clients c ON c.client_id = e.actor"
+        " WHERE e.action = 'tenant.exported'",
+    )
+    assert (event["tenant"], event["name"]) == (TENANT, "bootstrap-admin")
 
 
 async def test_a_non_admin_is_refused_and_nothing_is_recorded(records, world, database_url):
