@@ -25,6 +25,7 @@ from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
 from registry.http.database import wait_budget_middleware
 from registry.http.deps import DEPENDENCIES
+from registry.http.export import ExportController
 from registry.http.hash_lookup import HashLookupController
 from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> Litestar:
             SystemController,
             KeysController,
             ClientsController,
+            ExportController,
             AuditController,
             MetricsController,
             ConsentController,

@@ -7,7 +7,7 @@ import sys
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from registry.cli import clients, hashes
+from registry.cli import clients, export, hashes
 from registry.cli.audit import cmd_audit_checkpoint, cmd_audit_verify
 from registry.cli.keys import cmd_keys_rotate, cmd_new_master_key
 from registry.cli.openapi import cmd_openapi
@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_policy_check)
 
     hashes.add_commands(sub.add_parser("hashes", help="perceptual-hash lists"), as_json)
+
+    export.add_command(sub, as_json)
 
     oa = sub.add_parser("openapi", help="export the OpenAPI document")
     oa.add_argument("--output", default="openapi/openapi.json")

@@ -358,6 +358,13 @@ async def key_exists(conn: asyncpg.Connection, api_key: str) -> bool:
     return found is not None
 
 
+async def tenant_known(conn: asyncpg.Connection, tenant: str) -> bool:
+    """Whether any client (revoked ones included) was ever made in ``tenant``: tenants exist
+    only through their clients."""
+    found = await conn.fetchval("SELECT 1 FROM api_clients WHERE tenant = $1 LIMIT 1", tenant)
+    return found is not None
+
+
 async def enabled_clients(conn: asyncpg.Connection, client_ids: Sequence[str]) -> set[str]:
     """Those of ``client_ids`` that exist and are not revoked."""
     rows = await conn.fetch(
