@@ -143,7 +143,6 @@ _TENANT = "system"
 # Decisions are pure: a fixed receipt time keeps every review deadline reproducible.
 _RECEIVED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 _T = TypeVar("_T")
-_Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 
 
@@ -172,7 +171,7 @@ class Case(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     prompt: Annotated[str, msgspec.Meta(max_length=20_000)] = ""
     sources: tuple[SourceIn, ...] = ()
     intended_uses: tuple[str, ...] = ()
-    scores: dict[str, _Unit] = msgspec.field(default_factory=dict)
+    scores: dict[str, float] = msgspec.field(default_factory=dict)
     image: str | None = None
     """An ``[image.NAME]`` of the corpus, or an image file beside the case's file."""
     provenance: ProvenanceState = "absent"
@@ -596,6 +595,12 @@ def _case(raw: dict[str, Any], file: str, line: int | None, folder: Path) -> Cas
     case = _convert(raw, Case, file, line, key)
     key = f"case {case.id!r}"
     _check_uses(case, file, line, key)
+    for category, value in case.scores.items():
+        # Checked here, not by the type, so that the error names the category.
+        if not 0.0 <= value <= 1.0:
+            raise RedteamCaseInvalid(
+                "a score lies in 0..1", file=file, line=line, key=f"{key}.scores.{category}"
+            )
     for code in case.reasons:
         if code not in REASONS and not (code.startswith("score_") and _CODE.fullmatch(code)):
             raise RedteamCaseInvalid(
