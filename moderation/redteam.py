@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, TypeVar
 import msgspec
 
 from moderation.classifiers import SuppliedScores
-from moderation.consent import ConsentCheck, SourceAsset, check_sources
+from moderation.consent import ConsentCheck, SourceAsset, SourceEvidence, check_sources
 from moderation.decision import Decision, decide, effective_scores, required_uses
 from moderation.errors import HashValueInvalid, RedteamCaseInvalid
 from moderation.evidence import (
@@ -423,7 +423,7 @@ async def _sources(
     scores: dict[str, float],
     prompt: PromptFacts,
     case: Case,
-) -> tuple[Any, ...]:
+) -> tuple[SourceEvidence, ...]:
     uses_by_type = {
         asset.type: required_uses(
             policy,
@@ -435,6 +435,7 @@ async def _sources(
         )
         for asset in declared
     }
+    # The answers are in memory: the bound is never reached.
     return await check_sources(
         answers, declared, generator_client_id="generator", uses_by_type=uses_by_type, timeout=5.0
     )
@@ -609,6 +610,14 @@ def _case(raw: dict[str, Any], file: str, line: int | None, folder: Path) -> Cas
     if case.stage == "prompt" and (case.scores or case.image is not None):
         raise RedteamCaseInvalid(
             "a prompt-stage case has no image and no scores", file=file, line=line, key=key
+        )
+    if case.stage == "publish" and case.intended_uses:
+        # The publish gate takes no declared uses: the key would be silently ignored.
+        raise RedteamCaseInvalid(
+            "only a prompt-stage case declares uses",
+            file=file,
+            line=line,
+            key=f"{key}.intended_uses",
         )
     image_file = case.image is not None and _IMAGE_FILE.fullmatch(case.image)
     if image_file and not (folder / str(case.image)).is_file():

@@ -191,6 +191,14 @@ BAD_CASES = {
         GOOD_CASE.replace('prompt = "a portrait"', "prompt = a portrait"),
         "cases.toml: not valid TOML: Invalid value (at line 14, column 10)",
     ),
+    "uses declared at publish": (
+        GOOD_CASE + 'intended_uses = ["reference.generate"]\n',
+        "cases.toml:12: case 'incident-1'.intended_uses: only a prompt-stage case declares uses",
+    ),
+    "scores before generation": (
+        GOOD_CASE.replace('prompt = "a portrait"', 'stage = "prompt"\nprompt = "a portrait"'),
+        "cases.toml:12: case 'incident-1': a prompt-stage case has no image and no scores",
+    ),
     "reserved key": (
         GOOD_CASE + "line = 3\n",
         "cases.toml:12: case.line: unknown key",
