@@ -156,6 +156,9 @@ async def test_an_output_whose_consent_ended_cannot_be_allowed(page, service, ap
     await page.get_by_role("button", name="Claim next ticket").click()
     await page.wait_for_url(re.compile(r"/console/tickets/[\w-]+$"))
     banner = await page.locator("#consent-ended").inner_text()
+    asked_by = await page.locator("#client-name").inner_text()
+    # The evidence comes first: the decision form follows the sources and the history.
+    form_last = await page.evaluate("[...document.querySelectorAll('h2')].map(h => h.id).slice(-2)")
     allow = page.get_by_label("Allow publication")
     disabled = await allow.is_disabled()
     await shot(page, "console-ticket-consent-ended")
@@ -176,6 +179,8 @@ async def test_an_output_whose_consent_ended_cannot_be_allowed(page, service, ap
 
     assert consent_id in banner
     assert "cannot be allowed" in banner
+    assert asked_by == "publisher of ended consents"
+    assert form_last == ["history-heading", "decide-heading"]
     assert disabled
     assert refused.status == 409
     assert consent_id in error
