@@ -324,6 +324,12 @@ class _Run:
     def _invalid_scores(self) -> set[str]:
         categories: set[str] = set()
         for result in self.evidence.classifiers:
+            if result.invalid_regions:
+                self.add(
+                    "classifier_invalid_region",
+                    subject=result.classifier,
+                    detail=f"{result.invalid_regions} dropped",
+                )
             for invalid in result.invalid:
                 categories.add(invalid.category)
                 self.add(
