@@ -85,7 +85,7 @@ from moderation.hashlists import (
     source_matches,
 )
 from moderation.policy import Policy, default_policy, load_policy
-from moderation.prompts import PromptIntent, PromptRule, compile_rules
+from moderation.prompts import PromptIntent, PromptMatch, PromptRule, compile_rules
 from moderation.reasons import REASONS, explain, score_code
 
 __all__ = [
@@ -128,6 +128,7 @@ __all__ = [
     "PolicyValueInvalid",
     "PromptFacts",
     "PromptIntent",
+    "PromptMatch",
     "PromptRule",
     "ProvenanceFacts",
     "ReviewRoute",
