@@ -507,6 +507,7 @@ class GateService:
             policy_label=decision.policy_label,
             consents=_consents(evidence.sources),
             legal_report=decision.legal_report,
+            notes=decision.notes,
             user_ref=self._user_ref(actor, request),
         )
         try:

@@ -113,7 +113,11 @@ def test_the_caller_flow_from_consent_to_erasure(callers):  # noqa: PLR0915 - on
         blocked = publisher.gate_check(
             "gen-0003",
             image=support.photo(12),
-            scores={"sexual_content": 0.99, "minor_presence": 0.0},
+            scores={
+                "sexual_content": 0.99,
+                "minor_presence": 0.0,
+                "nonconsensual_transformation": 0.01,
+            },
         )
         assert blocked.safety_status == "blocked", blocked.reasons
         appeal = publisher.appeal(blocked.decision_id, "It is a photo of a marble statue.")

@@ -34,7 +34,14 @@ async def test_a_review_decision_is_worked_by_a_person(world, make_client):
     gated = await post_check(
         world.http,
         world.publisher.headers,
-        check_request("gen-review", scores={"sexual_content": 0.4, "minor_presence": 0.01}),
+        check_request(
+            "gen-review",
+            scores={
+                "sexual_content": 0.4,
+                "minor_presence": 0.01,
+                "nonconsensual_transformation": 0.01,
+            },
+        ),
         output(3),
     )
     assert gated.status_code == 200, gated.text
