@@ -297,7 +297,7 @@ def explain(code: str) -> str:
     if prompt is not None:
         category, band = prompt
         label = category.replace("_", " ")
-        return f"The supplied prompt {label} score reached the policy's {band} threshold."
+        return f"The {label} score supplied with the prompt reached the policy's {band} threshold."
     parsed = parse_score_code(code)
     if parsed is not None:
         category, band = parsed
