@@ -93,6 +93,17 @@ def test_the_caller_flow_from_consent_to_erasure(callers):  # noqa: PLR0915 - on
         )
         assert undress.safety_status == "blocked"
         assert "prompt_abusive_intent" in undress.reasons
+        flagged = generator.prompt_check(
+            "gen-0002b",
+            "her portrait as a watercolour",
+            source_assets=[source],
+            intended_uses=["reference.generate"],
+            prompt_scores={"prompt_intent": 0.95},
+        )
+        assert flagged.reasons == ["prompt_score_prompt_intent_block"]
+        with pytest.raises(Unprocessable) as refused:
+            generator.prompt_check("gen-0002c", "a portrait", prompt_scores={"prompt_intent": 2})
+        assert refused.value.code == "prompt_score_invalid"
 
         # The publisher gates the output made from the photo, naming source and generator.
         gate = {
