@@ -171,7 +171,7 @@ def required_uses(
     if needs_consent(policy, source_type):
         for score_rule in policy.scores:
             value = scores.get(score_rule.category)
-            if value is not None:
+            if value is not None and score_rule.enabled:
                 uses.extend(u.use for u in score_rule.uses if value >= u.at_least)
         for rule_id in prompt_rules:
             prompt_rule = policy.prompt_rule(rule_id)
