@@ -9,6 +9,7 @@
   image, in all eight flips and rotations; ``hashlists``: the in-memory index of the
   protected-hash lists; ``exchange``: the list file formats other systems exchange.
 - ``prompts``: heuristic prompt-intent rules.
+- ``redteam``: the red-team corpus (``redteam_corpus``), replayed through ``decide``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from moderation.errors import (
     PolicySyntaxInvalid,
     PolicyUnknownKey,
     PolicyValueInvalid,
+    RedteamCaseInvalid,
 )
 from moderation.evidence import (
     ClassifierResult,
@@ -65,6 +67,7 @@ from moderation.evidence import (
     InvalidScore,
     PromptFacts,
     ProvenanceFacts,
+    Restriction,
     SourceMatch,
     StepTiming,
     decode_evidence,
@@ -131,6 +134,8 @@ __all__ = [
     "PromptMatch",
     "PromptRule",
     "ProvenanceFacts",
+    "RedteamCaseInvalid",
+    "Restriction",
     "ReviewRoute",
     "SourceAsset",
     "SourceEvidence",

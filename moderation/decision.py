@@ -183,6 +183,7 @@ def required_uses(
 def decide(evidence: Evidence, policy: Policy) -> Decision:
     """Decide on ``evidence`` under ``policy``. Never raises for anything in the evidence."""
     run = _Run(evidence, policy)
+    run.access()
     run.image()
     run.consent()
     run.prompt()
@@ -209,6 +210,13 @@ class _Run:
         self.image_ok = False
 
     # Steps.
+
+    def access(self) -> None:
+        for restriction in self.evidence.restrictions:
+            if restriction.kind == "suspension":
+                self.add("suspended_misuse", subject=restriction.subject, detail=restriction.ref)
+            else:
+                self.add("feature_paused", subject=restriction.subject)
 
     def image(self) -> None:
         if not self.publish:

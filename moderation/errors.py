@@ -25,6 +25,7 @@ __all__ = [
     "PolicySyntaxInvalid",
     "PolicyUnknownKey",
     "PolicyValueInvalid",
+    "RedteamCaseInvalid",
 ]
 
 
@@ -70,6 +71,20 @@ class PolicyValueInvalid(PolicyError):
     """A value of the wrong type or outside its range, or values that contradict each other."""
 
     code = "policy_value_invalid"
+
+
+class RedteamCaseInvalid(ModerationError):
+    """A red-team corpus file or case that cannot be read: ``file`` names it, ``line`` the
+    line its case starts on (or TOML's own line, for a syntax error) and ``key`` the key."""
+
+    code = "redteam_case_invalid"
+
+    def __init__(
+        self, message: str, *, file: str, line: int | None = None, key: str | None = None
+    ) -> None:
+        where = file + (f":{line}" if line is not None else "")
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        self.file, self.line, self.key = file, line, key
 
 
 class HashListError(ModerationError):

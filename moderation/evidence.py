@@ -33,6 +33,7 @@ __all__ = [
     "Origin",
     "PromptFacts",
     "ProvenanceFacts",
+    "Restriction",
     "Stage",
     "StepTiming",
     "decode_evidence",
@@ -166,6 +167,16 @@ class StepTiming(msgspec.Struct, frozen=True, kw_only=True):
     timed_out: bool = False
 
 
+class Restriction(msgspec.Struct, frozen=True, kw_only=True):
+    """A stop in force when the request came: a suspension of the client or model (``kind``
+    ``suspension``, ``subject`` e.g. ``client:cli_...``, ``ref`` the suspension id) or a
+    paused feature (``kind`` ``switch``, ``subject`` the feature)."""
+
+    kind: Literal["suspension", "switch"]
+    subject: str
+    ref: str | None = None
+
+
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the gate saw for one request.
 
@@ -184,6 +195,8 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     classifiers: tuple[ClassifierResult, ...] = ()
     hashes: HashFacts | None = None
     timings: tuple[StepTiming, ...] = ()
+    restrictions: tuple[Restriction, ...] = ()
+    """The operator's stops in force for this request (kill-switches), from the registry."""
 
 
 def image_facts(decoded: DecodedImage, *, sha256: str, signals: ImageSignals) -> ImageFacts:

@@ -22,7 +22,7 @@ import os
 import re
 import tomllib
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, TypeVar
 
 import msgspec
 
@@ -58,6 +58,9 @@ __all__ = [
     "ReviewTier",
     "ScoreRule",
     "SourceRule",
+    "StopCondition",
+    "StopSignal",
+    "StopSubject",
     "UseRule",
     "default_policy",
     "load_policy",
@@ -180,6 +183,32 @@ class ReviewRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return len(self.tiers) - 1, self.tiers[-1]
 
 
+StopSubject: TypeAlias = Literal["client", "model"]
+StopSignal: TypeAlias = Literal["blocked_rate", "hash_matches"]
+
+
+class StopCondition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A kill-switch: when ``subject`` (each client, or each model a request names) shows
+    ``signal`` at ``threshold`` or more over the last ``window_minutes``, it is suspended
+    (its decisions are never ``allowed``, it signs nothing) until an admin lifts it.
+
+    ``blocked_rate`` is the share of its gate decisions (prompt checks and publish checks)
+    that were blocked, counted once it has ``min_decisions``; ``hash_matches`` the number
+    of its decisions that matched a protected hash list (``threshold`` is then a count).
+    """
+
+    id: str
+    subject: StopSubject
+    signal: StopSignal
+    threshold: Annotated[float, msgspec.Meta(gt=0.0, le=10_000.0)]
+    window_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)] = 60
+    min_decisions: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
+
+
+class _StopConditions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    rules: tuple[Any, ...] = ()
+
+
 class _Prompt(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     rules: tuple[Any, ...] = ()
     scores: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -195,6 +224,7 @@ class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     actions: dict[str, Any] = msgspec.field(default_factory=dict)
     prompt: _Prompt = msgspec.field(default_factory=_Prompt)
     minors: MinorRules = MinorRules()
+    stop_conditions: _StopConditions = msgspec.field(default_factory=_StopConditions)
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
@@ -212,6 +242,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     prompt_rules: tuple[PromptRule, ...]
     prompt_scores: tuple[PromptScoreRule, ...] = ()
     minors: MinorRules = MinorRules()
+    stop_conditions: tuple[StopCondition, ...] = ()
 
     def action(self, code: str) -> Action:
         """The action for ``code``; a code this policy does not know blocks (fail closed)."""
@@ -273,6 +304,7 @@ def _load(data: bytes) -> Policy:
     actions = _actions(document.actions, categories, {rule.category for rule in prompt_scores})
     _check_review(document.review, actions)
     prompt_rules = _prompt_rules(document.prompt.rules)
+    stop_conditions = _stop_conditions(document.stop_conditions.rules)
     return Policy(
         version=hashlib.sha256(data).hexdigest(),
         label=label,
@@ -286,6 +318,7 @@ def _load(data: bytes) -> Policy:
         prompt_rules=prompt_rules,
         prompt_scores=prompt_scores,
         minors=document.minors,
+        stop_conditions=stop_conditions,
     )
 
 
@@ -457,6 +490,34 @@ def _check_patterns(rule: PromptRule, key: str) -> None:
                 where = f"{key}.{field}[{p}]" if field == "any" else f"{key}.all[{g}][{p}]"
                 if problem is not None:
                     raise PolicyValueInvalid(problem, key=where)
+
+
+def _stop_conditions(raw: tuple[Any, ...]) -> tuple[StopCondition, ...]:
+    conditions = []
+    seen: set[str] = set()
+    for i, value in enumerate(raw):
+        key = f"stop_conditions.rules[{i}]"
+        condition = _convert(value, StopCondition, key)
+        _require_name(condition.id, f"{key}.id")
+        if condition.id in seen:
+            raise PolicyValueInvalid(
+                f"condition id {condition.id!r} is used twice", key=f"{key}.id"
+            )
+        seen.add(condition.id)
+        if condition.signal == "blocked_rate" and condition.threshold > 1:
+            raise PolicyValueInvalid("a blocked rate lies in (0, 1]", key=f"{key}.threshold")
+        if condition.signal == "hash_matches":
+            if condition.threshold != int(condition.threshold):
+                raise PolicyValueInvalid(
+                    "a number of hash-list matches is a whole number", key=f"{key}.threshold"
+                )
+            if "min_decisions" in value:
+                # It would read as if it did something: a burst of matches counts alone.
+                raise PolicyUnknownKey(
+                    "hash_matches counts matches, not a rate", key=f"{key}.min_decisions"
+                )
+        conditions.append(condition)
+    return tuple(conditions)
 
 
 def _require_name(name: str, key: str) -> None:

@@ -24,7 +24,9 @@ normalised the same way, so obfuscations collapse:
 - letters repeated in a row collapsed (``nuuude``, and ``undress`` becomes ``undres``);
 - single letters joined to the word before them (``und r e s s``), and runs of single
   letters joined into one word (``photo u n d r e s s now``; a wider gap of two or more
-  spaces ends a word: ``r e m o v e   c l o t h e s``);
+  spaces ends a word: ``r e m o v e   c l o t h e s``); a run of four letters or more,
+  whose word breaks are lost (``a n a k e d c h i l d``), is also searched for the one-word
+  patterns anywhere inside it;
 - leetspeak read both ways (``nud3`` as ``nude``, ``533`` as ``see``, and ``1girl`` as
   written).
 
@@ -70,6 +72,7 @@ Scope: TypeAlias = Literal["real_person", "any"]
 MAX_PROMPT_CHARS = 20_000
 _GAP_WORDS = 3
 _MIN_SINGLE_WORD = 3
+_MIN_RUN = 4
 _PATTERN_WORD = re.compile(r"[a-z0-9]+\*?")
 # Cyrillic, Greek and Armenian letters that look like Latin ones, Latin small capitals and
 # dotless or other variant letters NFKC leaves alone (as escapes, so the source shows which
@@ -163,15 +166,17 @@ class PromptMatcher:
 
     def __init__(self, rules: Sequence[PromptRule]) -> None:
         self._compiled = tuple(
-            (rule.id, tuple(_group_regex(group) for group in _groups(rule))) for rule in rules
+            (rule.id, tuple((_group_regex(group), _soup_regex(group)) for group in _groups(rule)))
+            for rule in rules
         )
 
     def check(self, prompt: str) -> PromptIntent:
         truncated = len(prompt) > MAX_PROMPT_CHARS
         views = normalise(prompt[:MAX_PROMPT_CHARS])
+        runs = letter_runs(prompt[:MAX_PROMPT_CHARS])
         matches = []
         for rule_id, groups in self._compiled:
-            fragments = [_first_match(group, views) for group in groups]
+            fragments = [_first_match(group, soup, views, runs) for group, soup in groups]
             if all(fragment is not None for fragment in fragments):
                 matches.append(PromptMatch(rule=rule_id, fragments=tuple(filter(None, fragments))))
         return PromptIntent(
@@ -179,11 +184,36 @@ class PromptMatcher:
         )
 
 
-def _first_match(group: re.Pattern[str], views: Sequence[str]) -> str | None:
+def letter_runs(text: str) -> tuple[str, ...]:
+    """The runs of at least four spaced single letters in ``text``, each joined into one
+    string ("a n a k e d c h i l d" -> "anakedchild"), in both leetspeak readings.
+
+    A run has lost its word breaks ("a" and "child" run into the spelled word), so the
+    one-word patterns are searched inside it without word boundaries. Four letters at
+    least: shorter runs are initials ("U S A"), whose letters would match too much.
+    """
+    folded = _fold(text)
+    runs: list[str] = []
+    for base in (folded, _leet(folded)):
+        runs.extend(run for run in _letter_runs(base)[1] if len(run) >= _MIN_RUN)
+    return tuple(dict.fromkeys(runs))
+
+
+def _first_match(
+    group: re.Pattern[str],
+    soup: re.Pattern[str] | None,
+    views: Sequence[str],
+    runs: Sequence[str],
+) -> str | None:
     for view in views:
         found = group.search(view)
         if found is not None:
             return found.group()
+    if soup is not None:
+        for run in runs:
+            found = soup.search(run)
+            if found is not None:
+                return found.group()
     return None
 
 
@@ -200,6 +230,17 @@ def _groups(rule: PromptRule) -> tuple[tuple[str, ...], ...]:
 def _group_regex(patterns: Iterable[str]) -> re.Pattern[str]:
     alternatives = "|".join(_pattern_regex(pattern) for pattern in patterns)
     return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+
+
+def _soup_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """The group's one-word patterns without word boundaries, for letter runs (None when
+    the group has none: a run holds no word breaks for a phrase to span)."""
+    stems = [
+        re.escape(_REPEATS.sub(r"\1", _fold(pattern.rstrip("*"))))
+        for pattern in patterns
+        if " " not in pattern
+    ]
+    return re.compile("|".join(stems)) if stems else None
 
 
 def _pattern_regex(pattern: str) -> str:
@@ -244,9 +285,15 @@ def _letter_next_to(chars: list[str], i: int) -> bool:
 
 
 def _join_letter_runs(text: str) -> list[str]:
-    """Join each run of two or more single letters into one word ("a u n d r e s s b" ->
-    "undress" between its neighbours); two or more spaces end a run, as between words."""
+    """Join each run of two or more single letters into one word ("photo u n d r e s s
+    now" -> "photo undress now"); two or more spaces end a run, as between words."""
+    return _letter_runs(text)[0]
+
+
+def _letter_runs(text: str) -> tuple[list[str], list[str]]:
+    """The words of ``text`` with runs of single letters joined, and the joined runs."""
     out: list[str] = []
+    runs: list[str] = []
     for segment in _WIDE_GAP.split(text):
         run: list[str] = []
         for word in [*_OTHER.sub(" ", segment).split(), ""]:
@@ -254,11 +301,14 @@ def _join_letter_runs(text: str) -> list[str]:
                 run.append(word)
                 continue
             if run:
-                out.append("".join(run))
+                joined = _REPEATS.sub(r"\1", "".join(run))
+                out.append(joined)
+                if len(run) > 1:
+                    runs.append(joined)
                 run = []
             if word:
-                out.append(word)
-    return [_REPEATS.sub(r"\1", word) for word in out]
+                out.append(_REPEATS.sub(r"\1", word))
+    return out, runs
 
 
 def _join_single_letters(words: list[str]) -> list[str]:

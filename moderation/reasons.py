@@ -46,11 +46,19 @@ __all__ = [
 
 Action: TypeAlias = Literal["allow", "review", "block"]
 Band: TypeAlias = Literal["review", "block"]
-Step: TypeAlias = Literal["image", "prompt", "consent", "provenance", "scores", "hashes"]
+Step: TypeAlias = Literal["access", "image", "prompt", "consent", "provenance", "scores", "hashes"]
 
 ACTIONS: tuple[Action, ...] = ("allow", "review", "block")
 SCORE_BANDS: tuple[Band, ...] = ("review", "block")
-STEPS: tuple[Step, ...] = ("image", "prompt", "consent", "provenance", "scores", "hashes")
+STEPS: tuple[Step, ...] = (
+    "access",
+    "image",
+    "prompt",
+    "consent",
+    "provenance",
+    "scores",
+    "hashes",
+)
 _SCORE_CODE = re.compile(r"score_([a-z][a-z0-9_]*)_(review|block)")
 _PROMPT_SCORE_CODE = re.compile(r"prompt_score_([a-z][a-z0-9_]*)_(review|block)")
 
@@ -64,6 +72,22 @@ class ReasonInfo(NamedTuple):
 
 REASONS: Mapping[str, ReasonInfo] = MappingProxyType(
     {
+        # Kill-switches (issue 16, item 5): an operator's stop, not evidence about the image,
+        # so no policy can let the request through automatically while it lasts.
+        "suspended_misuse": ReasonInfo(
+            "access",
+            "review",
+            "review",
+            "The client or model was suspended after a stop condition of the policy tripped "
+            "(for example a spike in blocked outputs); nothing it asks for is published "
+            "automatically until an admin lifts the suspension.",
+        ),
+        "feature_paused": ReasonInfo(
+            "access",
+            "review",
+            "review",
+            "An operator paused this feature for everyone; a person decides until it resumes.",
+        ),
         "image_unreadable": ReasonInfo(
             "image",
             "block",

@@ -25,9 +25,11 @@ from registry.http.clients import ClientsController
 from registry.http.consent import ConsentController
 from registry.http.database import wait_budget_middleware
 from registry.http.deps import DEPENDENCIES
+from registry.http.export import ExportController
 from registry.http.hash_lookup import HashLookupController
 from registry.http.hashlists import HashListsController
 from registry.http.keys import KeysController
+from registry.http.misuse import MisuseController
 from registry.http.moderation import ModerationController
 from registry.http.observability import MetricsController, request_id_middleware
 from registry.http.provenance import ProvenanceController
@@ -81,6 +83,7 @@ def create_app(settings: Settings) -> Litestar:
             SystemController,
             KeysController,
             ClientsController,
+            ExportController,
             AuditController,
             MetricsController,
             ConsentController,
@@ -91,6 +94,7 @@ def create_app(settings: Settings) -> Litestar:
             ReviewsController,
             AppealsController,
             TakedownController,
+            MisuseController,
             StatsController,
             pages_router(domain_errors),
             static_files(),

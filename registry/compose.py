@@ -435,8 +435,9 @@ async def _stats_loop(services: Services) -> None:
 
 
 async def _risk_loop(services: Services) -> None:
-    """Recompute the clients' risk factors every REGISTRY_RISK_INTERVAL seconds
-    (``registry.operations.refresh_client_risk``; one process per round)."""
+    """Every REGISTRY_RISK_INTERVAL seconds, recompute the clients' risk factors
+    (``registry.operations.refresh_client_risk``; one process per round) and check the
+    policy's stop conditions (``registry.operations.check_stop_conditions``)."""
     while True:
         await asyncio.sleep(services.settings.risk_interval)
         try:
@@ -446,6 +447,24 @@ async def _risk_loop(services: Services) -> None:
                 log.info("client risk factors changed: %d", len(changed))
         except Exception as exc:  # noqa: BLE001 - the loop must outlive a failed round
             log.warning("client risk factors not recomputed: %s", type(exc).__name__)
+        try:
+            async with services.unit_of_work("system", auth.SYSTEM_TENANT) as uow:
+                tripped = await operations.check_stop_conditions(
+                    uow,
+                    services.gate.policy,
+                    signer=services.keyring,
+                    issuer=services.settings.public_issuer,
+                )
+            for suspension in tripped:
+                log.warning(
+                    "stop condition %s tripped: %s %s suspended (%s)",
+                    suspension.condition_id,
+                    suspension.subject_kind,
+                    suspension.subject,
+                    suspension.suspension_id,
+                )
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive a failed round
+            log.warning("stop conditions not checked: %s", type(exc).__name__)
 
 
 async def use_redis_limits(services: Services) -> None:

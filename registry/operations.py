@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from registry import api_keys
+from registry import api_keys, review
 from registry.core import auth, db, tiers
 from registry.core.tiers import DEFAULT_TIER, RiskSignals, Tier
+from registry.gate import misuse
 from registry.gate import repository as gate_repository
 from registry.review import repository as review_repository
 
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
     import asyncpg
 
     from keys import KeyRing, Rotation
+    from moderation import Policy
+    from registry.core.audit import JwsSigner
     from registry.core.uow import UnitOfWork
+    from registry.gate.repository.misuse import SuspensionRow
     from registry.gate.vault import DecisionVault
     from registry.web import ReviewImageStore
 
@@ -147,3 +151,23 @@ async def refresh_client_risk(uow: UnitOfWork) -> dict[str, tiers.Risk]:
         )
         changed[subject.client_id] = risk
     return changed
+
+
+async def check_stop_conditions(
+    uow: UnitOfWork, policy: Policy, *, signer: JwsSigner, issuer: str
+) -> list[SuspensionRow]:
+    """Suspend every client and model that reached one of the policy's stop conditions
+    (``registry.gate.misuse.trip``) and queue the operator's signed notice of each for the
+    admin clients' webhooks, all in ``uow``: a suspension is never without its notice."""
+    tripped = await misuse.trip(uow, policy)
+    for suspension in tripped:
+        for delivery_id in await review.misuse_notices(
+            uow.conn, suspension, signer=signer, issuer=issuer
+        ):
+            uow.record(
+                "misuse.notice_created",
+                subject_type="takedown_delivery",
+                subject_id=delivery_id,
+                payload={"suspension_id": suspension.suspension_id},
+            )
+    return tripped

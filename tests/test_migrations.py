@@ -80,6 +80,8 @@ SERVICE_PRIVILEGES = {
     "takedown_webhooks": "SIU",
     "takedown_events": "SIU",
     "takedown_deliveries": "SIU",
+    "misuse_suspensions": "SIU",
+    "feature_switches": "SIUD",
     "consent_data_keys": "SID",
     "review_images": "SID",
     "review_texts": "SID",

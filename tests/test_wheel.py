@@ -1,4 +1,5 @@
-"""The wheel ships every migration, and the service finds them in an installed copy.
+"""The wheel ships every migration, and the service finds them in an installed copy; it ships
+the red-team corpus too.
 
 The SQL lives in the top-level ``migrations/`` folder, which pyproject.toml maps to the package
 ``registry.migrations``; a checkout (editable install) and a wheel must read the same files.
@@ -85,3 +86,17 @@ def test_the_wheel_ships_and_finds_every_migration(tmp_path):
     assert Path(seen["module"]).is_relative_to(unpacked)
     assert Path(seen["dir"]) == unpacked / "registry" / "migrations"
     assert seen["found"] == expected
+
+
+def test_the_wheel_ships_the_redteam_corpus(tmp_path):
+    # POST /v1/policy/check and `registry policy redteam` read it from the installed package.
+    wheel = build_wheel(tmp_path)
+    expected = sorted(p.name for p in (ROOT / "moderation" / "redteam_corpus").glob("*.toml"))
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = sorted(
+            name.removeprefix("moderation/redteam_corpus/")
+            for name in archive.namelist()
+            if name.startswith("moderation/redteam_corpus/")
+        )
+    assert expected
+    assert shipped == expected

@@ -7,12 +7,12 @@ import sys
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from registry.cli import clients, hashes
+from registry.cli import clients, export, hashes
 from registry.cli.audit import cmd_audit_checkpoint, cmd_audit_verify
 from registry.cli.keys import cmd_keys_rotate, cmd_new_master_key
 from registry.cli.openapi import cmd_openapi
 from registry.cli.output import CommandError
-from registry.cli.policy import cmd_policy_check
+from registry.cli.policy import cmd_policy_check, cmd_policy_redteam
 from registry.cli.serve import cmd_migrate, cmd_serve
 from registry.cli.supervise import drop_metrics_dir
 from registry.core import settings as settings_module
@@ -64,8 +64,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file")
     check.set_defaults(func=cmd_policy_check)
+    redteam = policy_p.add_parser(
+        "redteam",
+        parents=[as_json],
+        help="replay a red-team corpus under a policy; exit 1 if a case became more permissive",
+    )
+    redteam.add_argument(
+        "--policy", metavar="FILE", help="the policy to test (default: the configured one)"
+    )
+    redteam.add_argument(
+        "corpus",
+        nargs="?",
+        metavar="CORPUS_DIR",
+        help="a directory of case files (default: the corpus shipped with the service)",
+    )
+    redteam.set_defaults(func=cmd_policy_redteam)
 
     hashes.add_commands(sub.add_parser("hashes", help="perceptual-hash lists"), as_json)
+
+    export.add_command(sub, as_json)
 
     oa = sub.add_parser("openapi", help="export the OpenAPI document")
     oa.add_argument("--output", default="openapi/openapi.json")

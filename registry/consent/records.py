@@ -150,6 +150,13 @@ async def find_consents(
     return [await _view(conn, keys, record) for record in records]
 
 
+async def tenant_consents(
+    conn: asyncpg.Connection, keys: DataKeys, tenant: str
+) -> list[ConsentView]:
+    """Every record of ``tenant`` as the tenant reads it (``get_consent``), oldest first."""
+    return [await _view(conn, keys, r) for r in await repository.records_of_tenant(conn, tenant)]
+
+
 async def open_record(
     conn: asyncpg.Connection, keys: DataKeys, record: repository.RecordRow
 ) -> tuple[Personal | None, list[AssetView]]:

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
     from keys import KeyRing, MasterKey
     from registry.consent.forms import SignerRole
+    from registry.consent.repository import TokenRow
     from registry.consent.tokens import TokenVerification
     from registry.core.auth import Client
 
@@ -223,6 +224,14 @@ class ConsentService:
         return await records.find_consents(
             conn, self._keys, self._index, actor=actor, subject_ref=subject_ref
         )
+
+    async def tenant_consents(self, conn: asyncpg.Connection, tenant: str) -> list[ConsentView]:
+        """Every consent of ``tenant`` as its clients read them, for the tenant's export."""
+        return await records.tenant_consents(conn, self._keys, tenant)
+
+    async def tokens_of(self, conn: asyncpg.Connection, consent_id: str) -> list[TokenRow]:
+        """The tokens issued from ``consent_id`` (ids, audience, expiry, status now)."""
+        return await repository.tokens_of(conn, consent_id)
 
     # Grants and tokens.
 

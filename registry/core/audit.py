@@ -214,6 +214,25 @@ async def list_events(
     return [_event(r) for r in rows]
 
 
+async def tenant_events(conn: asyncpg.Connection, tenant: str, *, up_to: int) -> list[AuditEvent]:
+    """The events recorded in ``tenant`` (their ``tenant`` column), up to ``seq`` ``up_to``."""
+    rows = await conn.fetch(
+        "SELECT * FROM audit_events WHERE tenant = $1 AND seq <= $2 ORDER BY seq", tenant, up_to
+    )
+    return [_event(r) for r in rows]
+
+
+def hashed_form(event: AuditEvent) -> dict[str, Any]:
+    """The event with its hashed fields exactly as hashed (``occurred_at`` in its canonical
+    form), then ``prev_hash`` and ``hash``: SHA-256 of ``prev_hash`` and the sorted compact
+    JSON of the other fields gives ``hash`` back (``verifier.export`` checks it)."""
+    entry = Entry(**{name: getattr(event, name) for name in Entry.__struct_fields__})
+    body: dict[str, Any] = msgspec.json.decode(entry.canonical())
+    body["prev_hash"] = event.prev_hash
+    body["hash"] = event.hash
+    return body
+
+
 async def make_checkpoint(
     conn: asyncpg.Connection,
     signer: JwsSigner,

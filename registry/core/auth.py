@@ -358,6 +358,25 @@ async def key_exists(conn: asyncpg.Connection, api_key: str) -> bool:
     return found is not None
 
 
+async def tenant_known(conn: asyncpg.Connection, tenant: str) -> bool:
+    """Whether any client (revoked ones included) was ever made in ``tenant``: tenants exist
+    only through their clients."""
+    found = await conn.fetchval("SELECT 1 FROM api_clients WHERE tenant = $1 LIMIT 1", tenant)
+    return found is not None
+
+
+async def client_names(conn: asyncpg.Connection, client_ids: Sequence[str]) -> dict[str, str]:
+    """The name of each of ``client_ids`` that exists, revoked ones included (a history names
+    whoever acted then)."""
+    if not client_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT client_id, name FROM api_clients WHERE client_id = ANY($1::text[])",
+        sorted(set(client_ids)),
+    )
+    return {row["client_id"]: row["name"] for row in rows}
+
+
 async def enabled_clients(conn: asyncpg.Connection, client_ids: Sequence[str]) -> set[str]:
     """Those of ``client_ids`` that exist and are not revoked."""
     rows = await conn.fetch(

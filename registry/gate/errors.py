@@ -14,6 +14,8 @@ from registry.core.errors import Kind, RegistryError
 __all__ = [
     "DecisionNotFound",
     "DecisionNotRecorded",
+    "FeaturePaused",
+    "FeatureUnknown",
     "GateBusy",
     "GateError",
     "GenerationConflict",
@@ -24,6 +26,9 @@ __all__ = [
     "ImageMissing",
     "PromptScoreInvalid",
     "RequestPartInvalid",
+    "SuspendedMisuse",
+    "SuspensionLifted",
+    "SuspensionNotFound",
 ]
 
 
@@ -107,3 +112,38 @@ class HashListUploadInvalid(GateError):
 
     code = "hash_list_upload_invalid"
     kind = "malformed"
+
+
+# Kill-switches (registry.gate.misuse).
+
+
+class SuspensionNotFound(GateError):
+    code = "suspension_not_found"
+    kind = "not_found"
+
+
+class SuspensionLifted(GateError):
+    """The suspension was lifted already; a lift is not repeated."""
+
+    code = "suspension_lifted"
+    kind = "conflict"
+
+
+class FeatureUnknown(GateError):
+    code = "feature_unknown"
+    kind = "not_found"
+
+
+class SuspendedMisuse(GateError):
+    """The client (or the model it names) is suspended after a stop condition tripped: it
+    signs nothing until an admin lifts the suspension."""
+
+    code = "suspended_misuse"
+    kind = "forbidden"
+
+
+class FeaturePaused(GateError):
+    """An operator paused the feature for everyone."""
+
+    code = "feature_paused"
+    kind = "unavailable"

@@ -41,6 +41,7 @@ from moderation import (
     ImageInput,
     PromptFacts,
     ProvenanceFacts,
+    Restriction,
     SourceAsset,
     SourceEvidence,
     StepTiming,
@@ -63,7 +64,7 @@ from registry.consent.uses import require_known_uses
 from registry.core import db
 from registry.core.outbound import UrlNotAllowed
 from registry.core.uow import unit_of_work
-from registry.gate import repository
+from registry.gate import misuse, repository
 from registry.gate.errors import (
     DecisionNotRecorded,
     GateBusy,
@@ -232,16 +233,31 @@ class GateService:
         )
         if existing is not None:
             return existing
+        restrictions = await self._restrictions(
+            [actor.client_id, request.metadata.generator_client_id or ""],
+            request.metadata.model,
+            "publish",
+        )
         evidence = await self._publish_evidence(actor, request, data, received_at, prompt_scores)
         return await self._record(
             actor,
             generation_id=request.generation_id,
-            evidence=evidence,
+            evidence=msgspec.structs.replace(evidence, restrictions=restrictions),
             image=data,
             request=request_record(request),
             request_hash=request_sha256(request),
             image_sha256=image_sha256,
+            model=request.metadata.model,
         )
+
+    async def _restrictions(
+        self, clients: Sequence[str], model: str | None, feature: misuse.Feature
+    ) -> tuple[Restriction, ...]:
+        """The kill-switches in force (``registry.gate.misuse``). Never skipped: a database
+        that cannot answer cannot record a decision either, so its fault reaches the caller
+        as a 503 (as in ``_existing``) and nothing goes unchecked."""
+        async with db.acquire(self._pool, wait=self.settings.acquire_timeout) as conn:
+            return await misuse.restrictions(conn, clients=clients, model=model, feature=feature)
 
     async def _fetch(self, url: str) -> bytes:
         if self._fetcher is None:
@@ -425,6 +441,7 @@ class GateService:
         )
         if existing is not None:
             return existing
+        restrictions = await self._restrictions([actor.client_id], request.model, "prompt_check")
         timings = _Timings()
         prompt = await timings.run("prompt", self._prompt(request.prompt, prompt_scores))
         sources = await timings.run(
@@ -446,6 +463,7 @@ class GateService:
             sources=sources,
             declared_uses=declared_uses,
             timings=tuple(timings.steps),
+            restrictions=restrictions,
         )
         return await self._record(
             actor,
@@ -454,6 +472,7 @@ class GateService:
             request=request_record(request),
             request_hash=request_hash,
             image_sha256=None,
+            model=request.model,
         )
 
     # Recording.
@@ -487,6 +506,7 @@ class GateService:
         request_hash: str,
         image_sha256: str | None,
         image: bytes | None = None,
+        model: str | None = None,
     ) -> GateOutcome:
         decision = decide(evidence, self.policy)
         new = repository.NewDecision(
@@ -509,6 +529,7 @@ class GateService:
             legal_report=decision.legal_report,
             notes=decision.notes,
             user_ref=self._user_ref(actor, request),
+            model=model,
         )
         try:
             inserted, ticket = await self._store(actor, new, decision, image)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import weakref
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -16,12 +14,10 @@ from litestar.params import HeaderParameter
 from registry import operations
 from registry.core.auth import Client, Role
 from registry.core.errors import NotFound
+from registry.core.key_history import key_history_document
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow
-from verifier.key_history import KEY_HISTORY_MEDIA_TYPE, KEY_HISTORY_TYP, key_history_claims
-
-if TYPE_CHECKING:
-    from keys import KeyPeriod, KeyRing
+from verifier.key_history import KEY_HISTORY_MEDIA_TYPE
 
 PEM_CHAIN = "application/pem-certificate-chain"
 
@@ -41,34 +37,6 @@ KEY_HISTORY_DESCRIPTION = (
     "revalidate. `python -m verifier keys` checks it; docs/third-parties.md says what "
     "its self-signature proves."
 )
-
-
-class _HistoryDocument(msgspec.Struct, frozen=True, kw_only=True):
-    periods: tuple[KeyPeriod, ...]
-    issuer: str
-    token: str
-    etag: str
-
-
-# One signed document per ring, made again only when a rotation changes the history (the
-# ring hands out the same tuple until then): Ed25519 signatures are deterministic, so every
-# process serves the same bytes and the same ETag.
-_documents: weakref.WeakKeyDictionary[KeyRing, _HistoryDocument] = weakref.WeakKeyDictionary()
-
-
-def key_history_document(ring: KeyRing, *, issuer: str) -> tuple[str, str]:
-    """The signed key history of ``ring`` and its ETag."""
-    periods = ring.history()
-    cached = _documents.get(ring)
-    if cached is None or cached.periods is not periods or cached.issuer != issuer:
-        claims = key_history_claims(
-            issuer=issuer, keys=[(p.jwk, p.not_before, p.not_after) for p in periods]
-        )
-        token = ring.sign_jws(claims, typ=KEY_HISTORY_TYP)
-        etag = '"' + hashlib.sha256(token.encode("ascii")).hexdigest()[:32] + '"'
-        cached = _HistoryDocument(periods=periods, issuer=issuer, token=token, etag=etag)
-        _documents[ring] = cached
-    return cached.token, cached.etag
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

@@ -8,13 +8,15 @@ store nothing; every other outcome, however bad the evidence, is a stored decisi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 
+from moderation.policy import MAX_POLICY_BYTES
+from moderation.redteam import Report  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.core.auth import Client, Role
 from registry.core.strictjson import parse_strict_json
 from registry.gate import (
@@ -23,6 +25,7 @@ from registry.gate import (
     PromptCheckRequest,
     RequestPartInvalid,
 )
+from registry.gate.commands import check_candidate
 from registry.http.deps import AppServices, read_payload
 from registry.http.security import BEARER, allow, public
 from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
@@ -59,6 +62,11 @@ class PolicyView(msgspec.Struct, kw_only=True, frozen=True):
     """SHA-256 of the file: the ``policy_version`` of every decision made under it."""
     text: str
     """The policy file, exactly as loaded (TOML)."""
+
+
+class PolicyCandidate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    policy: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_POLICY_BYTES)]
+    """The candidate policy file (TOML), as it would be deployed."""
 
 
 def _answer(outcome: GateOutcome) -> Response[GateResponse]:
@@ -171,3 +179,25 @@ class ModerationController(Controller):
     async def policy(self, services: AppServices) -> PolicyView:
         policy = services.gate.policy
         return PolicyView(label=policy.label, version=policy.version, text=policy.text)
+
+    @post(
+        "/v1/policy/check",
+        summary="Run the shipped red-team corpus against a candidate policy before it is loaded",
+        description=(
+            "Validates the candidate (a policy that does not load is 422 with the loader's "
+            "code, e.g. `policy_unknown_key`, naming the key) and replays every case of the "
+            "red-team corpus shipped with the service through the gate's decision engine "
+            "under it. The answer lists the cases whose outcome differs from the one "
+            "expected: `more_permissive` ones are holes the candidate would open (`ok` is "
+            "false), `stricter` ones cost reviewer time but are not holes. Nothing is "
+            "loaded, stored or changed: deploy a policy with `REGISTRY_POLICY_FILE`. "
+            "docs/redteam.md describes the corpus."
+        ),
+        guards=[allow(Role.ADMIN)],
+        security=BEARER,
+        status_code=200,
+        opt={"body": PolicyCandidate},
+    )
+    async def check_policy(self, payload: NamedDependency[PolicyCandidate]) -> Response[Report]:
+        report = await check_candidate(payload.policy)
+        return Response(report, status_code=200, headers={"Cache-Control": "no-store"})

@@ -18,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from registry.core.auth import Client, Role
 from registry.core.errors import TooLarge, UnsupportedMediaType
 from registry.core.strictjson import parse_strict_json
+from registry.gate import misuse
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
 from registry.http.security import BEARER, allow, public
 from registry.provenance import (
@@ -262,7 +263,9 @@ class ProvenanceController(Controller):
             "timestamp; a TSA that gives no trusted timestamp: 503 `timestamp_unavailable` "
             "(`reason`), nothing signed or recorded. The manifest also carries the CAWG "
             "training-and-data-mining assertion: AI training `notAllowed` unless every "
-            "consent token carries `ai.training`, then `constrained`."
+            "consent token carries `ai.training`, then `constrained`. A client or model "
+            "suspended by a stop condition: 403 `suspended_misuse` (`suspension_id`); "
+            "signing paused by the operator: 503 `feature_paused`; nothing signed."
         ),
         guards=[allow(Role.GENERATOR)],
         security=BEARER,
@@ -285,6 +288,7 @@ class ProvenanceController(Controller):
         )
         provenance = services.provenance
         async with services.connection() as conn:
+            await misuse.check_signing(conn, client_id=caller.client_id, model=metadata.model)
             plan = await provenance.plan_signing(conn, actor=caller, metadata=metadata)
         signed = await provenance.sign(_upload(parts["file"]), plan)
         async with services.unit_of_work(caller) as uow:

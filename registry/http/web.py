@@ -266,10 +266,13 @@ class ConsolePages(Controller):
         async with services.connection() as conn:
             waiting = await review.list_tickets(conn, scope=scope, status="open", limit=_QUEUE)
             claimed = await review.list_tickets(conn, scope=scope, status="claimed", limit=_QUEUE)
+            names = await auth.client_names(conn, [t.claimed_by for t in claimed if t.claimed_by])
         tickets = sorted(
             [*waiting, *claimed], key=lambda t: (t.rank, t.deadline, t.created_at, t.id)
         )
-        view = web.queue_view(tickets, me=session.client.client_id, now=datetime.now(UTC))
+        view = web.queue_view(
+            tickets, me=session.client.client_id, now=datetime.now(UTC), names=names
+        )
         return _page(
             "console/queue.html",
             session=session,
@@ -346,15 +349,20 @@ class ConsolePages(Controller):
                 status=422,
             )
         reviewer = session.client
-        async with services.unit_of_work(reviewer) as uow:
-            await review.decide(
-                uow,
-                reviewer=reviewer,
-                ticket_id=ticket_id,
-                outcome="allowed" if outcome == "allowed" else "blocked",
-                note=note,
-                via="console",
-            )
+        try:
+            async with services.unit_of_work(reviewer) as uow:
+                await review.decide(
+                    uow,
+                    reviewer=reviewer,
+                    ticket_id=ticket_id,
+                    outcome="allowed" if outcome == "allowed" else "blocked",
+                    note=note,
+                    via="console",
+                )
+        except review.ConsentEnded as exc:
+            # The ticket page again, saying why, rather than an error page: the reviewer
+            # can block it from there.
+            return await _ticket_page(services, session, ticket_id, error=exc.message, status=409)
         return Redirect(f"{CONSOLE}?done={outcome}", status_code=303)
 
     @get("/admin", cache=False)
@@ -393,12 +401,16 @@ async def _ticket_page(
             scope=review.review_scope(session.client.tenant),
         )
         kept = await services.review_images.exists(conn, case.ticket.decision_id)
+        names = await auth.client_names(
+            conn, [case.client_id, *(entry.actor for entry in case.decision.history)]
+        )
     view = web.ticket_view(
         case,
         services.gate.policy,
         me=session.client.client_id,
         now=datetime.now(UTC),
         image_kept=kept,
+        names=names,
     )
     return _page(
         "console/ticket.html",

@@ -32,6 +32,7 @@ __all__ = [
     "outputs_by_ids",
     "outputs_by_sha256",
     "outputs_for_consent",
+    "outputs_of_tenant",
     "outputs_signed_with",
     "phash_from_db",
     "phash_to_db",
@@ -165,6 +166,15 @@ async def outputs_by_ids(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[i
         list(ids),
     )
     return {row["id"]: _output(row) for row in rows}
+
+
+async def outputs_of_tenant(conn: asyncpg.Connection, tenant: str) -> list[OutputRow]:
+    """Every output signed for ``tenant``, oldest first (a tenant's export)."""
+    rows = await conn.fetch(
+        f"SELECT {_OUTPUT_COLUMNS} FROM signed_outputs WHERE tenant = $1 ORDER BY id",  # noqa: S608 - constant columns
+        tenant,
+    )
+    return [_output(row) for row in rows]
 
 
 async def consents_of(

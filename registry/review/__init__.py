@@ -5,7 +5,8 @@
 - ``reports``: a publisher reports an allowed output after publication; a reviewer decides.
 - ``history``: every change of a decision's status, with actor, time and note.
 - ``records``: a decision's record for its publisher; a review case for reviewers.
-- ``takedown``: what a consent withdrawal affects; signed notices to publisher webhooks.
+- ``takedown``: what a consent withdrawal affects; signed notices to publisher webhooks,
+  and the operator's notices of misuse suspensions to admin webhooks.
 - ``stats``/``metrics``: KPIs from the database, and the Prometheus gauges that show them.
 - ``repository``: the SQL on review's own tables (appeals, reports, history, takedown);
   decisions and tickets are read and changed through the gate's repository.
@@ -17,6 +18,7 @@ from registry.review.actions import claim, decide
 from registry.review.appeals import Appeal, AppealFiled, appeal_of, file_appeal
 from registry.review.errors import (
     AppealExists,
+    ConsentEnded,
     ConsentIdInvalid,
     DecisionNotAppealable,
     DecisionNotFound,
@@ -53,6 +55,7 @@ from registry.review.records import (
 from registry.review.reports import Report, ReportCategory, ReportFiled, file_report
 from registry.review.stats import DEFAULT_WINDOW_DAYS, Stats, compute_stats
 from registry.review.takedown import (
+    MISUSE_TYP,
     TAKEDOWN_TYP,
     AffectedView,
     Backoff,
@@ -64,12 +67,14 @@ from registry.review.takedown import (
     affected,
     affected_decisions,
     list_deliveries,
+    misuse_notices,
     register_webhook,
 )
 from registry.review.webhooks import NOTICE_MEDIA_TYPE, WebhookSender
 
 __all__ = [
     "DEFAULT_WINDOW_DAYS",
+    "MISUSE_TYP",
     "NOTICE_MEDIA_TYPE",
     "TAKEDOWN_TYP",
     "AffectedView",
@@ -78,6 +83,7 @@ __all__ = [
     "AppealFiled",
     "Backoff",
     "Claimed",
+    "ConsentEnded",
     "ConsentIdInvalid",
     "ConsentNow",
     "DecisionNotAppealable",
@@ -124,6 +130,7 @@ __all__ = [
     "history_of",
     "list_deliveries",
     "list_tickets",
+    "misuse_notices",
     "publish_stats",
     "register_webhook",
     "review_case",

@@ -66,6 +66,14 @@ class DecisionNotReportable(ReviewError):
     kind = "conflict"
 
 
+class ConsentEnded(ReviewError):
+    """A reviewer tried to allow an output whose consent was withdrawn, erased or suspended
+    (or whose token was revoked) since the gate ran."""
+
+    code = "consent_ended_since_gate"
+    kind = "conflict"
+
+
 class AppealExists(ReviewError):
     """The decision was appealed before; a decision is appealed once."""
 

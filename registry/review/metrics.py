@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Gauge
 
+from registry.gate.misuse import FEATURES
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -117,6 +119,18 @@ _FALSE_NEGATIVE = Gauge(
     ["policy_version"],
     multiprocess_mode=_MODE,
 )
+_SUSPENDED = Gauge(
+    "registry_misuse_suspensions_active",
+    "Clients and models suspended by a stop condition of the policy, in force now",
+    ["subject_kind"],
+    multiprocess_mode=_MODE,
+)
+_PAUSED = Gauge(
+    "registry_feature_paused",
+    "1 for each feature an operator paused (sign, publish, prompt_check), else 0",
+    ["feature"],
+    multiprocess_mode=_MODE,
+)
 _QUANTILES = (_REVIEW_LATENCY, _CLASSIFIER_LATENCY, _FALSE_POSITIVE, _FALSE_NEGATIVE)
 
 # Multiprocess mode only: every label set this process ever set, by gauge.
@@ -169,6 +183,15 @@ def publish_stats(stats: Stats) -> None:
         for v in stats.policy_versions
         if v.false_negative_rate is not None
     }
+    stops = stats.stops
+    if stops is not None:
+        labelled[_SUSPENDED] = {
+            ("client",): stops.suspended_clients,
+            ("model",): stops.suspended_models,
+        }
+        labelled[_PAUSED] = {
+            (feature,): 1.0 if feature in stops.paused_features else 0.0 for feature in FEATURES
+        }
     multiprocess = _multiprocess()
     for gauge, values in labelled.items():
         _replace(gauge, values, multiprocess=multiprocess)

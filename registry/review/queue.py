@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import msgspec
 
+from registry.consent import repository as consent_repository
 from registry.core.auth import SYSTEM_TENANT
 from registry.gate import repository as gate_repository
 from registry.gate.repository.tickets import TicketKind, TicketStatus
 from registry.review import repository
 from registry.review.appeals import settle_appeal
-from registry.review.errors import TicketClosed, TicketNotFound, TicketNotHeld
+from registry.review.errors import ConsentEnded, TicketClosed, TicketNotFound, TicketNotHeld
 from registry.review.history import (
     DecisionStatus,
     HistoryEntry,
@@ -177,6 +178,34 @@ async def claim_next(
     return Claimed(ticket=ticket, reclaimed_from=previous)
 
 
+async def _require_consent_now(conn: asyncpg.Connection, decision_id: str) -> None:
+    """Refuse to allow an output whose consent ended since the gate ran.
+
+    Refused outright, with no override: by then the publisher has had the registry's signed
+    takedown notice for this output, and an `allowed` would contradict it. If the person
+    consents again, a new token and a new gate decision are the way back. The tokens' rows
+    are share-locked, so a withdrawal cannot commit between this check and the decision.
+    """
+    consents = await gate_repository.decision_consents(conn, decision_id)
+    if not consents:
+        return
+    tokens = await consent_repository.lock_token_statuses(conn, sorted({c.jti for c in consents}))
+    records = await consent_repository.consent_statuses(conn, [c.consent_id for c in consents])
+    ended = sorted(
+        {
+            c.consent_id
+            for c in consents
+            if records.get(c.consent_id) != "active" or tokens.get(c.jti) != 0
+        }
+    )
+    if ended:
+        raise ConsentEnded(
+            f"consent {', '.join(ended)} was withdrawn, erased or suspended (or its token "
+            "revoked) after the gate ran; this output cannot be allowed. Block it, or ask for "
+            "a new gate decision with a fresh token if the person consents again"
+        )
+
+
 async def decide_ticket(
     conn: asyncpg.Connection,
     *,
@@ -193,6 +222,8 @@ async def decide_ticket(
     if ticket.status != "claimed" or ticket.claimed_by != reviewer or not lease_live:
         raise TicketNotHeld("claim the ticket first; decisions come from the lease holder")
     decision = await decision_row(conn, ticket.decision_id, tenant=None, lock=True)
+    if outcome == "allowed":
+        await _require_consent_now(conn, decision.decision_id)
     appeal_status = None
     if ticket.kind == "appeal" and ticket.appeal_id is not None:
         appeal_status = await settle_appeal(conn, ticket.appeal_id, outcome=outcome)

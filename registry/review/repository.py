@@ -42,6 +42,7 @@ __all__ = [
     "ReportStatus",
     "VersionOutcomes",
     "Webhook",
+    "all_webhooks",
     "appeal_counts",
     "appeal_exists",
     "appeal_ids_of_tickets",
@@ -53,6 +54,7 @@ __all__ = [
     "insert_appeal",
     "insert_attempt",
     "insert_delivery",
+    "insert_misuse_delivery",
     "insert_report",
     "mark_processed",
     "open_report_of",
@@ -413,7 +415,10 @@ class DeliveryAttempt(msgspec.Struct, kw_only=True, frozen=True):
 
 class Delivery(msgspec.Struct, kw_only=True, frozen=True):
     id: str
-    consent_id: str
+    consent_id: str | None
+    """The withdrawal a takedown notice is about (None for a misuse notice)."""
+    suspension_id: str | None
+    """The suspension a misuse notice (to an admin client's webhook) is about."""
     client_id: str
     url: str
     status: DeliveryStatus
@@ -428,7 +433,8 @@ class Delivery(msgspec.Struct, kw_only=True, frozen=True):
 
 class DueDelivery(msgspec.Struct, kw_only=True, frozen=True):
     delivery_id: str
-    consent_id: str
+    consent_id: str | None
+    suspension_id: str | None
     client_id: str
     url: str
     notice: str
@@ -501,6 +507,33 @@ async def insert_delivery(
     )
 
 
+async def insert_misuse_delivery(
+    conn: asyncpg.Connection,
+    *,
+    delivery_id: str,
+    suspension_id: str,
+    client_id: str,
+    url: str,
+    notice: str,
+) -> None:
+    """A misuse notice to an admin client's webhook, due at once."""
+    await conn.execute(
+        "INSERT INTO takedown_deliveries (delivery_id, suspension_id, client_id, url, notice,"
+        " next_attempt_at) VALUES ($1, $2, $3, $4, $5, now())",
+        delivery_id,
+        suspension_id,
+        client_id,
+        url,
+        notice,
+    )
+
+
+async def all_webhooks(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    """(client id, URL) of every registered webhook, by client id."""
+    rows = await conn.fetch("SELECT client_id, url FROM takedown_webhooks ORDER BY client_id")
+    return [(row["client_id"], row["url"]) for row in rows]
+
+
 async def take_due(conn: asyncpg.Connection, *, limit: int, hold: timedelta) -> list[DueDelivery]:
     """Due deliveries, held for ``hold`` so that no other worker sends them meanwhile."""
     rows = await conn.fetch(
@@ -508,8 +541,8 @@ async def take_due(conn: asyncpg.Connection, *, limit: int, hold: timedelta) -> 
         " FROM (SELECT delivery_id FROM takedown_deliveries WHERE status = 'pending'"
         "  AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1"
         "  FOR UPDATE SKIP LOCKED) due WHERE d.delivery_id = due.delivery_id"
-        " RETURNING d.delivery_id, d.consent_id, d.client_id, d.url, d.notice,"
-        " d.attempts + 1 AS attempt",
+        " RETURNING d.delivery_id, d.consent_id, d.suspension_id, d.client_id, d.url,"
+        " d.notice, d.attempts + 1 AS attempt",
         limit,
         hold,
     )
@@ -567,8 +600,8 @@ async def deliveries(
 ) -> list[Delivery]:
     """Deliveries, newest first, each with every attempt made."""
     rows = await conn.fetch(
-        "SELECT delivery_id, consent_id, client_id, url, status, attempts, created_at,"
-        " next_attempt_at, delivered_at, notice FROM takedown_deliveries"
+        "SELECT delivery_id, consent_id, suspension_id, client_id, url, status, attempts,"
+        " created_at, next_attempt_at, delivered_at, notice FROM takedown_deliveries"
         " WHERE ($1::text IS NULL OR client_id = $1) AND ($2::text IS NULL OR consent_id = $2)"
         " ORDER BY created_at DESC, delivery_id LIMIT $3",
         client_id,
@@ -587,6 +620,7 @@ async def deliveries(
         Delivery(
             id=r["delivery_id"],
             consent_id=r["consent_id"],
+            suspension_id=r["suspension_id"],
             client_id=r["client_id"],
             url=r["url"],
             status=r["status"],

@@ -14,7 +14,8 @@ import msgspec
 
 from registry.core import db
 from registry.gate import repository as gate_repository
-from registry.gate.repository import ClientRepeats  # noqa: TC001 - msgspec reads it at runtime
+from registry.gate.repository import ClientRepeats
+from registry.gate.repository import misuse as misuse_repository
 from registry.review import repository
 
 if TYPE_CHECKING:
@@ -123,6 +124,14 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     # compute_stats always fills them.
     recidivism: Recidivism | None = None
     policy_versions: list[PolicyVersionStats] = msgspec.field(default_factory=list)
+    stops: Stops | None = None
+    """The kill-switches in force now (``registry.gate.misuse``)."""
+
+
+class Stops(msgspec.Struct, kw_only=True, frozen=True):
+    suspended_clients: int
+    suspended_models: int
+    paused_features: list[str]
 
 
 def _percentiles(spread: Spread) -> Percentiles:
@@ -168,6 +177,16 @@ async def compute_stats(
         classifiers=await _classifiers(conn),
         recidivism=await _recidivism(conn, since=since, window_days=window_days),
         policy_versions=await _policy_versions(conn, since=since),
+        stops=await _stops(conn),
+    )
+
+
+async def _stops(conn: asyncpg.Connection) -> Stops:
+    active = await misuse_repository.active_subjects(conn)
+    return Stops(
+        suspended_clients=sum(1 for kind, _ in active if kind == "client"),
+        suspended_models=sum(1 for kind, _ in active if kind == "model"),
+        paused_features=[row.feature for row in await misuse_repository.switches(conn)],
     )
 
 

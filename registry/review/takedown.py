@@ -52,8 +52,10 @@ if TYPE_CHECKING:
 
     from registry.core.audit import JwsSigner
     from registry.core.uow import UnitOfWork
+    from registry.gate.repository.misuse import SuspensionRow
 
 __all__ = [
+    "MISUSE_TYP",
     "TAKEDOWN_TYP",
     "AffectedDecision",
     "AffectedOutput",
@@ -69,12 +71,16 @@ __all__ = [
     "affected_decisions",
     "check_consent_id",
     "list_deliveries",
+    "misuse_notices",
     "register_webhook",
 ]
 
 log = logging.getLogger(__name__)
 
 TAKEDOWN_TYP = "takedown+jwt"
+# The operator's notice of a suspension (registry.gate.misuse): its own typ, so that no
+# receiver can take one kind of notice for the other.
+MISUSE_TYP = "misuse+jwt"
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _EVENTS_PER_ROUND = 20
 _DELIVERIES_PER_ROUND = 10
@@ -137,8 +143,11 @@ async def register_webhook(
     check_url(url)
     conn = uow.conn
     client = await get_client(conn, client_id)
-    if client is None or not client.has(Role.PUBLISHER):
-        raise WebhookClientInvalid("webhooks are for existing, enabled publisher clients")
+    if client is None or not (client.has(Role.PUBLISHER) or client.has(Role.ADMIN)):
+        raise WebhookClientInvalid(
+            "webhooks are for existing, enabled publisher clients (takedown notices) and "
+            "admin clients (the operator's misuse notices)"
+        )
     hook = await repository.upsert_webhook(conn, client_id=client_id, url=url, created_by=uow.actor)
     # The host only: a path can carry the receiver's own secret.
     uow.record(
@@ -221,6 +230,54 @@ async def _create_notices(
             )
             created.append((delivery_id, consent_id, client_id))
         await repository.mark_processed(conn, event.event_id)
+    return created
+
+
+async def misuse_notices(
+    conn: asyncpg.Connection, suspension: SuspensionRow, *, signer: JwsSigner, issuer: str
+) -> list[str]:
+    """Queue one signed notice of ``suspension`` for the webhook of every enabled admin
+    client (the operator), in the tripping transaction; the worker sends them like takedown
+    notices. Returns the delivery ids."""
+    hooks = await repository.all_webhooks(conn)
+    if not hooks:
+        return []
+    enabled = await enabled_clients(conn, [client_id for client_id, _ in hooks])
+    created: list[str] = []
+    for client_id, url in hooks:
+        client = await get_client(conn, client_id) if client_id in enabled else None
+        if client is None or not client.has(Role.ADMIN):
+            continue
+        delivery_id = "dlv_" + secrets.token_urlsafe(16)
+        notice = signer.sign_jws(
+            {
+                "iss": issuer,
+                "aud": client_id,
+                "iat": int(time.time()),
+                "jti": delivery_id,
+                "event": "misuse.suspended",
+                "suspension_id": suspension.suspension_id,
+                "subject_kind": suspension.subject_kind,
+                "subject": suspension.subject,
+                "condition_id": suspension.condition_id,
+                "policy_version": suspension.policy_version,
+                "tripped_at": suspension.tripped_at.astimezone(UTC).isoformat(),
+                "window_minutes": suspension.window_minutes,
+                "decisions": suspension.decisions,
+                "blocked": suspension.blocked,
+                "hash_matches": suspension.hash_matches,
+            },
+            typ=MISUSE_TYP,
+        )
+        await repository.insert_misuse_delivery(
+            conn,
+            delivery_id=delivery_id,
+            suspension_id=suspension.suspension_id,
+            client_id=client_id,
+            url=url,
+            notice=notice,
+        )
+        created.append(delivery_id)
     return created
 
 
@@ -344,6 +401,7 @@ class TakedownWorker:
                         subject_id=item.delivery_id,
                         payload={
                             "consent_id": item.consent_id,
+                            "suspension_id": item.suspension_id,
                             "client_id": item.client_id,
                             "attempts": item.attempt,
                         },

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from moderation import Evidence, HashMatch, decode_evidence, needs_consent
+from moderation.reasons import explain
 from registry.review import ReviewCase, Ticket  # noqa: TC001 - msgspec reads annotations
 from registry.web.verdict import Tone  # noqa: TC001 - msgspec reads annotations at runtime
 from verifier.tokens import Reason
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from moderation import Policy
     from moderation.consent import SourceEvidence
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QueueRow",
     "QueueView",
+    "ReasonWords",
     "ScoreBar",
     "SourceLine",
     "TicketView",
@@ -50,10 +52,20 @@ _CONSENT_PROBLEMS: tuple[tuple[Reason, str, Tone], ...] = (
 )
 
 
+class ReasonWords(msgspec.Struct, kw_only=True, frozen=True):
+    """A reason code with its plain-language line (``moderation.reasons.explain``)."""
+
+    code: str
+    text: str
+
+
 class QueueRow(msgspec.Struct, kw_only=True, frozen=True):
     ticket: Ticket
     overdue: bool
     mine: bool
+    reasons: tuple[ReasonWords, ...] = ()
+    claimed_by_name: str | None = None
+    """The reviewer holding the claim, by name (their id when unknown)."""
 
 
 class QueueView(msgspec.Struct, kw_only=True, frozen=True):
@@ -67,13 +79,29 @@ class QueueView(msgspec.Struct, kw_only=True, frozen=True):
     """Tickets the signed-in reviewer holds now."""
 
 
-def queue_view(tickets: Sequence[Ticket], *, me: str, now: datetime) -> QueueView:
-    """Open and claimed tickets in queue order, with counts; overdue ones marked."""
+def reason_words(codes: Sequence[str]) -> tuple[ReasonWords, ...]:
+    return tuple(ReasonWords(code=code, text=explain(code)) for code in codes)
+
+
+def queue_view(
+    tickets: Sequence[Ticket],
+    *,
+    me: str,
+    now: datetime,
+    names: Mapping[str, str] | None = None,
+) -> QueueView:
+    """Open and claimed tickets in queue order, with counts; overdue ones marked; reasons in
+    words and reviewers by name (``names``: client id to name)."""
+    names = names or {}
     rows = tuple(
         QueueRow(
             ticket=ticket,
             overdue=ticket.deadline <= now,
             mine=ticket.status == "claimed" and ticket.claimed_by == me,
+            reasons=reason_words(ticket.reasons),
+            claimed_by_name=(
+                names.get(ticket.claimed_by, ticket.claimed_by) if ticket.claimed_by else None
+            ),
         )
         for ticket in tickets
         if ticket.status != "closed"
@@ -207,10 +235,21 @@ class TicketView(msgspec.Struct, kw_only=True, frozen=True):
     image_kept: bool
     same_policy: bool
     """The decision was made under the active policy (so the thresholds shown applied)."""
+    consent_ended: tuple[str, ...] = ()
+    """Consents the decision relied on that were withdrawn, erased or suspended (or whose
+    token was revoked) since the gate ran: the output can no longer be allowed."""
+    names: dict[str, str] = msgspec.field(default_factory=dict)
+    """Client id to name, for the history's actors and the decision's client."""
 
 
 def ticket_view(
-    case: ReviewCase, policy: Policy, *, me: str, now: datetime, image_kept: bool
+    case: ReviewCase,
+    policy: Policy,
+    *,
+    me: str,
+    now: datetime,
+    image_kept: bool,
+    names: Mapping[str, str] | None = None,
 ) -> TicketView:
     evidence = decode_evidence(msgspec.json.encode(case.evidence))
     ticket = case.ticket
@@ -230,4 +269,14 @@ def ticket_view(
         overdue=ticket.status != "closed" and ticket.deadline <= now,
         image_kept=image_kept,
         same_policy=case.decision.policy_version == policy.version,
+        names=dict(names or {}),
+        consent_ended=tuple(
+            sorted(
+                {
+                    c.consent_id
+                    for c in case.consents
+                    if c.consent_status != "active" or c.token_status != "valid"  # noqa: S105 - a status, not a secret
+                }
+            )
+        ),
     )

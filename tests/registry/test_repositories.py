@@ -67,6 +67,8 @@ OWNERS: dict[str, frozenset[str]] = {
             "hash_lists",
             "hash_list_entries",
             "hash_lists_version",
+            "misuse_suspensions",
+            "feature_switches",
         }
     ),
     "review": frozenset(

@@ -12,7 +12,7 @@ from tests.consent_http import conftest as consent_fixtures
 from tests.consent_http import helpers
 from tests.gate_http.conftest import check_request, consented_source, output, post_check
 from tests.review_http.test_takedown import Receiver, _settled, _verify
-from tests.support import make_settings
+from tests.support import assert_problem, make_settings
 
 world = consent_fixtures.world
 
@@ -179,3 +179,56 @@ async def test_withdrawal_after_publishing_notifies_the_publisher(world, make_cl
     assert claims["decisions"] == [decision["decision_id"]]
     assert claims["outputs"] == [output_id]
     assert claims["generations"] == ["gen-published"]
+
+
+async def test_a_reviewer_cannot_allow_an_output_whose_consent_ended_since_the_gate(
+    world, make_client
+):
+    _, reviewer = await make_client("reviewer", tenant="system", name="reviewer")
+    source = await consented_source(world)
+    gated = await post_check(
+        world.http,
+        world.publisher.headers,
+        check_request(
+            "gen-withdrawn-in-review",
+            sources=[source.asset()],
+            generator=world.generator.client_id,
+            # Violence in the review band: a person decides, consent covers the rest.
+            scores={"sexual_content": 0.1, "minor_presence": 0.01, "violence": 0.62},
+        ),
+        output(5),
+    )
+    decision = gated.json()
+    assert decision["safety_status"] == "review", decision
+    ticket = decision["review_ticket"]
+    claimed = await world.http.post("/v1/reviews/claim", headers=reviewer)
+    assert claimed.json()["id"] == ticket
+
+    withdrawn = await world.http.post(
+        f"/v1/consents/{source.consent_id}/withdraw",
+        json={"withdrawal": helpers.withdrawal(world.signer, source.consent_id)},
+        headers=world.uploader.headers,
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    case = (await world.http.get(f"/v1/reviews/{ticket}", headers=reviewer)).json()
+    assert [c["consent_status"] for c in case["consents"]] == ["withdrawn"]
+
+    refused = await world.http.post(
+        f"/v1/reviews/{ticket}/decision",
+        json={"outcome": "allowed", "note": "looks fine"},
+        headers=reviewer,
+    )
+    problem = assert_problem(refused, 409, "consent_ended_since_gate")
+    assert source.consent_id in problem["detail"]
+    record = await world.http.get(
+        f"/v1/moderation/decisions/{decision['decision_id']}", headers=world.publisher.headers
+    )
+    assert record.json()["current_status"] == "review"
+    assert [h["event"] for h in record.json()["history"]] == ["gated"]
+    # Blocking it is still possible, and is what the takedown notice asked for.
+    blocked = await world.http.post(
+        f"/v1/reviews/{ticket}/decision",
+        json={"outcome": "blocked", "note": "consent withdrawn"},
+        headers=reviewer,
+    )
+    assert blocked.status_code == 200, blocked.text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import asyncpg
 import pytest
 
+from tests.consent_http.conftest import Party
 from tests.support import ADMIN_KEY, bearer
 from tests.web.browser import shot
-from tests.web.support import make_world, review_ticket
+from tests.web.support import make_world, review_ticket, withdraw
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -122,3 +125,64 @@ async def test_admin_view_shows_the_kpi_charts(page, service):
 
     assert await page.locator("svg[role=img]").count() >= 2
     assert re.fullmatch(r"[0-9a-f]{64}", await page.locator("#policy dd.mono").inner_text())
+
+
+async def test_an_output_whose_consent_ended_cannot_be_allowed(page, service, api):
+    world = await make_world(api, bearer(ADMIN_KEY), template_may_exist=True)
+    # A tenant of its own, so that this reviewer's queue holds only this test's ticket.
+    created = await api.post(
+        "/v1/admin/clients",
+        json={"name": "publisher of ended consents", "roles": ["publisher"], "tenant": "pub-ended"},
+        headers=bearer(ADMIN_KEY),
+    )
+    assert created.status_code == 201, created.text
+    publisher = Party(created.json()["client_id"], bearer(created.json()["api_key"]))
+    world = dataclasses.replace(world, publisher=publisher)
+    decision_id, _, _ = await review_ticket(
+        world, 31, database_url=service.database_url, master_key=service.master_key
+    )
+    conn = await asyncpg.connect(service.database_url)
+    try:
+        consent_id = await conn.fetchval(
+            "SELECT consent_id FROM moderation_decision_consents WHERE decision_id = $1",
+            decision_id,
+        )
+    finally:
+        await conn.close()
+    await withdraw(world, consent_id)
+
+    await sign_in(page, service, await new_key(api, "reviewer", tenant="pub-ended"))
+    await page.wait_for_url(f"{service.url}/console")
+    await page.get_by_role("button", name="Claim next ticket").click()
+    await page.wait_for_url(re.compile(r"/console/tickets/[\w-]+$"))
+    banner = await page.locator("#consent-ended").inner_text()
+    asked_by = await page.locator("#client-name").inner_text()
+    # The evidence comes first: the decision form follows the sources and the history.
+    form_last = await page.evaluate("[...document.querySelectorAll('h2')].map(h => h.id).slice(-2)")
+    allow = page.get_by_label("Allow publication")
+    disabled = await allow.is_disabled()
+    await shot(page, "console-ticket-consent-ended")
+
+    # A page that was open before the withdrawal (or a forged form) still cannot allow it.
+    await allow.evaluate("e => { e.disabled = false; e.checked = true; }")
+    await page.get_by_label("Note for the record").fill("Fine by me.")
+    async with page.expect_response(re.compile(r"/decision$")) as posted:
+        await page.get_by_role("button", name="Record decision").click()
+    refused = await posted.value
+    error = await page.locator("#decide-error").inner_text()
+    status = await page.locator("#current-status").inner_text()
+
+    await page.get_by_label("Block publication").check()
+    await page.get_by_label("Note for the record").fill("Consent withdrawn.")
+    await page.get_by_role("button", name="Record decision").click()
+    await page.wait_for_url(f"{service.url}/console?done=blocked")
+
+    assert consent_id in banner
+    assert "cannot be allowed" in banner
+    assert asked_by == "publisher of ended consents"
+    assert form_last == ["history-heading", "decide-heading"]
+    assert disabled
+    assert refused.status == 409
+    assert consent_id in error
+    assert "cannot be allowed" in error
+    assert status == "review"

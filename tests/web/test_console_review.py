@@ -294,3 +294,28 @@ async def test_admin_view_shows_kpis_policy_and_checkpoint(ticket, client, setti
     assert "Gate decisions by outcome" in page
     assert "<svg" in page
     assert re.search(r'<dd class="mono">[0-9a-f]{64}</dd>', page)  # the policy version
+
+
+async def test_queue_and_history_speak_in_words_and_names(ticket, reviewer):
+    _, ticket_id, _ = await ticket(41)
+    _, ana = await reviewer("Reviewer Ana")
+    _, ben = await reviewer("Reviewer Ben")
+    assert (await claim(ana)).headers["location"] == f"/console/tickets/{ticket_id}"
+
+    queue = (await ben.get("/console")).text
+    # Reasons as their plain-language line with the code beside, the claim by name.
+    assert "The violence score reached the policy&#39;s review threshold." in queue
+    assert "<code>score_violence_review</code>" in queue
+    assert "claimed by Reviewer Ana until" in queue
+
+    page = (await ana.get(f"/console/tickets/{ticket_id}")).text
+    assert re.search(r'id="client-name">publisher client<', page)
+    # The evidence first: the decision form comes after the sources, scores and history.
+    form = page.index('<h2 id="decide-heading">')
+    assert page.index('<h2 id="sources-heading">') < form
+    assert page.index('<h2 id="history-heading">') < form
+    decided = await decide(ana, ticket_id, "blocked", "Not for publication.")
+    assert decided.status_code == 303
+    # Seen by the next reviewer (here through an appeal-free reopen of the page): names.
+    closed = (await ben.get(f"/console/tickets/{ticket_id}")).text
+    assert re.search(r"by Reviewer Ana <span class=\"hint mono\">cl_", closed)

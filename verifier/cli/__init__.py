@@ -34,6 +34,10 @@ an audit checkpoint, a takedown notice (or any artifact we sign) and when
 (``verifier.cli.history``). A key history that does not verify is refused: exit 64.
 ``audit inclusion`` and ``audit consistency`` check the audit log's Merkle proofs against
 signed checkpoint notes, as a monitor does (``verifier.cli.audit``: exit 0, 1 or 64).
+``export DIR`` checks a tenant's export (``registry export``) with nothing but its own
+contents: the manifest's hashes, the receipts, assertions, token statuses and checkpoint
+against its key history, the audit events' hashes and inclusion proofs (``verifier.cli.export``:
+exit 0, 1 naming each bad file, or 64).
 
 Exit status, for both commands:
 
@@ -67,6 +71,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from verifier.cli.audit import add_audit_parser, audit_command
 from verifier.cli.common import EXIT_USAGE, UsageError, safe
+from verifier.cli.export import add_export_parser, export_command
 from verifier.cli.history import COMMANDS as HISTORY_COMMANDS
 from verifier.cli.history import add_commands as add_history_commands
 from verifier.cli.history import add_key_arguments
@@ -99,6 +104,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
             return token_command(args, out)
         if args.command == "audit":
             return audit_command(args, out)
+        if args.command == "export":
+            return export_command(args, out)
         if args.command in HISTORY_COMMANDS:
             return HISTORY_COMMANDS[args.command](args, out)
         return verify_command(args, out)
@@ -148,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     _leeway_argument(token)
     token.add_argument("--json", action="store_true", help="print the result as JSON")
     add_audit_parser(commands)
+    _leeway_argument(add_export_parser(commands))
     for history_command in add_history_commands(commands):
         _leeway_argument(history_command)
     return parser

@@ -45,6 +45,7 @@ __all__ = [
     "mark_withdrawn",
     "record_by_idempotency_key",
     "records_by_subject",
+    "records_of_tenant",
     "secret",
     "signer_by_id",
     "signer_by_kid",
@@ -393,6 +394,12 @@ async def records_by_subject(
         subject_index,
         limit,
     )
+    return _rows(rows, RecordRow)
+
+
+async def records_of_tenant(conn: asyncpg.Connection, tenant: str) -> list[RecordRow]:
+    """Every record of ``tenant``, oldest first (a tenant's export)."""
+    rows = await conn.fetch(_RECORD + " WHERE tenant = $1 ORDER BY created_at, consent_id", tenant)
     return _rows(rows, RecordRow)
 
 

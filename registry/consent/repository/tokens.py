@@ -43,6 +43,8 @@ class TokenRow(msgspec.Struct, kw_only=True, frozen=True):
     audience: str
     expires_at: datetime
     status: int
+    status_list_id: str
+    status_idx: int
 
 
 class OpenList(msgspec.Struct, kw_only=True, frozen=True):
@@ -92,7 +94,8 @@ async def insert_token(
 
 async def tokens_of(conn: asyncpg.Connection, consent_id: str) -> list[TokenRow]:
     rows = await conn.fetch(
-        "SELECT jti, audience, expires_at, status FROM issued_tokens WHERE consent_id = $1"
+        "SELECT jti, audience, expires_at, status, status_list_id, status_idx FROM issued_tokens"
+        " WHERE consent_id = $1"
         " ORDER BY issued_at, jti",
         consent_id,
     )

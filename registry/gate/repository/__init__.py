@@ -1,7 +1,7 @@
 """The gate's tables in PostgreSQL: decisions, their consent tokens, review tickets, hash lists.
 
 owns: moderation_decisions, moderation_decision_consents, review_tickets, hash_lists,
-hash_list_entries, hash_lists_version.
+hash_list_entries, hash_lists_version, misuse_suspensions, feature_switches.
 
 Only these modules touch those tables; every other domain reads or changes them through the
 functions exported here (``tests/registry/test_repositories.py`` holds the whole map).

@@ -90,6 +90,8 @@ class NewDecision(msgspec.Struct, kw_only=True, frozen=True):
     """Codes recorded but not held against the request (``Decision.notes``)."""
     user_ref: str | None = None
     """The end user's blind index (``SubjectIndex.end_user``), for the recidivism KPIs."""
+    model: str | None = None
+    """The model the request named, in clear for the stop conditions (a product name)."""
 
 
 class DecisionRow(msgspec.Struct, kw_only=True, frozen=True):
@@ -160,9 +162,9 @@ async def insert_decision(
         "INSERT INTO moderation_decisions (decision_id, generation_id, stage, client_id, tenant,"
         " image_sha256, image_phash, request_sha256, status, reasons, scores, sealed,"
         " data_key_id, policy_version, policy_label, current_status, legal_report, evidence,"
-        " user_ref, notes)"
+        " user_ref, model, notes)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $9, $16,"
-        " $17, $18, $19)"
+        " $17, $18, $19, $20)"
         " ON CONFLICT (client_id, generation_id, stage) DO NOTHING RETURNING true",
         new.decision_id,
         new.generation_id,
@@ -183,6 +185,7 @@ async def insert_decision(
         # The KPIs' part of the evidence, in clear: classifier results say nothing of people.
         {"classifiers": msgspec.to_builtins(new.evidence.classifiers)},
         new.user_ref,
+        new.model,
         list(new.notes),
     )
     if not inserted:

@@ -1,0 +1,178 @@
+"""The images of the shipped red-team corpus, made from the repository's fixture photos.
+
+``moderation/redteam_corpus/images.toml`` holds, for each output image a case names, the
+hashes the gate computes of it (every flip and rotation of both signals), and
+``hashlists.toml`` the protected lists built from two fixture photos as the registry stores
+an added image (its PDQ, its pHash and the pHashes of its crop grid). Both are written by
+this module from the recipes below, and ``tests/moderation/test_redteam.py`` recomputes them
+so the corpus cannot drift from the images it says it was made from. To regenerate:
+
+    .venv/bin/python -m tests.moderation.redteam_images
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageOps
+
+from moderation.signals import CROP_GRID, image_signals, stored_signals
+from verifier import ImageLimits, decode
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from moderation.signals import ImageSignals, StoredSignals
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "moderation" / "redteam_corpus"
+FIXTURES = "tests/fixtures/c2pa"
+# The photo on a block list of known abusive images, and a real person's photo on the
+# consent-exempt "protected-likeness" list (its entries name the consent asset they protect).
+ABUSE = f"{FIXTURES}/CA.jpg"
+LIKENESS = f"{FIXTURES}/no_manifest.jpg"
+LIKENESS_ASSET = "asset-protected-likeness"
+# Another photo, flat enough that PDQ gives it a quality of 16 (below the policy's floor).
+FLAT = f"{FIXTURES}/C.jpg"
+# The fixture set's own variant of the listed photo (re-processed, 6 pHash bits away).
+VARIANT = f"{FIXTURES}/XCA.jpg"
+LIMITS = ImageLimits(max_bytes=50_000_000, max_pixels=50_000_000)
+
+_TRANSPOSE = {
+    "flip_horizontal": Image.Transpose.FLIP_LEFT_RIGHT,
+    "flip_vertical": Image.Transpose.FLIP_TOP_BOTTOM,
+    "rotate_90": Image.Transpose.ROTATE_90,
+    "rotate_180": Image.Transpose.ROTATE_180,
+    "rotate_270": Image.Transpose.ROTATE_270,
+    "transpose": Image.Transpose.TRANSPOSE,
+}
+
+
+def _crop(side: str, fraction: float) -> Callable[[Image.Image], Image.Image]:
+    def cut(image: Image.Image) -> Image.Image:
+        width, height = image.size
+        dx, dy = round(width * fraction), round(height * fraction)
+        box = {
+            "left": (dx, 0, width, height),
+            "right": (0, 0, width - dx, height),
+            "top": (0, dy, width, height),
+            "bottom": (0, 0, width, height - dy),
+            "centre": (dx // 2, dy // 2, width - dx // 2, height - dy // 2),
+        }[side]
+        return image.crop(box)
+
+    return cut
+
+
+def _transposed(method: Image.Transpose) -> Callable[[Image.Image], Image.Image]:
+    return lambda image: image.transpose(method)
+
+
+def _edits() -> dict[str, Callable[[Image.Image], Image.Image]]:
+    edits: dict[str, Callable[[Image.Image], Image.Image]] = {"original": lambda image: image}
+    edits.update({name: _transposed(t) for name, t in _TRANSPOSE.items()})
+    for side, percent in (
+        ("left", 10),
+        ("right", 12),
+        ("top", 15),
+        ("bottom", 20),
+        ("centre", 10),
+        ("centre", 22),
+    ):
+        edits[f"crop {side} {percent}%"] = _crop(side, percent / 100)
+    edits["half size"] = lambda image: image.resize((image.width // 2, image.height // 2))
+    edits["greyscale"] = lambda image: ImageOps.grayscale(image).convert("RGB")
+    edits["flip_horizontal, crop left 10%"] = lambda image: _crop("left", 0.10)(
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    )
+    edits["white border 8%"] = lambda image: ImageOps.expand(
+        image, border=round(image.width * 0.08), fill=(255, 255, 255)
+    )
+    return edits
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_").replace("__", "_")
+
+
+def recipes() -> dict[str, tuple[str, str]]:
+    """Image name -> (fixture, edit)."""
+    found: dict[str, tuple[str, str]] = {}
+    for prefix, fixture in (("abuse", ABUSE), ("likeness", LIKENESS)):
+        for edit in _edits():
+            found[f"{prefix}_{_slug(edit)}"] = (fixture, edit)
+    found["flat_photo"] = (FLAT, "original")
+    found["abuse_fixture_variant"] = (VARIANT, "original")
+    return found
+
+
+def _open(fixture: str) -> Image.Image:
+    with Image.open(ROOT / fixture) as image:
+        return image.convert("RGB")
+
+
+def query_signals(fixture: str, edit: str) -> ImageSignals:
+    """What the gate computes of the fixture after ``edit``, sent as a JPEG."""
+    out = io.BytesIO()
+    _edits()[edit](_open(fixture)).save(out, "JPEG", quality=90)
+    decoded = decode(out.getvalue(), LIMITS, hash_only=True)
+    return image_signals(decoded.image)
+
+
+def _strings(values: tuple[str, ...], indent: str = "  ") -> str:
+    return "[\n" + "".join(f'{indent}"{v}",\n' for v in values) + "]"
+
+
+def images_toml() -> str:
+    parts = [
+        "# Generated by tests/moderation/redteam_images.py from the fixture photos: do not edit.\n"
+    ]
+    for name, (fixture, edit) in recipes().items():
+        signals = query_signals(fixture, edit)
+        parts.append(
+            f"\n[image.{name}]\n"
+            f'fixture = "{fixture}"\n'
+            f'edit = "{edit}"\n'
+            f"border_trimmed = {'true' if signals.border_trimmed else 'false'}\n"
+            f"pdq_quality = {signals.pdq.quality}\n"
+            f"phash = {_strings(signals.phash.hashes)}\n"
+            f"pdq = {_strings(signals.pdq.hashes)}\n"
+        )
+    return "".join(parts)
+
+
+def hashlists_toml() -> str:
+    abuse = stored_signals(_open(ABUSE))
+    likeness = stored_signals(_open(LIKENESS))
+    crops = [f"{side} {round(fraction * 100)}%" for side, fraction in CROP_GRID]
+
+    def phash_entries(stored: StoredSignals, label: str, source: str | None) -> str:
+        src = f', source = "{source}"' if source else ""
+        rows = [f'  {{ hash = "{stored.phash}", label = "{label}"{src} }},\n']
+        rows += [
+            f'  {{ hash = "{value}", label = "{label}"{src}, crop = "{crop}" }},\n'
+            for value, crop in zip(stored.phash_crops, crops, strict=True)
+        ]
+        return "[\n" + "".join(rows) + "]"
+
+    return (
+        "# Generated by tests/moderation/redteam_images.py from the fixture photos: do not edit.\n"
+        f"# Known abusive image: {ABUSE}. A real person's protected photo: {LIKENESS}.\n"
+        '\n[[list]]\nname = "known-abuse"\nsignal = "phash"\naction = "block"\n'
+        f"entries = {phash_entries(abuse, 'case-abuse-1', None)}\n"
+        '\n[[list]]\nname = "known-abuse-pdq"\nsignal = "pdq"\naction = "block"\n'
+        f'entries = [{{ hash = "{abuse.pdq}", label = "case-abuse-1" }}]\n'
+        '\n[[list]]\nname = "protected-likeness"\nsignal = "phash"\naction = "block"\n'
+        f"entries = {phash_entries(likeness, 'protected person 1', LIKENESS_ASSET)}\n"
+    )
+
+
+def main() -> None:
+    (CORPUS / "images.toml").write_text(images_toml(), encoding="utf-8")
+    (CORPUS / "hashlists.toml").write_text(hashlists_toml(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
