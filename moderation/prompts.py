@@ -173,7 +173,18 @@ class PromptMatcher:
     def check(self, prompt: str) -> PromptIntent:
         truncated = len(prompt) > MAX_PROMPT_CHARS
         views = normalise(prompt[:MAX_PROMPT_CHARS])
-        runs = letter_runs(prompt[:MAX_PROMPT_CHARS])
+        # A run a rule reads as one word ("s e x y") is that word, also after a leading "a"
+        # or "i" ("a n u d e"); only the others are searched inside.
+        words: list[str] = []
+        runs: list[str] = []
+        for run in letter_runs(prompt[:MAX_PROMPT_CHARS]):
+            if self._word(run):
+                continue
+            if run[0] in "ai" and self._word(run[1:]):
+                words.append(run[1:])
+            else:
+                runs.append(run)
+        views = (*views, *words)
         matches = []
         for rule_id, groups in self._compiled:
             fragments = [_first_match(group, soup, views, runs) for group, soup in groups]
@@ -181,6 +192,12 @@ class PromptMatcher:
                 matches.append(PromptMatch(rule=rule_id, fragments=tuple(filter(None, fragments))))
         return PromptIntent(
             matched=tuple(m.rule for m in matches), matches=tuple(matches), truncated=truncated
+        )
+
+    def _word(self, run: str) -> bool:
+        """Whether a rule reads ``run`` as one whole word."""
+        return any(
+            group.fullmatch(run) is not None for _, groups in self._compiled for group, _ in groups
         )
 
 
