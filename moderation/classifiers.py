@@ -17,7 +17,13 @@ into ``classifier_unavailable`` / ``classifier_invalid_score``, never into "allo
     response  200, Content-Type: application/json, at most 64 KiB:
               {"scores": {"sexual_content": 0.02, "violence": 0.1, ...}, "model": "name-1.2"}
               "scores" maps category names (a-z, 0-9, _) to numbers in 0..1; "model" is
-              optional. No other members; no redirects (a 3xx is an error, never followed).
+              optional; so is "regions", the boxes that explain the scores:
+              [{"label": "FACE_FEMALE", "confidence": 0.91, "box": [x, y, width, height]}]
+              in the image's pixels (x, y the top left corner; at most 50). A region that
+              is not such an object, lies outside the image or has no numeric confidence
+              in 0..1 is dropped and counted (the decision notes classifier_invalid_region);
+              the scores still count. No other members; no redirects (a 3xx is an error,
+              never followed).
 
   Outbound safety (DESIGN §6): the URL's host must be on ``allowed_hosts``; the host is
   resolved first, and every address actually connected to must be public, or itself be
@@ -58,26 +64,31 @@ from moderation.errors import (
     ClassifierHostNotAllowed,
     ClassifierNotInstalled,
 )
-from moderation.evidence import ClassifierResult, InvalidScore
+from moderation.evidence import ClassifierResult, InvalidScore, Region
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Mapping
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
     from verifier import DecodedImage
 
 __all__ = [
     "MAX_CATEGORIES",
+    "MAX_REGIONS",
     "Classifier",
     "HttpClassifier",
     "ImageInput",
     "NudeNetClassifier",
     "SuppliedScores",
     "run_classifiers",
+    "validate_regions",
     "validate_scores",
 ]
 
 MAX_CATEGORIES = 64
+# Enough for every detection a detector reports on one image; the rest are dropped, counted.
+MAX_REGIONS = 50
 _CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,47}")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_. -]{0,63}")
 _RAW_CHARS = 32
 _MAX_RESPONSE_BYTES = 64 * 1024
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -121,6 +132,38 @@ def validate_scores(
             continue
         scores[name] = number
     return scores, tuple(invalid)
+
+
+def validate_regions(
+    raw: Sequence[object], *, width: int, height: int
+) -> tuple[tuple[Region, ...], int]:
+    """The valid regions of ``raw`` (see the contract above) and how many were dropped."""
+    regions: list[Region] = []
+    dropped = 0
+    for item in raw:
+        region = _region(item, width=width, height=height)
+        if region is None or len(regions) >= MAX_REGIONS:
+            dropped += 1
+        else:
+            regions.append(region)
+    return tuple(regions), dropped
+
+
+def _region(item: object, *, width: int, height: int) -> Region | None:
+    if not isinstance(item, dict) or set(item) != {"label", "confidence", "box"}:
+        return None
+    label, confidence, box = item["label"], _number(item["confidence"]), item["box"]
+    if not isinstance(label, str) or _LABEL.fullmatch(label) is None or confidence is None:
+        return None
+    if not isinstance(box, list) or len(box) != 4:  # noqa: PLR2004 - x, y, width, height
+        return None
+    numbers = [v for v in box if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):  # noqa: PLR2004
+        return None
+    x, y, w, h = (round(v) for v in numbers)
+    if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
+        return None
+    return Region(label=label, confidence=confidence, x=x, y=y, width=w, height=h)
 
 
 def _number(value: object) -> float | None:
@@ -193,6 +236,7 @@ class _Refused(Exception):
 class _Answer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     scores: dict[str, Any]
     model: str | None = None
+    regions: list[Any] = []
 
 
 class HttpClassifier:
@@ -249,6 +293,10 @@ class HttpClassifier:
             result = self._result(error="unavailable", started=started)
         else:
             scores, invalid = validate_scores(answer.scores)
+            decoded = image.decoded
+            regions, dropped = validate_regions(
+                answer.regions, width=decoded.width, height=decoded.height
+            )
             result = ClassifierResult(
                 classifier=self._name,
                 origin="computed",
@@ -256,6 +304,8 @@ class HttpClassifier:
                 invalid=invalid,
                 model=answer.model[:128] if answer.model else None,
                 latency_ms=_elapsed_ms(started),
+                regions=regions,
+                invalid_regions=dropped,
             )
         self._breaker.record(failed=result.error is not None or bool(result.invalid))
         return result
@@ -434,12 +484,19 @@ class NudeNetClassifier:
             return self._failed("timeout", started)
         except Exception:  # noqa: BLE001 - any model failure is a result, never an exception
             return self._failed("unavailable", started)
-        found = [
-            float(d["score"])
-            for d in _detections(detections)
-            if d.get("class") in self.EXPLICIT_LABELS
-        ]
-        scores, invalid = validate_scores({"sexual_content": max(found, default=0.0)})
+        found = _detections(detections)
+        explicit = [float(d["score"]) for d in found if d.get("class") in self.EXPLICIT_LABELS]
+        scores, invalid = validate_scores({"sexual_content": max(explicit, default=0.0)})
+        # Every detection is kept as a region, the covered and harmless classes too: they
+        # show the reviewer what the detector looked at, and why it scored what it did.
+        regions, dropped = validate_regions(
+            [
+                {"label": d.get("class"), "confidence": d.get("score"), "box": d.get("box")}
+                for d in found
+            ],
+            width=image.decoded.width,
+            height=image.decoded.height,
+        )
         return ClassifierResult(
             classifier=self._name,
             origin="computed",
@@ -447,6 +504,8 @@ class NudeNetClassifier:
             invalid=invalid,
             model="nudenet-320n",
             latency_ms=_elapsed_ms(started),
+            regions=regions,
+            invalid_regions=dropped,
         )
 
     def _failed(self, error: str, started: float) -> ClassifierResult:

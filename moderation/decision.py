@@ -162,12 +162,19 @@ def required_uses(
     """The uses a source of ``source_type`` must have consent for, in a stable order.
 
     Declared uses always; the type's ``publish_uses`` at the publish stage; and, for a
-    real-person source, the uses the scores reach and those of the matched prompt rules.
+    real-person source, the uses the scores reach and those of the matched prompt rules. A
+    type the policy does not list is a real person's photo (``needs_consent``), so at the
+    publish stage it needs every publish use of the listed real-person types: a caller
+    cannot skip the consent to publication by naming a type of its own.
     """
     uses = list(declared_uses)
     rule = policy.source_rule(source_type)
     if stage == "publish" and rule is not None:
         uses.extend(rule.publish_uses)
+    elif stage == "publish":
+        for listed in policy.sources:
+            if listed.consent_required:
+                uses.extend(listed.publish_uses)
     if needs_consent(policy, source_type):
         for score_rule in policy.scores:
             value = scores.get(score_rule.category)
@@ -368,6 +375,12 @@ class _Run:
     def _invalid_scores(self) -> set[str]:
         categories: set[str] = set()
         for result in self.evidence.classifiers:
+            if result.invalid_regions:
+                self.add(
+                    "classifier_invalid_region",
+                    subject=result.classifier,
+                    detail=f"{result.invalid_regions} dropped",
+                )
             for invalid in result.invalid:
                 categories.add(invalid.category)
                 self.add(

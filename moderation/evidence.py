@@ -33,6 +33,7 @@ __all__ = [
     "Origin",
     "PromptFacts",
     "ProvenanceFacts",
+    "Region",
     "Restriction",
     "Stage",
     "StepTiming",
@@ -98,8 +99,25 @@ class InvalidScore(msgspec.Struct, frozen=True, kw_only=True):
     raw: str
 
 
+class Region(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a classifier saw something: a box in the image's pixels (``x``, ``y`` its top
+    left corner), what it saw (``label``, the classifier's own class name) and how sure it
+    is. Coordinates only, never the crop: the evidence outlives the image."""
+
+    label: str
+    confidence: float
+    x: int
+    y: int
+    width: int
+    height: int
+
+
 class ClassifierResult(msgspec.Struct, frozen=True, kw_only=True):
     """One classifier's answer: valid scores, invalid ones, or an ``error`` code.
+
+    ``regions`` are the boxes it explained its scores with (the detector's detections);
+    ``invalid_regions`` how many it returned that were dropped (outside the image, no
+    numeric confidence, ...), which the decision records as ``classifier_invalid_region``.
 
     ``error`` is one of ``timeout``, ``circuit_open``, ``http_status``, ``redirect_refused``,
     ``address_refused``, ``bad_response``, ``unavailable``.
@@ -112,6 +130,8 @@ class ClassifierResult(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     model: str | None = None
     latency_ms: float = 0.0
+    regions: tuple[Region, ...] = ()
+    invalid_regions: int = 0
 
 
 class HashMatch(msgspec.Struct, frozen=True, kw_only=True):

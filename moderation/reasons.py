@@ -194,6 +194,13 @@ REASONS: Mapping[str, ReasonInfo] = MappingProxyType(
             "review",
             "A classifier score was not a number between 0 and 1.",
         ),
+        "classifier_invalid_region": ReasonInfo(
+            "scores",
+            "allow",
+            "allow",
+            "A classifier returned a region outside the image or without a numeric "
+            "confidence; it was dropped (the scores still count).",
+        ),
         "minor_sexual": ReasonInfo(
             "scores",
             "block",

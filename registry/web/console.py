@@ -29,6 +29,7 @@ __all__ = [
     "QueueRow",
     "QueueView",
     "ReasonWords",
+    "RegionBox",
     "ScoreBar",
     "SourceLine",
     "TicketView",
@@ -222,6 +223,36 @@ def score_bars(
     return tuple(bars)
 
 
+class RegionBox(msgspec.Struct, kw_only=True, frozen=True):
+    """A classifier's region, to draw over the image (SVG, in the image's own pixels)."""
+
+    classifier: str
+    label: str
+    confidence: float
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def region_boxes(evidence: Evidence) -> tuple[RegionBox, ...]:
+    """Every classifier's regions, most confident first."""
+    boxes = [
+        RegionBox(
+            classifier=result.classifier,
+            label=region.label,
+            confidence=region.confidence,
+            x=region.x,
+            y=region.y,
+            width=region.width,
+            height=region.height,
+        )
+        for result in evidence.classifiers
+        for region in result.regions
+    ]
+    return tuple(sorted(boxes, key=lambda b: (-b.confidence, b.classifier, b.label)))
+
+
 class TicketView(msgspec.Struct, kw_only=True, frozen=True):
     case: ReviewCase
     evidence: Evidence
@@ -238,6 +269,8 @@ class TicketView(msgspec.Struct, kw_only=True, frozen=True):
     consent_ended: tuple[str, ...] = ()
     """Consents the decision relied on that were withdrawn, erased or suspended (or whose
     token was revoked) since the gate ran: the output can no longer be allowed."""
+    boxes: tuple[RegionBox, ...] = ()
+    """The classifiers' regions, drawn over the image and listed beside it."""
     names: dict[str, str] = msgspec.field(default_factory=dict)
     """Client id to name, for the history's actors and the decision's client."""
 
@@ -270,6 +303,7 @@ def ticket_view(
         image_kept=image_kept,
         same_policy=case.decision.policy_version == policy.version,
         names=dict(names or {}),
+        boxes=region_boxes(evidence),
         consent_ended=tuple(
             sorted(
                 {

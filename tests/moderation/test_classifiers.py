@@ -47,6 +47,29 @@ ANSWERS = {
     "/extra": (200, b'{"scores": {"sexual_content": 0.1}, "debug": true}'),
     "/duplicate": (200, b'{"scores": {"sexual_content": 0.9}, "scores": {"sexual_content": 0}}'),
     "/array": (200, b"[0.1, 0.2]"),
+    # The image posted is 320 x 240: two regions inside it, and one of each kind of bad one.
+    "/regions": (
+        200,
+        json.dumps(
+            {
+                "scores": GOOD["scores"],
+                "regions": [
+                    {"label": "FACE_FEMALE", "confidence": 0.91, "box": [10, 20, 100, 80]},
+                    {"label": "FEET_COVERED", "confidence": 0.4, "box": [200.4, 150, 120, 90]},
+                    {"label": "OUTSIDE", "confidence": 0.9, "box": [300, 200, 40, 50]},
+                    {"label": "NEGATIVE", "confidence": 0.9, "box": [-1, 0, 10, 10]},
+                    {"label": "NO_SIZE", "confidence": 0.9, "box": [0, 0, 0, 10]},
+                    {"label": "WORDS", "confidence": "high", "box": [0, 0, 10, 10]},
+                    {"label": "TOO_SURE", "confidence": 1.5, "box": [0, 0, 10, 10]},
+                    {"label": "SHORT", "confidence": 0.5, "box": [0, 0, 10]},
+                    {"label": "EXTRA", "confidence": 0.5, "box": [0, 0, 1, 1], "crop": "x"},
+                    {"label": "<script>", "confidence": 0.5, "box": [0, 0, 1, 1]},
+                    "a string",
+                ],
+            }
+        ).encode(),
+    ),
+    "/regions-bad": (200, b'{"scores": {"sexual_content": 0.1}, "regions": {"not": "a list"}}'),
 }
 
 
@@ -180,6 +203,28 @@ async def test_the_gate_step_bound_applies_when_shorter_than_the_configured_time
     finally:
         await classifier.aclose()
     assert result.error == "timeout"
+
+
+async def test_regions_inside_the_image_are_kept_and_bad_ones_dropped_and_noted(server, image):
+    result = await classify(server, image, "/regions")
+    assert result.error is None
+    assert result.scores == GOOD["scores"]
+    assert [(r.label, r.confidence, r.x, r.y, r.width, r.height) for r in result.regions] == [
+        ("FACE_FEMALE", 0.91, 10, 20, 100, 80),
+        ("FEET_COVERED", 0.4, 200, 150, 120, 90),
+    ]
+    assert result.invalid_regions == 9
+    decision = decide(clean_evidence(classifiers=(result,)), default_policy())
+    # A dropped region explains nothing, but it does not make the scores wrong.
+    assert decision.status == "allowed"
+    assert "classifier_invalid_region" in decision.notes
+    [finding] = [f for f in decision.findings if f.code == "classifier_invalid_region"]
+    assert (finding.subject, finding.detail) == ("http", "9 dropped")
+
+
+async def test_regions_that_are_not_a_list_make_the_answer_unreadable(server, image):
+    result = await classify(server, image, "/regions-bad")
+    assert (result.error, result.regions) == ("bad_response", ())
 
 
 async def test_nan_scores_are_invalid_not_allowed(server, image):

@@ -97,7 +97,9 @@ class Service:
     log: Path
 
 
-def start_service(server_url: str, template: str, data_dir: Path) -> tuple[Service, Any]:
+def start_service(
+    server_url: str, template: str, data_dir: Path, *, extra_env: dict[str, str] | None = None
+) -> tuple[Service, Any]:
     """``registry serve`` on a new database; returns the service and a function that stops it."""
     from urllib.parse import urlsplit, urlunsplit
 
@@ -118,6 +120,7 @@ def start_service(server_url: str, template: str, data_dir: Path) -> tuple[Servi
             "REGISTRY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
             "REGISTRY_LOG_JSON": "false",
             "REGISTRY_CHECKPOINT_INTERVAL": "1",
+            **(extra_env or {}),
         }
     )
     log_path = data_dir / "serve.log"
@@ -153,6 +156,44 @@ def start_service(server_url: str, template: str, data_dir: Path) -> tuple[Servi
         _in_thread(_drop_database, server_url, name)
 
     return Service(url=url, database_url=database_url, master_key=master_key, log=log_path), stop
+
+
+# What the region classifier below answers for every image: one box, no scores (so that the
+# gate decides on the scores each test supplies), at a place inside any test picture.
+REGION = {"label": "FACE_FEMALE", "confidence": 0.87, "box": [12, 16, 96, 72]}
+
+
+class RegionClassifier:
+    """A classifier service on 127.0.0.1 (the HTTP contract of ``moderation.classifiers``)
+    that explains every image with :data:`REGION`."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        body = json.dumps({"scores": {}, "regions": [REGION], "model": "regions-1"}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                del args
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/classify"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 async def shot(page: Any, name: str) -> Path:

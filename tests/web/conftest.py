@@ -73,16 +73,25 @@ def app_with(settings, tmp_path):
 @pytest.fixture(scope="session")
 def service(pg_server_url, template_database, service_role, tmp_path_factory):
     """The real service (`registry serve`) on 127.0.0.1 with its own database."""
-    from tests.web.browser import browser_missing, start_service
+    from tests.web.browser import RegionClassifier, browser_missing, start_service
 
     reason = browser_missing()
     if reason is not None:
         pytest.skip(reason)
+    # A classifier that explains every image with a region, as a detector would.
+    classifier = RegionClassifier()
     running, stop = start_service(
-        pg_server_url, template_database, tmp_path_factory.mktemp("served")
+        pg_server_url,
+        template_database,
+        tmp_path_factory.mktemp("served"),
+        extra_env={
+            "REGISTRY_CLASSIFIER_URL": classifier.url,
+            "REGISTRY_CLASSIFIER_ALLOWED_HOSTS": "127.0.0.1",
+        },
     )
     yield running
     stop()
+    classifier.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

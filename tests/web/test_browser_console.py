@@ -127,19 +127,60 @@ async def test_admin_view_shows_the_kpi_charts(page, service):
     assert re.fullmatch(r"[0-9a-f]{64}", await page.locator("#policy dd.mono").inner_text())
 
 
-async def test_an_output_whose_consent_ended_cannot_be_allowed(page, service, api):
+async def _ticket_of_own_tenant(api, service, seed: int, *, tenant: str, name: str):
+    """A review ticket of a publisher in ``tenant`` alone, so that a reviewer of that tenant
+    claims exactly it; returns the world (with that publisher) and the decision id."""
     world = await make_world(api, bearer(ADMIN_KEY), template_may_exist=True)
-    # A tenant of its own, so that this reviewer's queue holds only this test's ticket.
     created = await api.post(
         "/v1/admin/clients",
-        json={"name": "publisher of ended consents", "roles": ["publisher"], "tenant": "pub-ended"},
+        json={"name": name, "roles": ["publisher"], "tenant": tenant},
         headers=bearer(ADMIN_KEY),
     )
     assert created.status_code == 201, created.text
     publisher = Party(created.json()["client_id"], bearer(created.json()["api_key"]))
     world = dataclasses.replace(world, publisher=publisher)
     decision_id, _, _ = await review_ticket(
-        world, 31, database_url=service.database_url, master_key=service.master_key
+        world, seed, database_url=service.database_url, master_key=service.master_key
+    )
+    return world, decision_id
+
+
+async def test_the_ticket_draws_the_classifiers_regions_on_the_image(page, service, api):
+    await _ticket_of_own_tenant(api, service, 32, tenant="pub-regions", name="region publisher")
+    await sign_in(page, service, await new_key(api, "reviewer", tenant="pub-regions"))
+    await page.wait_for_url(f"{service.url}/console")
+    await page.get_by_role("button", name="Claim next ticket").click()
+    await page.wait_for_url(re.compile(r"/console/tickets/[\w-]+$"))
+    await page.locator(".viewer img").wait_for()
+    # The service's classifier (tests.web.browser.RegionClassifier) explained the image
+    # with one box: drawn over the image where it said, and listed with its confidence.
+    box = await page.locator("#regions rect").evaluate(
+        "e => ['x', 'y', 'width', 'height'].map(name => e.getAttribute(name))"
+    )
+    frame = await page.locator(".viewer .stage").bounding_box()
+    drawn = await page.locator("#regions rect").bounding_box()
+    label = await page.locator("#regions text").text_content()
+    listed = await page.locator("#region-list tbody").inner_text()
+    await page.locator("#reveal").focus()
+    await page.keyboard.press("Space")
+    await shot(page, "console-ticket-regions")
+
+    assert box == ["12", "16", "96", "72"]
+    assert frame is not None
+    assert drawn is not None
+    # 480 x 360 pixels shown at the frame's size: the box lands at the same share of it.
+    assert abs((drawn["x"] - frame["x"]) / frame["width"] - 12 / 480) < 0.02
+    assert abs((drawn["y"] - frame["y"]) / frame["height"] - 16 / 360) < 0.02
+    assert abs(drawn["width"] / frame["width"] - 96 / 480) < 0.02
+    assert label == "FACE_FEMALE 0.87"
+    assert "http" in listed
+    assert "FACE_FEMALE" in listed
+    assert "0.87" in listed
+
+
+async def test_an_output_whose_consent_ended_cannot_be_allowed(page, service, api):
+    world, decision_id = await _ticket_of_own_tenant(
+        api, service, 31, tenant="pub-ended", name="publisher of ended consents"
     )
     conn = await asyncpg.connect(service.database_url)
     try:
