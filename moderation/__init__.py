@@ -89,7 +89,7 @@ from moderation.hashlists import (
     source_matches,
 )
 from moderation.policy import Policy, default_policy, load_policy
-from moderation.prompts import PromptIntent, PromptRule, compile_rules
+from moderation.prompts import PromptIntent, PromptMatch, PromptRule, compile_rules
 from moderation.reasons import REASONS, explain, score_code
 
 __all__ = [
@@ -132,6 +132,7 @@ __all__ = [
     "PolicyValueInvalid",
     "PromptFacts",
     "PromptIntent",
+    "PromptMatch",
     "PromptRule",
     "ProvenanceFacts",
     "RedteamCaseInvalid",

@@ -28,7 +28,17 @@ import msgspec
 
 from moderation.consent import gate_codes
 from moderation.evidence import Stage  # noqa: TC001 - msgspec resolves field types at runtime
-from moderation.reasons import STEPS, Action, Band, Step, action_rank, explain, score_code, step_of
+from moderation.reasons import (
+    STEPS,
+    Action,
+    Band,
+    Step,
+    action_rank,
+    explain,
+    prompt_score_code,
+    score_code,
+    step_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -55,6 +65,11 @@ Status: TypeAlias = Literal["allowed", "review", "blocked"]
 # The score categories the [minors] rules read (the classifiers' and callers' names).
 _MINOR_CATEGORY = "minor_presence"
 _SEXUAL_CATEGORY = "sexual_content"
+# Face similarity compares the output with a real person's face: it counts only when the
+# policy enables it and every real-person source's consent grants _FACE_USE (where it is
+# lawful to process, the consent is what makes it so); otherwise it is ignored, and says so.
+_FACE_CATEGORY = "face_similarity"
+_FACE_USE = "likeness.match"
 _LEGAL_REPORT = frozenset({"minor_sexual"})
 _STATUS: dict[Action, Status] = {"allow": "allowed", "review": "review", "block": "blocked"}
 _HEADLINES: dict[Status, str] = {
@@ -163,7 +178,7 @@ def required_uses(
     if needs_consent(policy, source_type):
         for score_rule in policy.scores:
             value = scores.get(score_rule.category)
-            if value is not None:
+            if value is not None and score_rule.enabled:
                 uses.extend(u.use for u in score_rule.uses if value >= u.at_least)
         for rule_id in prompt_rules:
             prompt_rule = policy.prompt_rule(rule_id)
@@ -239,6 +254,9 @@ class _Run:
         if prompt is not None and prompt.error is not None:
             code = "evidence_timeout" if prompt.error == "timeout" else "evidence_unavailable"
             self.add(code, subject="prompt", detail=prompt.error, step="prompt")
+        fragments = (
+            {m.rule: ", ".join(m.fragments) for m in prompt.matches} if prompt is not None else {}
+        )
         for rule_id in self.matched_rules:
             rule = self.policy.prompt_rule(rule_id)
             if rule is None:
@@ -249,7 +267,24 @@ class _Run:
                 continue
             if rule.requires_use is not None and self.all_grant(rule.requires_use):
                 continue
-            self.add("prompt_abusive_intent", subject=rule_id)
+            self.add("prompt_abusive_intent", subject=rule_id, detail=fragments.get(rule_id))
+        if prompt is not None:
+            self._prompt_scores(prompt.scores)
+
+    def _prompt_scores(self, scores: Mapping[str, float]) -> None:
+        for category, value in sorted(scores.items()):
+            rule = self.policy.prompt_score_rule(category)
+            if rule is None:
+                self.add(
+                    "score_unknown_category",
+                    subject=f"prompt:{category}",
+                    detail=f"{value:.4f}",
+                    step="prompt",
+                )
+                continue
+            band = _band(value, rule.review, rule.block)
+            if band is not None:
+                self.add(prompt_score_code(category, band), subject=category, detail=f"{value:.4f}")
 
     def provenance(self) -> None:
         if not self.publish or not self.image_ok:
@@ -279,18 +314,18 @@ class _Run:
         failures = sorted(
             {f"{r.classifier}:{r.error}" for r in self.evidence.classifiers if r.error}
         )
+        face_permitted = self._unused_scores()
         for rule in self.policy.scores:
+            if not rule.enabled or (rule.category == _FACE_CATEGORY and not face_permitted):
+                continue
             value = self.scores_by_category.get(rule.category)
             if value is None:
-                if rule.required and rule.category not in invalid_categories:
+                required = rule.required_for(real_person=bool(self.real_sources))
+                if required and rule.category not in invalid_categories:
                     self._missing_score(rule.category, failures)
                 continue
-            band: Band
-            if value >= rule.block:
-                band = "block"
-            elif value >= rule.review:
-                band = "review"
-            else:
+            band = _band(value, rule.review, rule.block)
+            if band is None:
                 continue
             waived = rule.waived_by_use is not None and self.all_grant(rule.waived_by_use)
             self.add(
@@ -299,6 +334,22 @@ class _Run:
                 detail=f"{value:.4f}",
                 action="allow" if waived else None,
             )
+
+    def _unused_scores(self) -> bool:
+        """Record the scores that do not count; whether a face-similarity score may count."""
+        known = {rule.category for rule in self.policy.scores} | {_FACE_CATEGORY}
+        for category in sorted(set(self.scores_by_category) - known):
+            # Not silently dropped: a caller's new signal, or a typo in a category's name.
+            value = self.scores_by_category[category]
+            self.add("score_unknown_category", subject=category, detail=f"{value:.4f}")
+        face = self.policy.score_rule(_FACE_CATEGORY)
+        permitted = face is not None and face.enabled and self.all_grant(_FACE_USE)
+        face_score = self.scores_by_category.get(_FACE_CATEGORY)
+        if face_score is not None and not permitted:
+            self.add(
+                "face_similarity_not_permitted", subject=_FACE_CATEGORY, detail=f"{face_score:.4f}"
+            )
+        return permitted
 
     def minors(self) -> None:
         """A likely minor: never published automatically from a real person's photo, never
@@ -485,6 +536,14 @@ class _Run:
         )
         deadline = self.evidence.received_at + dt.timedelta(minutes=tier.deadline_minutes)
         return ReviewRoute(tier=tier.name, rank=rank, deadline=deadline)
+
+
+def _band(value: float, review: float, block: float) -> Band | None:
+    if value >= block:
+        return "block"
+    if value >= review:
+        return "review"
+    return None
 
 
 def match_code(bands: HashBands, signal: Signal, action: ListAction, distance: int) -> str | None:

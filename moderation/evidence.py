@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import msgspec
 
 from moderation.consent import SourceEvidence  # noqa: TC001 - msgspec needs it at runtime
+from moderation.prompts import PromptMatch  # noqa: TC001 - msgspec needs it at runtime
 from moderation.signals import Signal  # noqa: TC001 - msgspec needs it at runtime
 
 if TYPE_CHECKING:
@@ -69,9 +70,13 @@ class ImageFacts(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PromptFacts(msgspec.Struct, frozen=True, kw_only=True):
-    """Which prompt-intent rules matched (rule ids only; the prompt is not repeated here)."""
+    """Which prompt-intent rules matched and on what normalised fragment (the prompt itself is
+    not repeated here), and the caller's prompt-intent scores (``prompt_scores``, each a
+    number in 0..1: the gate refuses a request with any other)."""
 
     matched: tuple[str, ...] = ()
+    matches: tuple[PromptMatch, ...] = ()
+    scores: dict[str, float] = msgspec.field(default_factory=dict)
     error: str | None = None
 
 

@@ -33,8 +33,15 @@ from moderation.errors import (
     PolicyUnknownKey,
     PolicyValueInvalid,
 )
-from moderation.prompts import PromptRule, pattern_problem
-from moderation.reasons import REASONS, Action, action_rank, floor_of, score_code
+from moderation.prompts import PromptRule, language_problem, pattern_problem
+from moderation.reasons import (
+    REASONS,
+    Action,
+    action_rank,
+    floor_of,
+    prompt_score_code,
+    score_code,
+)
 from moderation.signals import Signal  # noqa: TC001 - msgspec reads annotations at runtime
 from verifier.uses import USES, is_known_use
 
@@ -45,6 +52,7 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "HashBands",
     "Policy",
+    "PromptScoreRule",
     "ProvenanceRule",
     "ReviewRules",
     "ReviewTier",
@@ -78,12 +86,31 @@ class UseRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class ScoreRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One score category's bands. ``required`` is ``true`` (always), ``"real_person"``
+    (when a source is a real person's photo) or ``false``; a category with ``enabled =
+    false`` is known (its scores are no ``score_unknown_category``) but does not count."""
+
     category: str = ""
     review: _Unit
     block: _Unit
-    required: bool = False
+    required: bool | Literal["real_person"] = False
+    enabled: bool = True
     uses: tuple[UseRule, ...] = ()
     waived_by_use: str | None = None
+
+    def required_for(self, *, real_person: bool) -> bool:
+        """Whether a decision may not be taken without this score."""
+        if not self.enabled:
+            return False
+        return real_person if self.required == "real_person" else self.required
+
+
+class PromptScoreRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The bands of one supplied prompt-intent score (``prompt_scores`` in a request)."""
+
+    category: str = ""
+    review: _Unit
+    block: _Unit
 
 
 class PdqBands(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -184,6 +211,7 @@ class _StopConditions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 class _Prompt(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     rules: tuple[Any, ...] = ()
+    scores: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -212,6 +240,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     provenance: ProvenanceRule
     review: ReviewRules
     prompt_rules: tuple[PromptRule, ...]
+    prompt_scores: tuple[PromptScoreRule, ...] = ()
     minors: MinorRules = MinorRules()
     stop_conditions: tuple[StopCondition, ...] = ()
 
@@ -221,6 +250,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
 
     def score_rule(self, category: str) -> ScoreRule | None:
         return next((rule for rule in self.scores if rule.category == category), None)
+
+    def prompt_score_rule(self, category: str) -> PromptScoreRule | None:
+        return next((rule for rule in self.prompt_scores if rule.category == category), None)
 
     def source_rule(self, source_type: str) -> SourceRule | None:
         return next((rule for rule in self.sources if rule.type == source_type), None)
@@ -268,7 +300,8 @@ def _load(data: bytes) -> Policy:
     categories = {rule.category for rule in scores}
     hashes = _hashes(document.hashes)
     sources = _sources(document.sources)
-    actions = _actions(document.actions, categories)
+    prompt_scores = _prompt_scores(document.prompt.scores)
+    actions = _actions(document.actions, categories, {rule.category for rule in prompt_scores})
     _check_review(document.review, actions)
     prompt_rules = _prompt_rules(document.prompt.rules)
     stop_conditions = _stop_conditions(document.stop_conditions.rules)
@@ -283,6 +316,7 @@ def _load(data: bytes) -> Policy:
         provenance=document.provenance,
         review=document.review,
         prompt_rules=prompt_rules,
+        prompt_scores=prompt_scores,
         minors=document.minors,
         stop_conditions=stop_conditions,
     )
@@ -305,6 +339,23 @@ def _scores(raw: dict[str, Any]) -> tuple[ScoreRule, ...]:
             _require_use(use_rule.use, f"{key}.uses[{i}].use")
         if rule.waived_by_use is not None:
             _require_use(rule.waived_by_use, f"{key}.waived_by_use")
+        rules.append(msgspec.structs.replace(rule, category=category))
+    return tuple(rules)
+
+
+def _prompt_scores(raw: dict[str, Any]) -> tuple[PromptScoreRule, ...]:
+    rules = []
+    for category, value in raw.items():
+        key = f"prompt.scores.{category}"
+        _require_name(category, key)
+        if isinstance(value, dict) and "category" in value:
+            raise PolicyUnknownKey("the category is the table's name", key=f"{key}.category")
+        rule = _convert(value, PromptScoreRule, key)
+        if rule.review > rule.block:
+            raise PolicyValueInvalid(
+                f"review threshold {rule.review} is above block threshold {rule.block}",
+                key=f"{key}.review",
+            )
         rules.append(msgspec.structs.replace(rule, category=category))
     return tuple(rules)
 
@@ -344,16 +395,23 @@ def _sources(raw: dict[str, Any]) -> tuple[SourceRule, ...]:
     return tuple(rules)
 
 
-def _actions(raw: dict[str, Any], categories: set[str]) -> dict[str, Action]:
+def _actions(
+    raw: dict[str, Any], categories: set[str], prompt_categories: set[str]
+) -> dict[str, Action]:
     actions: dict[str, Action] = {code: info.default for code, info in REASONS.items()}
     for category in sorted(categories):
         actions[score_code(category, "review")] = "review"
         actions[score_code(category, "block")] = "block"
+    for category in sorted(prompt_categories):
+        actions[prompt_score_code(category, "review")] = "review"
+        actions[prompt_score_code(category, "block")] = "block"
     for code, value in raw.items():
         key = f"actions.{code}"
         if code not in actions:
             raise PolicyUnknownKey(
-                "not a reason code (score codes need their category under [scores])", key=key
+                "not a reason code (score codes need their category under [scores] or "
+                "[prompt.scores])",
+                key=key,
             )
         if value not in {"allow", "review", "block"}:
             raise PolicyValueInvalid("must be 'allow', 'review' or 'block'", key=key)
@@ -410,20 +468,28 @@ def _prompt_rules(raw: tuple[Any, ...]) -> tuple[PromptRule, ...]:
             raise PolicyValueInvalid(
                 "a rule has either 'any' or 'all', not both or neither", key=key
             )
-        groups = {"any": (rule.any,)} if rule.any else {"all": rule.all}
-        for field, patterns_by_group in groups.items():
-            for g, patterns in enumerate(patterns_by_group):
-                if not patterns:
-                    raise PolicyValueInvalid("an empty group", key=f"{key}.{field}[{g}]")
-                for p, pattern in enumerate(patterns):
-                    problem = pattern_problem(pattern)
-                    where = f"{key}.{field}[{p}]" if field == "any" else f"{key}.all[{g}][{p}]"
-                    if problem is not None:
-                        raise PolicyValueInvalid(problem, key=where)
+        _check_patterns(rule, key)
         if rule.requires_use is not None:
             _require_use(rule.requires_use, f"{key}.requires_use")
+        for j, tag in enumerate(rule.languages):
+            problem = language_problem(tag)
+            if problem is not None:
+                raise PolicyValueInvalid(problem, key=f"{key}.languages[{j}]")
         rules.append(rule)
     return tuple(rules)
+
+
+def _check_patterns(rule: PromptRule, key: str) -> None:
+    groups = {"any": (rule.any,)} if rule.any else {"all": rule.all}
+    for field, patterns_by_group in groups.items():
+        for g, patterns in enumerate(patterns_by_group):
+            if not patterns:
+                raise PolicyValueInvalid("an empty group", key=f"{key}.{field}[{g}]")
+            for p, pattern in enumerate(patterns):
+                problem = pattern_problem(pattern)
+                where = f"{key}.{field}[{p}]" if field == "any" else f"{key}.all[{g}][{p}]"
+                if problem is not None:
+                    raise PolicyValueInvalid(problem, key=where)
 
 
 def _stop_conditions(raw: tuple[Any, ...]) -> tuple[StopCondition, ...]:

@@ -22,10 +22,24 @@ normalised the same way, so obfuscations collapse:
 - Cyrillic and Greek look-alike letters mapped to Latin ones;
 - punctuation inside a word dropped (``un.dress``, ``n-u-d-e``), elsewhere a space;
 - letters repeated in a row collapsed (``nuuude``, and ``undress`` becomes ``undres``);
-- single letters joined to the word before them (``u n d r e s s``, ``und r e s s``);
-- leetspeak read both ways (``nud3`` as ``nude``, and ``1girl`` as written).
+- single letters joined to the word before them (``und r e s s``), and runs of single
+  letters joined into one word (``photo u n d r e s s now``; a wider gap of two or more
+  spaces ends a word: ``r e m o v e   c l o t h e s``); a run of four letters or more,
+  whose word breaks are lost (``a n a k e d c h i l d``), is also searched for the one-word
+  patterns anywhere inside it;
+- leetspeak read both ways (``nud3`` as ``nude``, ``533`` as ``see``, and ``1girl`` as
+  written).
 
-Results carry rule ids only: the prompt itself is never repeated into results or logs.
+``languages`` (optional) lists the language tags (``en``, ``es``, ``pt-br``) the rule's
+patterns are written in. It documents the rule and lets a policy author see which languages
+it covers; it does not gate matching: every rule is matched against every prompt, whatever
+its language, because language detection on a prompt of a few words is unreliable and
+prompts mix languages ("make her desnuda"). A rule for another language costs one more
+pattern list, never a missed prompt. Patterns are written without accents, since accents
+are dropped from prompts before matching (``déshabiller`` reads as ``deshabiller``).
+
+Results carry rule ids and, per rule, the normalised fragment each of its groups matched
+(``PromptMatch``): what a reviewer needs to see why, and never the raw prompt.
 """
 
 from __future__ import annotations
@@ -43,10 +57,12 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_PROMPT_CHARS",
     "PromptIntent",
+    "PromptMatch",
     "PromptMatcher",
     "PromptRule",
     "Scope",
     "compile_rules",
+    "language_problem",
     "normalise",
     "pattern_problem",
 ]
@@ -56,22 +72,28 @@ Scope: TypeAlias = Literal["real_person", "any"]
 MAX_PROMPT_CHARS = 20_000
 _GAP_WORDS = 3
 _MIN_SINGLE_WORD = 3
+_MIN_RUN = 4
 _PATTERN_WORD = re.compile(r"[a-z0-9]+\*?")
-# Cyrillic and Greek letters that look like Latin ones (as escapes, so the source shows
-# which is which), and the Latin letter each stands for.
+# Cyrillic, Greek and Armenian letters that look like Latin ones, Latin small capitals and
+# dotless or other variant letters NFKC leaves alone (as escapes, so the source shows which
+# is which), and the Latin letter each stands for.
 _CONFUSABLES = str.maketrans(
     "\u0430\u0432\u0435\u0451\u0437\u0456\u0457\u0458\u043a\u043c\u043d\u043e\u0440\u0441"
     "\u0442\u0443\u0445\u0455\u0501\u04bb\u051b\u051d\u04af\u0261\u03b1\u03b2\u03b5\u03b7"
-    "\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7\u03c9\u03c2\u03c3",
-    "abee3iijkmhopctyxsdhqwygabenikvoptuxwso",
+    "\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7\u03c9\u03c2\u03c3"
+    "\u04cf\u0491\u0578\u057d\u0585\u0131\u0251\u0269\u1d00\u0299\u1d04\u1d05\u1d07"
+    "\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d0f\u1d18\u0280\ua731"
+    "\u1d1b\u1d1c\u1d20\u1d21\u028f\u1d22",
+    "abee3iijkmhopctyxsdhqwygabenikvoptuxwsolrnuoiaiabcdefghijklmnoprstuvwyz",
 )
 _LEET_DIGITS = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"})
 _LEET_SYMBOLS = {"@": "a", "$": "s", "!": "i", "|": "l", "+": "t"}
 _INNER_PUNCT = re.compile(r"(?<=[a-z0-9])[^\sa-z0-9]+(?=[a-z0-9])")
 _OTHER = re.compile(r"[^a-z0-9]+")
 _REPEATS = re.compile(r"(.)\1+")
+_WIDE_GAP = re.compile(r"\s{2,}")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
 _ALNUM = re.compile(r"[a-z0-9]+")
-_LETTER = re.compile(r"[a-z]")
 
 
 class PromptRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -80,13 +102,30 @@ class PromptRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     any: tuple[str, ...] = ()
     all: tuple[tuple[str, ...], ...] = ()
     requires_use: str | None = None
+    languages: tuple[str, ...] = ()
+
+
+class PromptMatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A rule that matched and the normalised fragment each of its groups matched."""
+
+    rule: str
+    fragments: tuple[str, ...]
 
 
 class PromptIntent(msgspec.Struct, frozen=True, kw_only=True):
-    """Ids of the rules that matched, in policy order; ``truncated`` if the prompt was cut."""
+    """Ids of the rules that matched, in policy order, with what they matched on;
+    ``truncated`` if the prompt was cut."""
 
     matched: tuple[str, ...] = ()
+    matches: tuple[PromptMatch, ...] = ()
     truncated: bool = False
+
+
+def language_problem(tag: str) -> str | None:
+    """Why ``tag`` is not a language tag a rule may state, or None when it is."""
+    if _LANGUAGE.fullmatch(tag) is None:
+        return "not a lowercase language tag (e.g. 'en', 'es', 'pt-br')"
+    return None
 
 
 def pattern_problem(pattern: str) -> str | None:
@@ -116,6 +155,7 @@ def normalise(text: str) -> tuple[str, ...]:
             words = [_REPEATS.sub(r"\1", word) for word in words]
             views.append(" ".join(words))
             views.append(" ".join(_join_single_letters(words)))
+        views.append(" ".join(_join_letter_runs(base)))
     return tuple(dict.fromkeys(views))
 
 
@@ -126,18 +166,72 @@ class PromptMatcher:
 
     def __init__(self, rules: Sequence[PromptRule]) -> None:
         self._compiled = tuple(
-            (rule.id, tuple(_group_regex(group) for group in _groups(rule))) for rule in rules
+            (rule.id, tuple((_group_regex(group), _soup_regex(group)) for group in _groups(rule)))
+            for rule in rules
         )
 
     def check(self, prompt: str) -> PromptIntent:
         truncated = len(prompt) > MAX_PROMPT_CHARS
         views = normalise(prompt[:MAX_PROMPT_CHARS])
-        matched = tuple(
-            rule_id
-            for rule_id, groups in self._compiled
-            if all(any(group.search(view) for view in views) for group in groups)
+        # A run a rule reads as one word ("s e x y") is that word, also after a leading "a"
+        # or "i" ("a n u d e"); only the others are searched inside.
+        words: list[str] = []
+        runs: list[str] = []
+        for run in letter_runs(prompt[:MAX_PROMPT_CHARS]):
+            if self._word(run):
+                continue
+            if run[0] in "ai" and self._word(run[1:]):
+                words.append(run[1:])
+            else:
+                runs.append(run)
+        views = (*views, *words)
+        matches = []
+        for rule_id, groups in self._compiled:
+            fragments = [_first_match(group, soup, views, runs) for group, soup in groups]
+            if all(fragment is not None for fragment in fragments):
+                matches.append(PromptMatch(rule=rule_id, fragments=tuple(filter(None, fragments))))
+        return PromptIntent(
+            matched=tuple(m.rule for m in matches), matches=tuple(matches), truncated=truncated
         )
-        return PromptIntent(matched=matched, truncated=truncated)
+
+    def _word(self, run: str) -> bool:
+        """Whether a rule reads ``run`` as one whole word."""
+        return any(
+            group.fullmatch(run) is not None for _, groups in self._compiled for group, _ in groups
+        )
+
+
+def letter_runs(text: str) -> tuple[str, ...]:
+    """The runs of at least four spaced single letters in ``text``, each joined into one
+    string ("a n a k e d c h i l d" -> "anakedchild"), in both leetspeak readings.
+
+    A run has lost its word breaks ("a" and "child" run into the spelled word), so the
+    one-word patterns are searched inside it without word boundaries. Four letters at
+    least: shorter runs are initials ("U S A"), whose letters would match too much.
+    """
+    folded = _fold(text)
+    runs: list[str] = []
+    for base in (folded, _leet(folded)):
+        runs.extend(run for run in _letter_runs(base)[1] if len(run) >= _MIN_RUN)
+    return tuple(dict.fromkeys(runs))
+
+
+def _first_match(
+    group: re.Pattern[str],
+    soup: re.Pattern[str] | None,
+    views: Sequence[str],
+    runs: Sequence[str],
+) -> str | None:
+    for view in views:
+        found = group.search(view)
+        if found is not None:
+            return found.group()
+    if soup is not None:
+        for run in runs:
+            found = soup.search(run)
+            if found is not None:
+                return found.group()
+    return None
 
 
 @functools.lru_cache(maxsize=16)
@@ -153,6 +247,17 @@ def _groups(rule: PromptRule) -> tuple[tuple[str, ...], ...]:
 def _group_regex(patterns: Iterable[str]) -> re.Pattern[str]:
     alternatives = "|".join(_pattern_regex(pattern) for pattern in patterns)
     return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+
+
+def _soup_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """The group's one-word patterns without word boundaries, for letter runs (None when
+    the group has none: a run holds no word breaks for a phrase to span)."""
+    stems = [
+        re.escape(_REPEATS.sub(r"\1", _fold(pattern.rstrip("*"))))
+        for pattern in patterns
+        if " " not in pattern
+    ]
+    return re.compile("|".join(stems)) if stems else None
 
 
 def _pattern_regex(pattern: str) -> str:
@@ -184,10 +289,9 @@ def _leet(text: str) -> str:
 
 
 def _leet_word(found: re.Match[str]) -> str:
-    word = found.group()
-    if len(word) == 1 or _LETTER.search(word):
-        return word.translate(_LEET_DIGITS)
-    return word
+    # Digits become letters in every word of this view, numbers too ("533" reads "see"): the
+    # view without leetspeak still reads "2024" as written, so nothing is lost.
+    return found.group().translate(_LEET_DIGITS)
 
 
 def _letter_next_to(chars: list[str], i: int) -> bool:
@@ -195,6 +299,33 @@ def _letter_next_to(chars: list[str], i: int) -> bool:
     after = i + 1 < len(chars) and chars[i + 1].isalpha()
     # Trailing '!' or '$' is punctuation; inside or at the start of a word it stands for a letter.
     return after or (before and i + 1 < len(chars) and chars[i + 1] in _LEET_SYMBOLS)
+
+
+def _join_letter_runs(text: str) -> list[str]:
+    """Join each run of two or more single letters into one word ("photo u n d r e s s
+    now" -> "photo undress now"); two or more spaces end a run, as between words."""
+    return _letter_runs(text)[0]
+
+
+def _letter_runs(text: str) -> tuple[list[str], list[str]]:
+    """The words of ``text`` with runs of single letters joined, and the joined runs."""
+    out: list[str] = []
+    runs: list[str] = []
+    for segment in _WIDE_GAP.split(text):
+        run: list[str] = []
+        for word in [*_OTHER.sub(" ", segment).split(), ""]:
+            if len(word) == 1:
+                run.append(word)
+                continue
+            if run:
+                joined = _REPEATS.sub(r"\1", "".join(run))
+                out.append(joined)
+                if len(run) > 1:
+                    runs.append(joined)
+                run = []
+            if word:
+                out.append(_REPEATS.sub(r"\1", word))
+    return out, runs
 
 
 def _join_single_letters(words: list[str]) -> list[str]:

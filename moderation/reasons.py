@@ -37,7 +37,9 @@ __all__ = [
     "explain",
     "floor_of",
     "is_score_code",
+    "parse_prompt_score_code",
     "parse_score_code",
+    "prompt_score_code",
     "score_code",
     "step_of",
 ]
@@ -58,6 +60,7 @@ STEPS: tuple[Step, ...] = (
     "hashes",
 )
 _SCORE_CODE = re.compile(r"score_([a-z][a-z0-9_]*)_(review|block)")
+_PROMPT_SCORE_CODE = re.compile(r"prompt_score_([a-z][a-z0-9_]*)_(review|block)")
 
 
 class ReasonInfo(NamedTuple):
@@ -222,6 +225,20 @@ REASONS: Mapping[str, ReasonInfo] = MappingProxyType(
         "score_missing": ReasonInfo(
             "scores", "review", "review", "A score the policy requires was not provided."
         ),
+        "score_unknown_category": ReasonInfo(
+            "scores",
+            "allow",
+            "allow",
+            "A score was given for a category the policy does not name; it is recorded for "
+            "reviewers and does not count.",
+        ),
+        "face_similarity_not_permitted": ReasonInfo(
+            "scores",
+            "allow",
+            "allow",
+            "A face-similarity score was given, but the policy does not use it or a real "
+            "person's consent does not grant likeness.match; it was ignored.",
+        ),
         "hash_match_block": ReasonInfo(
             "hashes",
             "block",
@@ -263,6 +280,20 @@ def score_code(category: str, band: Band) -> str:
     return f"score_{category}_{band}"
 
 
+def prompt_score_code(category: str, band: Band) -> str:
+    """The code of a supplied prompt-intent score (``[prompt.scores.<category>]``) in ``band``."""
+    return f"prompt_score_{category}_{band}"
+
+
+def parse_prompt_score_code(code: str) -> tuple[str, Band] | None:
+    """``(category, band)`` for a prompt score code, None for any other code."""
+    found = _PROMPT_SCORE_CODE.fullmatch(code)
+    if found is None:
+        return None
+    band: Band = "block" if found.group(2) == "block" else "review"
+    return found.group(1), band
+
+
 def parse_score_code(code: str) -> tuple[str, Band] | None:
     """``(category, band)`` for a score code, None for any other code."""
     found = _SCORE_CODE.fullmatch(code)
@@ -278,7 +309,9 @@ def is_score_code(code: str) -> bool:
 
 def step_of(code: str) -> Step:
     info = REASONS.get(code)
-    return info.step if info is not None else "scores"
+    if info is not None:
+        return info.step
+    return "prompt" if parse_prompt_score_code(code) is not None else "scores"
 
 
 def floor_of(code: str) -> Action:
@@ -291,6 +324,11 @@ def explain(code: str) -> str:
     info = REASONS.get(code)
     if info is not None:
         return info.text
+    prompt = parse_prompt_score_code(code)
+    if prompt is not None:
+        category, band = prompt
+        label = category.replace("_", " ")
+        return f"The {label} score supplied with the prompt reached the policy's {band} threshold."
     parsed = parse_score_code(code)
     if parsed is not None:
         category, band = parsed

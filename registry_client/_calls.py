@@ -104,6 +104,7 @@ class _PromptCheck(_Body, frozen=True):
     intended_uses: Sequence[str] = ()
     user_id: str | None = None
     model: str | None = None
+    prompt_scores: Mapping[str, float] | None = None
 
 
 class _Metadata(_Body, frozen=True):
@@ -119,6 +120,7 @@ class _GateCheck(_Body, frozen=True):
     user_id: str | None = None
     metadata: _Metadata | None = None
     scores: Mapping[str, float] | None = None
+    prompt_scores: Mapping[str, float] | None = None
     image_url: str | None = None
 
 
@@ -334,6 +336,7 @@ def prompt_check(
     intended_uses: Sequence[str] = (),
     user_id: str | None = None,
     model: str | None = None,
+    prompt_scores: Mapping[str, float] | None = None,
 ) -> Call[GateDecision]:
     body = _PromptCheck(
         generation_id=generation_id,
@@ -342,6 +345,7 @@ def prompt_check(
         intended_uses=intended_uses,
         user_id=user_id,
         model=model,
+        prompt_scores=prompt_scores,
     )
     return Call(
         "POST",
@@ -365,6 +369,7 @@ def gate_check(
     model: str | None = None,
     timestamp: datetime | None = None,
     user_id: str | None = None,
+    prompt_scores: Mapping[str, float] | None = None,
 ) -> Call[GateDecision]:
     if (image is None) == (image_url is None):
         raise ValueError("send the image's bytes (image) or its address (image_url), not both")
@@ -376,6 +381,7 @@ def gate_check(
         user_id=user_id,
         metadata=metadata if metadata != _Metadata() else None,
         scores=scores,
+        prompt_scores=prompt_scores,
         image_url=image_url,
     )
     # Every decision is stored under its generation_id and a repeat answers the stored one,

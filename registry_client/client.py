@@ -230,9 +230,11 @@ class RegistryClient:
         intended_uses: Sequence[str] = (),
         user_id: str | None = None,
         model: str | None = None,
+        prompt_scores: Mapping[str, float] | None = None,
     ) -> GateDecision:
         """Before generating: the prompt's intent and every source's consent for
-        ``intended_uses``. Stored per ``generation_id``. Generators."""
+        ``intended_uses``, with ``prompt_scores`` from your own prompt classifier
+        (``prompt_intent``, 0..1). Stored per ``generation_id``. Generators."""
         return self._run(
             _calls.prompt_check(
                 generation_id,
@@ -241,6 +243,7 @@ class RegistryClient:
                 intended_uses=intended_uses,
                 user_id=user_id,
                 model=model,
+                prompt_scores=prompt_scores,
             )
         )
 
@@ -283,11 +286,13 @@ class RegistryClient:
         model: str | None = None,
         timestamp: datetime | None = None,
         user_id: str | None = None,
+        prompt_scores: Mapping[str, float] | None = None,
     ) -> GateDecision:
         """The publish gate: ``allowed``, ``review`` or ``blocked`` with reasons, for the
         image's bytes or its ``image_url``. ``generator_client_id`` is the generator that made
         it (every token's audience); ``scores`` your classifiers' (``sexual_content``,
-        ``minor_presence``, 0..1). Publishers."""
+        ``minor_presence``, and ``nonconsensual_transformation`` with a real person's photo,
+        0..1); ``prompt_scores`` your prompt classifier's (``prompt_intent``). Publishers."""
         return self._run(
             _calls.gate_check(
                 generation_id,
@@ -300,6 +305,7 @@ class RegistryClient:
                 model=model,
                 timestamp=timestamp,
                 user_id=user_id,
+                prompt_scores=prompt_scores,
             )
         )
 
@@ -489,6 +495,7 @@ class AsyncRegistryClient:
         intended_uses: Sequence[str] = (),
         user_id: str | None = None,
         model: str | None = None,
+        prompt_scores: Mapping[str, float] | None = None,
     ) -> GateDecision:
         """See ``RegistryClient.prompt_check``."""
         return await self._run(
@@ -499,6 +506,7 @@ class AsyncRegistryClient:
                 intended_uses=intended_uses,
                 user_id=user_id,
                 model=model,
+                prompt_scores=prompt_scores,
             )
         )
 
@@ -539,6 +547,7 @@ class AsyncRegistryClient:
         model: str | None = None,
         timestamp: datetime | None = None,
         user_id: str | None = None,
+        prompt_scores: Mapping[str, float] | None = None,
     ) -> GateDecision:
         """See ``RegistryClient.gate_check``."""
         return await self._run(
@@ -553,6 +562,7 @@ class AsyncRegistryClient:
                 model=model,
                 timestamp=timestamp,
                 user_id=user_id,
+                prompt_scores=prompt_scores,
             )
         )
 

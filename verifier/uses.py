@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 
 __all__ = ["USES", "VERSION", "is_known_use"]
 
-VERSION = 1
+# 2 added likeness.match (issue 16): face-similarity scores count only with it.
+VERSION = 2
 
 USES: Mapping[str, str] = MappingProxyType(
     {
         "reference.generate": "Use the photo as a reference to generate new images of the person.",
         "edit.transform": "Edit the photo itself (retouching, background, lighting, crop).",
         "likeness.stylize": "Render the person's likeness in another style (drawing, cartoon).",
+        "likeness.match": "Compare resulting images with the person's face (face similarity).",
         "transform.face_swap": "Put the person's face on another body or into another image.",
         "transform.age": "Show the person older or younger than in the photo.",
         "transform.body": "Change the person's body shape, build or physical features.",

@@ -21,6 +21,7 @@ from registry.gate.errors import (
     HashListNotFound,
     HashListUploadInvalid,
     ImageMissing,
+    PromptScoreInvalid,
     RequestPartInvalid,
 )
 from registry.gate.hashlists import (
@@ -78,6 +79,7 @@ __all__ = [
     "ImportResult",
     "NewDecision",
     "PromptCheckRequest",
+    "PromptScoreInvalid",
     "RequestMetadata",
     "RequestPartInvalid",
     "SourceAssetIn",

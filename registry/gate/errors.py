@@ -24,6 +24,7 @@ __all__ = [
     "HashListNotFound",
     "HashListUploadInvalid",
     "ImageMissing",
+    "PromptScoreInvalid",
     "RequestPartInvalid",
     "SuspendedMisuse",
     "SuspensionLifted",
@@ -42,6 +43,15 @@ class ImageMissing(GateError):
     """The publish gate needs exactly one image: an upload or an ``image_url``."""
 
     code = "image_missing"
+    kind = "invalid"
+
+
+class PromptScoreInvalid(GateError):
+    """A ``prompt_scores`` entry that is not a number in 0..1 under a category name (a-z,
+    0-9, _). Unlike classifier scores of the output, these come from the caller in the
+    request itself: a broken one is the caller's mistake to fix, not evidence to decide on."""
+
+    code = "prompt_score_invalid"
     kind = "invalid"
 
 

@@ -31,6 +31,7 @@ _Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{64}$")]
 _Token = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
 _SourceType = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 _Use = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_PromptScores = Annotated[dict[str, Any], msgspec.Meta(max_length=_MAX_SCORES)]
 
 
 class SourceAssetIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -63,6 +64,10 @@ class CheckRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     metadata: RequestMetadata = msgspec.field(default_factory=RequestMetadata)
     scores: Annotated[dict[str, Any], msgspec.Meta(max_length=_MAX_SCORES)] | None = None
     """The caller's own classifier scores, 0..1 per category (recorded as ``supplied``)."""
+    prompt_scores: _PromptScores | None = None
+    """The caller's prompt-intent classifier scores, 0..1 per category (e.g.
+    ``prompt_intent``), counted in the prompt step under the policy's ``[prompt.scores]``;
+    any entry that is not a number in 0..1 refuses the request (``prompt_score_invalid``)."""
     image_url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
     """Fetched only from allow-listed hosts; leave out when uploading the image."""
 
@@ -78,6 +83,8 @@ class PromptCheckRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unkno
     source's token must grant them."""
     user_id: _Text | None = None
     model: _Text | None = None
+    prompt_scores: _PromptScores | None = None
+    """The caller's prompt-intent classifier scores, as in ``POST /v1/moderation/check``."""
 
 
 class GateResponse(msgspec.Struct, kw_only=True, frozen=True):

@@ -56,6 +56,7 @@ from moderation import (
     required_uses,
     run_classifiers,
     source_matches,
+    validate_scores,
 )
 from moderation.signals import ImageSignals, image_signals
 from registry.consent.evidence import RegistryConsentEvidence
@@ -70,6 +71,7 @@ from registry.gate.errors import (
     GenerationConflict,
     GeneratorClientRequired,
     ImageMissing,
+    PromptScoreInvalid,
 )
 from registry.gate.requests import (
     CheckRequest,
@@ -223,6 +225,7 @@ class GateService:
             raise GeneratorClientRequired(
                 "metadata.generator_client_id names the generator the consent tokens are for"
             )
+        prompt_scores = _prompt_scores(request.prompt_scores)
         data = image if image is not None else await self._fetch(request.image_url or "")
         image_sha256 = sha256_hex(data)
         existing = await self._existing(
@@ -235,7 +238,7 @@ class GateService:
             request.metadata.model,
             "publish",
         )
-        evidence = await self._publish_evidence(actor, request, data, received_at)
+        evidence = await self._publish_evidence(actor, request, data, received_at, prompt_scores)
         return await self._record(
             actor,
             generation_id=request.generation_id,
@@ -265,11 +268,16 @@ class GateService:
         return (await self._fetcher.fetch(url)).data
 
     async def _publish_evidence(
-        self, actor: Client, request: CheckRequest, data: bytes, received_at: datetime
+        self,
+        actor: Client,
+        request: CheckRequest,
+        data: bytes,
+        received_at: datetime,
+        prompt_scores: dict[str, float],
     ) -> Evidence:
         timings = _Timings()
         facts, decoded, signals = await self._image(data, timings)
-        prompt = await timings.run("prompt", self._prompt(request.prompt))
+        prompt = await timings.run("prompt", self._prompt(request.prompt, prompt_scores))
         supplied = (SuppliedScores(request.scores).result(),) if request.scores is not None else ()
         provenance: ProvenanceFacts | None = None
         hashes: HashFacts | None = None
@@ -322,11 +330,12 @@ class GateService:
             facts = ImageFacts(decoded=False, sha256=sha256_hex(data), error="unavailable")
             return _Analysis(facts)
 
-    async def _prompt(self, prompt: str) -> PromptFacts:
+    async def _prompt(self, prompt: str, scores: dict[str, float]) -> PromptFacts:
         try:
-            return PromptFacts(matched=self._prompt_rules.check(prompt).matched)
+            intent = self._prompt_rules.check(prompt)
         except Exception:  # noqa: BLE001 - recorded as evidence_unavailable
-            return PromptFacts(error="unavailable")
+            return PromptFacts(scores=scores, error="unavailable")
+        return PromptFacts(matched=intent.matched, matches=intent.matches, scores=scores)
 
     async def _provenance(
         self, data: bytes, decoded: DecodedImage, timings: _Timings
@@ -425,6 +434,7 @@ class GateService:
         """
         received_at = datetime.now(UTC)
         declared_uses = require_known_uses(request.intended_uses)
+        prompt_scores = _prompt_scores(request.prompt_scores)
         request_hash = request_sha256(request)
         existing = await self._existing(
             actor, request.generation_id, "prompt", lambda row: row.request_sha256 == request_hash
@@ -433,7 +443,7 @@ class GateService:
             return existing
         restrictions = await self._restrictions([actor.client_id], request.model, "prompt_check")
         timings = _Timings()
-        prompt = await timings.run("prompt", self._prompt(request.prompt))
+        prompt = await timings.run("prompt", self._prompt(request.prompt, prompt_scores))
         sources = await timings.run(
             "consent",
             self._sources(
@@ -517,6 +527,7 @@ class GateService:
             policy_label=decision.policy_label,
             consents=_consents(evidence.sources),
             legal_report=decision.legal_report,
+            notes=decision.notes,
             user_ref=self._user_ref(actor, request),
             model=model,
         )
@@ -605,9 +616,30 @@ class GateService:
                     # in the append-only log after the consent is erased (issue 18).
                     "consent_jtis": [c.jti for c in new.consents],
                     "review_ticket": ticket,
+                    # Rule ids only: the fragment a rule matched may hold a name within its
+                    # gap ("remove jane's clothes"), and this log outlives an erasure; the
+                    # fragments are in the sealed evidence.
+                    "prompt_rules": list(new.evidence.prompt.matched)
+                    if new.evidence.prompt is not None
+                    else [],
                 },
             )
             return True, ticket
+
+
+def _prompt_scores(raw: dict[str, Any] | None) -> dict[str, float]:
+    """The request's prompt-intent scores, or PromptScoreInvalid naming the first bad one."""
+    if raw is None:
+        return {}
+    scores, invalid = validate_scores(raw)
+    if invalid:
+        bad = invalid[0]
+        raise PromptScoreInvalid(
+            f"prompt_scores.{bad.category}: {bad.raw} is not a number between 0 and 1"
+            if bad.raw != "not a category name"
+            else f"prompt_scores: {bad.category!r} is not a category name (a-z, 0-9, _)"
+        )
+    return scores
 
 
 def _has_tokens(assets: Sequence[SourceAssetIn]) -> bool:

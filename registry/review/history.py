@@ -128,7 +128,7 @@ def statement(decision: DecisionRow, history: list[HistoryEntry]) -> str:
         status=decision.status,
         stage="prompt" if decision.stage == "prompt" else "publish",
         reasons=decision.reasons,
-        notes=(),
+        notes=decision.notes,
         findings=(),
         scores=decision.scores,
         policy_version=decision.policy_version,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from moderation import default_policy
-from moderation.reasons import REASONS, SCORE_BANDS, explain, score_code
+from moderation.reasons import REASONS, SCORE_BANDS, explain, prompt_score_code, score_code
 
 __all__ = ["TABLE_END", "TABLE_START", "reason_table"]
 
@@ -20,7 +20,8 @@ TABLE_END = "<!-- reason-codes:end -->"
 
 def reason_table() -> str:
     """Every reason code: its pipeline step, default action, the mildest action a policy may
-    give it, and its plain-language meaning. Score codes are those of the shipped policy."""
+    give it, and its plain-language meaning. Score codes (and prompt score codes) are those of
+    the shipped policy."""
     lines = [
         "| code | step | default | mildest a policy may set | meaning |",
         "|---|---|---|---|---|",
@@ -34,6 +35,10 @@ def reason_table() -> str:
         for band in SCORE_BANDS:
             code = score_code(rule.category, band)
             lines.append(f"| `{code}` | scores | {band} | allow | {explain(code)} |")
+    for prompt_rule in policy.prompt_scores:
+        for band in SCORE_BANDS:
+            code = prompt_score_code(prompt_rule.category, band)
+            lines.append(f"| `{code}` | prompt | {band} | allow | {explain(code)} |")
     return "\n".join([TABLE_START, *lines, TABLE_END])
 
 

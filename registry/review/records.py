@@ -49,6 +49,10 @@ class DecisionRecord(msgspec.Struct, kw_only=True, frozen=True):
     current_status: DecisionStatus
     """The outcome now, after reviews and appeals."""
     reasons: list[Explained]
+    notes: list[Explained]
+    """What the gate recorded without holding it against the request: a score under a
+    category the policy does not name (``score_unknown_category``), a face-similarity score
+    it may not use, an absent manifest on a consented output."""
     scores: dict[str, float]
     policy_version: str
     policy_label: str
@@ -96,6 +100,7 @@ async def _record(conn: asyncpg.Connection, decision: DecisionRow) -> DecisionRe
         status=decision.status,
         current_status=decision.current_status,
         reasons=explained(decision.reasons),
+        notes=explained(decision.notes),
         scores=decision.scores,
         policy_version=decision.policy_version,
         policy_label=decision.policy_label,

@@ -184,8 +184,13 @@ class ScoreBar(msgspec.Struct, kw_only=True, frozen=True):
     word: str
 
 
-def score_bars(scores: dict[str, float], policy: Policy) -> tuple[ScoreBar, ...]:
-    """Each score with the policy's review and block thresholds; policy categories first."""
+def score_bars(
+    scores: dict[str, float], policy: Policy, *, real_person: bool
+) -> tuple[ScoreBar, ...]:
+    """Each score with the policy's review and block thresholds; policy categories first.
+
+    ``real_person``: a source is a real person's photo (some scores are required only then).
+    """
     bars = []
     rules = {rule.category: rule for rule in policy.scores}
     for category in [*rules, *sorted(set(scores) - set(rules))]:
@@ -197,8 +202,13 @@ def score_bars(scores: dict[str, float], policy: Policy) -> tuple[ScoreBar, ...]
         block = rule.block if rule is not None else None
         tone: Tone
         if value is None:
-            required = rule is not None and rule.required
+            required = rule is not None and rule.required_for(real_person=real_person)
             tone, word = ("warn", "missing") if required else ("neutral", "not scored")
+        elif rule is None:
+            # Recorded as score_unknown_category: shown, so a new signal or a typo is seen.
+            tone, word = "neutral", "not a category of the policy"
+        elif not rule.enabled:
+            tone, word = "neutral", "not used by the policy"
         elif block is not None and value >= block:
             tone, word = "bad", "over the block threshold"
         elif review is not None and value >= review:
@@ -282,7 +292,11 @@ def ticket_view(
         evidence=evidence,
         prompt=prompt if isinstance(prompt, str) else None,
         sources=source_lines(evidence, case.consents, policy),
-        bars=score_bars(case.decision.scores, policy),
+        bars=score_bars(
+            case.decision.scores,
+            policy,
+            real_person=any(needs_consent(policy, source.type) for source in evidence.sources),
+        ),
         hash_matches=evidence.hashes.matches if evidence.hashes is not None else (),
         held=ticket.status == "claimed" and ticket.claimed_by == me,
         overdue=ticket.status != "closed" and ticket.deadline <= now,

@@ -48,7 +48,7 @@ PERMITTED = ["reference.generate", "likeness.stylize", "publish.public"]
 PROHIBITED = ["content.suggestive", "content.explicit", "ai.training"]
 TOKEN_USES = ["reference.generate", "publish.public"]
 # The shipped policy needs both scores for every image; these are far below every threshold.
-CLEAN_SCORES = {"sexual_content": 0.02, "minor_presence": 0.0}
+CLEAN_SCORES = {"sexual_content": 0.02, "minor_presence": 0.0, "nonconsensual_transformation": 0.01}
 MODEL = "example-diffusion-2"
 # A PDQ hash as an exchange hands it out (README, hash lists).
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"

@@ -93,6 +93,17 @@ def test_the_caller_flow_from_consent_to_erasure(callers):  # noqa: PLR0915 - on
         )
         assert undress.safety_status == "blocked"
         assert "prompt_abusive_intent" in undress.reasons
+        flagged = generator.prompt_check(
+            "gen-0002b",
+            "her portrait as a watercolour",
+            source_assets=[source],
+            intended_uses=["reference.generate"],
+            prompt_scores={"prompt_intent": 0.95},
+        )
+        assert flagged.reasons == ["prompt_score_prompt_intent_block"]
+        with pytest.raises(Unprocessable) as refused:
+            generator.prompt_check("gen-0002c", "a portrait", prompt_scores={"prompt_intent": 2})
+        assert refused.value.code == "prompt_score_invalid"
 
         # The publisher gates the output made from the photo, naming source and generator.
         gate = {
@@ -113,7 +124,11 @@ def test_the_caller_flow_from_consent_to_erasure(callers):  # noqa: PLR0915 - on
         blocked = publisher.gate_check(
             "gen-0003",
             image=support.photo(12),
-            scores={"sexual_content": 0.99, "minor_presence": 0.0},
+            scores={
+                "sexual_content": 0.99,
+                "minor_presence": 0.0,
+                "nonconsensual_transformation": 0.01,
+            },
         )
         assert blocked.safety_status == "blocked", blocked.reasons
         appeal = publisher.appeal(blocked.decision_id, "It is a photo of a marble statue.")

@@ -19,6 +19,7 @@ DESIGN_USES = {
     "reference.generate",
     "edit.transform",
     "likeness.stylize",
+    "likeness.match",
     "transform.face_swap",
     "transform.age",
     "transform.body",
@@ -37,7 +38,7 @@ def test_vocabulary_is_the_one_design_names():
 
 def test_vocabulary_as_served():
     served = msgspec.json.decode(msgspec.json.encode(vocabulary()))
-    assert served["version"] == USES_VERSION == 1
+    assert served["version"] == USES_VERSION == 2
     assert [use["id"] for use in served["uses"]] == list(USES)
     assert served["uses"][0] == {
         "id": "reference.generate",

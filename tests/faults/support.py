@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[2]
 PG_CTL = POSTGRES_BIN_PATH / "pg_ctl"
-CLEAN = {"sexual_content": 0.01, "minor_presence": 0.01}
+CLEAN = {"sexual_content": 0.01, "minor_presence": 0.01, "nonconsensual_transformation": 0.01}
 # A short base: PostgreSQL's unix socket path must stay under 107 bytes.
 SHORT_TMP = "/tmp" if Path("/tmp").is_dir() else None  # noqa: S108 - a scratch directory
 START_SECONDS = 60.0

@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 PUBLISH_USES = ["reference.generate", "edit.transform", "publish.public"]
 PERMITTED = ["reference.generate", "edit.transform", "publish.public", "likeness.stylize"]
 PROHIBITED = ["content.explicit", "ai.training"]
-CLEAN_SCORES = {"sexual_content": 0.01, "minor_presence": 0.01}
+CLEAN_SCORES = {
+    "sexual_content": 0.01,
+    "minor_presence": 0.01,
+    "nonconsensual_transformation": 0.01,
+}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The consent tests' world (a template, an uploader, a generator, a publisher, a person's key).
 world = consent_fixtures.world

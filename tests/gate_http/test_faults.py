@@ -20,7 +20,7 @@ from tests.gate_http.conftest import (
 )
 from tests.support import assert_problem
 
-CLEAN = {"sexual_content": 0.01, "minor_presence": 0.01}
+CLEAN = {"sexual_content": 0.01, "minor_presence": 0.01, "nonconsensual_transformation": 0.01}
 NAN_ANSWER = b'{"scores": {"sexual_content": NaN, "minor_presence": 0.1}, "model": "m-1"}'
 
 
@@ -130,7 +130,11 @@ async def test_explicit_score_without_explicit_consent_is_blocked(world, gate, d
     response = await gate(
         output(17),
         sources=[source.asset()],
-        scores={"sexual_content": 0.6, "minor_presence": 0.01},
+        scores={
+            "sexual_content": 0.6,
+            "minor_presence": 0.01,
+            "nonconsensual_transformation": 0.01,
+        },
     )
     body = await _decided(response, database_url, before, "blocked", "consent_use_not_permitted")
     assert "score_sexual_content_review" in body["reasons"]
@@ -146,8 +150,18 @@ async def test_missing_scores_without_a_classifier_go_to_review(world, gate, dat
 @pytest.mark.parametrize(
     ("scores", "reason"),
     [
-        ({"sexual_content": 1.5, "minor_presence": 0.01}, "classifier_invalid_score"),
-        ({"sexual_content": "high", "minor_presence": 0.01}, "classifier_invalid_score"),
+        (
+            {"sexual_content": 1.5, "minor_presence": 0.01, "nonconsensual_transformation": 0.01},
+            "classifier_invalid_score",
+        ),
+        (
+            {
+                "sexual_content": "high",
+                "minor_presence": 0.01,
+                "nonconsensual_transformation": 0.01,
+            },
+            "classifier_invalid_score",
+        ),
         (
             {"sexual_content": 0.01, "minor_presence": 0.01, "self_harm": 0.5},
             "score_self_harm_review",
@@ -191,7 +205,10 @@ async def test_classifier_faults_go_to_review(
 
         def slow() -> bytes:
             time.sleep(1.5)
-            return b'{"scores": {"sexual_content": 0.0, "minor_presence": 0.0}}'
+            return (
+                b'{"scores": {"sexual_content": 0.0, "minor_presence": 0.0,'
+                b' "nonconsensual_transformation": 0.01}}'
+            )
 
         local_server.routes[route] = (200, json_type, slow)
     else:
@@ -228,7 +245,10 @@ async def test_classifier_scores_count_with_the_supplied_ones(
     local_server.routes["/ok"] = (
         200,
         {"Content-Type": "application/json"},
-        b'{"scores": {"sexual_content": 0.8, "minor_presence": 0.0}, "model": "m-2"}',
+        (
+            b'{"scores": {"sexual_content": 0.8, "minor_presence": 0.0,'
+            b' "nonconsensual_transformation": 0.01}, "model": "m-2"}'
+        ),
     )
     source = await consented_source(world)
     before = await counts(database_url)

@@ -52,7 +52,11 @@ async def test_consented_edit_is_allowed_recorded_and_signed(
             "timestamp": "2026-03-01T12:00:00Z",
             "generator_client_id": world.generator.client_id,
         },
-        "scores": {"sexual_content": 0.02, "minor_presence": 0.01},
+        "scores": {
+            "sexual_content": 0.02,
+            "minor_presence": 0.01,
+            "nonconsensual_transformation": 0.01,
+        },
     }
 
     response = await world.http.post(
@@ -70,7 +74,11 @@ async def test_consented_edit_is_allowed_recorded_and_signed(
     assert decision["reasons"] == []
     assert decision["review_ticket"] is None
     assert decision["generation_id"] == "gen-edit-1"
-    assert decision["scores"] == {"minor_presence": 0.01, "sexual_content": 0.02}
+    assert decision["scores"] == {
+        "minor_presence": 0.01,
+        "nonconsensual_transformation": 0.01,
+        "sexual_content": 0.02,
+    }
     assert decision["policy_version"] == default_policy().version
     assert "idempotent-replayed" not in response.headers
 

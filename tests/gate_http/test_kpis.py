@@ -13,8 +13,8 @@ from moderation import default_policy
 from tests.gate_http.conftest import output, rows
 from tests.support import assert_problem
 
-BLOCKING = {"sexual_content": 0.95, "minor_presence": 0.01}
-CLEAN = {"sexual_content": 0.01, "minor_presence": 0.01}
+BLOCKING = {"sexual_content": 0.95, "minor_presence": 0.01, "nonconsensual_transformation": 0.01}
+CLEAN = {"sexual_content": 0.01, "minor_presence": 0.01, "nonconsensual_transformation": 0.01}
 
 
 async def _decide(gate, seed, *, user, scores, headers=None):
@@ -300,7 +300,14 @@ async def test_a_report_of_what_a_reviewer_allowed_is_not_the_policys_miss(
     _, first = await make_client("reviewer", tenant="pubco", name="first reviewer")
     _, second = await make_client("reviewer", tenant="pubco", name="second reviewer")
     borderline = await _decide(
-        gate, 41, user="user-1", scores={"sexual_content": 0.45, "minor_presence": 0.0}
+        gate,
+        41,
+        user="user-1",
+        scores={
+            "sexual_content": 0.45,
+            "minor_presence": 0.0,
+            "nonconsensual_transformation": 0.01,
+        },
     )
     assert borderline["safety_status"] == "review"
     await _decide_ticket(world, first, borderline["review_ticket"], "allowed")

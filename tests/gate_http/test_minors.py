@@ -11,7 +11,11 @@ from tests.gate_http.conftest import consented_source, counts, output
 
 async def _decide(world, gate, seed, *, role, **scores):
     source = await consented_source(world, signer_role=role)
-    values = {"sexual_content": 0.01, "minor_presence": 0.01} | scores
+    values = {
+        "sexual_content": 0.01,
+        "minor_presence": 0.01,
+        "nonconsensual_transformation": 0.01,
+    } | scores
     response = await gate(
         output(seed), generation_id=f"gen-minor-{seed}", sources=[source.asset()], scores=values
     )

@@ -171,7 +171,11 @@ async def test_policy_check_replays_stored_decisions(world, gate, settings, tmp_
             output(50 + seed),
             generation_id=f"gen-{seed}",
             sources=[source.asset()],
-            scores={"sexual_content": 0.1, "minor_presence": 0.01},
+            scores={
+                "sexual_content": 0.1,
+                "minor_presence": 0.01,
+                "nonconsensual_transformation": 0.01,
+            },
         )
         assert response.json()["safety_status"] == "allowed"
     blocked = await gate(

@@ -13,7 +13,7 @@ from registry.core.uow import unit_of_work
 from tests.gate_http.conftest import output, rows
 from tests.support import assert_problem
 
-BLOCKING = {"sexual_content": 0.95, "minor_presence": 0.01}
+BLOCKING = {"sexual_content": 0.95, "minor_presence": 0.01, "nonconsensual_transformation": 0.01}
 
 
 async def _risk_round(database_url):

@@ -95,7 +95,7 @@ def photo(asset_id: str = "photo-1", **changes: Any) -> SourceEvidence:
 
 
 def scores(**values: float) -> ClassifierResult:
-    base = {"sexual_content": 0.01, "minor_presence": 0.01}
+    base = {"sexual_content": 0.01, "minor_presence": 0.01, "nonconsensual_transformation": 0.01}
     base.update(values)
     return ClassifierResult(classifier="supplied", origin="supplied", scores=base)
 

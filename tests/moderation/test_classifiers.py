@@ -26,7 +26,15 @@ from moderation import (
 from tests.moderation.support import LIMITS, clean_evidence, encode_jpeg, make_image
 from verifier import decode
 
-GOOD = {"scores": {"sexual_content": 0.02, "minor_presence": 0.01, "violence": 0.3}, "model": "m-1"}
+GOOD = {
+    "scores": {
+        "sexual_content": 0.02,
+        "minor_presence": 0.01,
+        "nonconsensual_transformation": 0.02,
+        "violence": 0.3,
+    },
+    "model": "m-1",
+}
 
 
 ANSWERS = {
@@ -225,7 +233,11 @@ async def test_nan_scores_are_invalid_not_allowed(server, image):
     assert result.scores == {"minor_presence": 0.1}
     assert [(i.category, i.raw) for i in result.invalid] == [("sexual_content", "nan")]
     decision = decide(clean_evidence(classifiers=(result,)), default_policy())
-    assert (decision.status, decision.reasons) == ("review", ("classifier_invalid_score",))
+    # The answer had no nonconsensual_transformation, which a real-person source requires.
+    assert (decision.status, decision.reasons) == (
+        "review",
+        ("classifier_invalid_score", "score_missing"),
+    )
 
 
 async def test_out_of_range_scores_are_invalid(server, image):

@@ -59,7 +59,11 @@ def test_clean_consented_output_is_allowed(policy):
     assert decision.notes == ("provenance_absent",)
     assert decision.review is None
     assert decision.policy_version == policy.version
-    assert decision.scores == {"minor_presence": 0.01, "sexual_content": 0.01}
+    assert decision.scores == {
+        "minor_presence": 0.01,
+        "nonconsensual_transformation": 0.01,
+        "sexual_content": 0.01,
+    }
 
 
 def test_output_with_no_sources_and_trusted_provenance_is_allowed(policy):
@@ -165,7 +169,7 @@ def test_output_with_no_sources_and_trusted_provenance_is_allowed(policy):
                     ClassifierResult(
                         classifier="supplied",
                         origin="supplied",
-                        scores={"minor_presence": 0.0},
+                        scores={"minor_presence": 0.0, "nonconsensual_transformation": 0.0},
                         invalid=(InvalidScore(category="sexual_content", raw="nan"),),
                     ),
                 )
@@ -350,6 +354,7 @@ def test_missing_required_scores_name_each_category(policy):
     assert [(f.code, f.subject) for f in decision.findings if f.action != "allow"] == [
         ("score_missing", "sexual_content"),
         ("score_missing", "minor_presence"),
+        ("score_missing", "nonconsensual_transformation"),
     ]
 
 

@@ -58,7 +58,11 @@ def test_default_policy_loads_and_its_version_is_the_file_hash():
     assert policy.action("score_sexual_content_block") == "block"
     assert policy.source_rule("photo").consent_required
     assert not policy.source_rule("artwork").consent_required
-    assert {r.category for r in policy.scores if r.required} == {"sexual_content", "minor_presence"}
+    assert {r.category for r in policy.scores if r.required is True} == {
+        "sexual_content",
+        "minor_presence",
+    }
+    assert policy.score_rule("nonconsensual_transformation").required == "real_person"
     assert policy.hashes.block_distance <= policy.hashes.review_distance
 
 
@@ -277,6 +281,22 @@ def test_fail_closed_reasons_cannot_be_set_to_allow(code):
             ['id = "r"', 'scope = "any"', 'any = ["xyz"]', 'requires_use = "Explicit!"'],
             "prompt.rules[0].requires_use",
         ),
+        (
+            ['id = "r"', 'scope = "any"', 'any = ["xyz"]', 'requires_use = "content.explicitt"'],
+            "prompt.rules[0].requires_use",
+        ),
+        (
+            ['id = "r"', 'scope = "any"', 'any = ["xyz"]', 'languages = ["en", "Spanish"]'],
+            "prompt.rules[0].languages[1]",
+        ),
+        (
+            ['id = "r"', 'scope = "any"', 'any = ["xyz"]', 'languages = ["e"]'],
+            "prompt.rules[0].languages[0]",
+        ),
+        (
+            ['id = "r"', 'scope = "any"', 'any = ["xyz"]', "languages = [3]"],
+            "prompt.rules[0].languages[0]",
+        ),
     ],
 )
 def test_bad_prompt_rules_are_refused(lines, key):
@@ -385,3 +405,95 @@ def test_pdq_bands_default_to_the_exchanges_practice_and_can_be_set():
             )
         )
     assert caught.value.key == "hashes.pdq.quality"
+
+
+def test_a_rule_states_its_languages():
+    policy = load_policy(
+        with_lines(
+            "[[prompt.rules]]",
+            'id = "r"',
+            'scope = "any"',
+            'any = ["desnud*"]',
+            'languages = ["es", "pt-br"]',
+        )
+    )
+    assert policy.prompt_rule("r").languages == ("es", "pt-br")
+
+
+def test_a_policy_declares_its_own_score_and_prompt_score_categories():
+    policy = load_policy(
+        with_lines(
+            "[scores.deepfake_artifacts]",
+            "review = 0.4",
+            "block = 0.9",
+            'required = "real_person"',
+            "[prompt.scores.jailbreak]",
+            "review = 0.6",
+            "block = 0.95",
+            "[actions]",
+            'score_deepfake_artifacts_review = "block"',
+            'prompt_score_jailbreak_review = "block"',
+        )
+    )
+    rule = policy.score_rule("deepfake_artifacts")
+    assert (rule.review, rule.block, rule.required) == (0.4, 0.9, "real_person")
+    assert policy.action("score_deepfake_artifacts_review") == "block"
+    assert policy.prompt_score_rule("jailbreak").block == 0.95
+    assert policy.action("prompt_score_jailbreak_review") == "block"
+    assert policy.action("prompt_score_jailbreak_block") == "block"
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "error"),
+    [
+        (
+            ["[prompt.scores.intent]", "review = 0.9", "block = 0.5"],
+            "prompt.scores.intent.review",
+            PolicyValueInvalid,
+        ),
+        (
+            ["[prompt.scores.intent]", "review = 1.5", "block = 0.5"],
+            "prompt.scores.intent.review",
+            PolicyValueInvalid,
+        ),
+        (
+            ["[prompt.scores.Intent]", "review = 0.1", "block = 0.5"],
+            "prompt.scores.Intent",
+            PolicyValueInvalid,
+        ),
+        (
+            ["[prompt.scores.intent]", "review = 0.1", "block = 0.5", "required = true"],
+            "prompt.scores.intent.required",
+            PolicyUnknownKey,
+        ),
+        (
+            ["[prompt.scores.intent]", "review = 0.1"],
+            "prompt.scores.intent.block",
+            PolicyKeyMissing,
+        ),
+        (
+            ["[scores.x]", "review = 0.1", "block = 0.5", 'required = "sometimes"'],
+            "scores.x.required",
+            PolicyValueInvalid,
+        ),
+        (
+            ["[scores.x]", "review = 0.1", "block = 0.5", 'enabled = "no"'],
+            "scores.x.enabled",
+            PolicyValueInvalid,
+        ),
+        (
+            ["[actions]", 'prompt_score_intent_block = "block"'],
+            "actions.prompt_score_intent_block",
+            PolicyUnknownKey,
+        ),
+        (
+            ["[actions]", 'score_unknown_category = "maybe"'],
+            "actions.score_unknown_category",
+            PolicyValueInvalid,
+        ),
+    ],
+)
+def test_bad_score_categories_are_refused(lines, key, error):
+    with pytest.raises(error) as caught:
+        load_policy(with_lines(*lines))
+    assert caught.value.key == key

@@ -28,7 +28,7 @@ GOOD_CASE = """
 id = "incident-1"
 prompt = "a portrait"
 sources = [{ type = "photo", consent = { uses = ["reference.generate", "publish.public"] } }]
-scores = { sexual_content = 0.02, minor_presence = 0.01 }
+scores = { sexual_content = 0.02, minor_presence = 0.01, nonconsensual_transformation = 0.01 }
 expect = "allowed"
 """
 

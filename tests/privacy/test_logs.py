@@ -196,7 +196,11 @@ def test_no_personal_field_or_secret_reaches_the_log(verbose_service):  # noqa: 
         blocked = publisher.gate_check(
             "gen-log-3",
             image=support.photo(32),
-            scores={"sexual_content": 0.99, "minor_presence": 0.0},
+            scores={
+                "sexual_content": 0.99,
+                "minor_presence": 0.0,
+                "nonconsensual_transformation": 0.01,
+            },
             user_id=marker["gate_user_id"],
         )
         assert blocked.safety_status == "blocked", blocked.reasons

@@ -43,7 +43,12 @@ async def test_allowed_decision_is_stated_in_the_manifest_and_the_record(
     # The publisher works for the generator's tenant, so the generator may name its decision.
     _, publisher = await make_client("publisher", tenant="genco", name="genco publisher")
     image = picture(60)
-    decision = await gate(world, publisher, image, {"sexual_content": 0.01, "minor_presence": 0.01})
+    decision = await gate(
+        world,
+        publisher,
+        image,
+        {"sexual_content": 0.01, "minor_presence": 0.01, "nonconsensual_transformation": 0.01},
+    )
     assert decision["safety_status"] == "allowed"
 
     signed = await sign_output(
@@ -63,7 +68,12 @@ async def test_allowed_decision_is_stated_in_the_manifest_and_the_record(
 async def test_blocked_decision_cannot_be_signed(world, make_client, sign_output, database_url):
     _, publisher = await make_client("publisher", tenant="genco", name="genco publisher")
     image = picture(61)
-    decision = await gate(world, publisher, image, {"sexual_content": 0.95, "minor_presence": 0.01})
+    decision = await gate(
+        world,
+        publisher,
+        image,
+        {"sexual_content": 0.95, "minor_presence": 0.01, "nonconsensual_transformation": 0.01},
+    )
     assert decision["safety_status"] == "blocked"
     before = await counts(database_url)
 

@@ -42,7 +42,11 @@ async def _gate(world, literal: str, image: bytes) -> Any:
         "gen-numbers",
         sources=[source.asset()],
         generator=world.generator.client_id,
-        scores={"sexual_content": "__number__", "minor_presence": 0.01},
+        scores={
+            "sexual_content": "__number__",
+            "minor_presence": 0.01,
+            "nonconsensual_transformation": 0.01,
+        },
     )
     return await world.http.post(
         "/v1/moderation/check",

@@ -75,7 +75,11 @@ def evidence(
         else ClassifierResult(
             classifier="http",
             origin="computed",
-            scores={"sexual_content": sexual, "minor_presence": 0.0},
+            scores={
+                "sexual_content": sexual,
+                "minor_presence": 0.0,
+                "nonconsensual_transformation": 0.01,
+            },
             latency_ms=latency_ms,
         )
     )

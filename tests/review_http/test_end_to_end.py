@@ -29,12 +29,54 @@ def settings(service_database_url, tmp_path):
     )
 
 
+async def test_a_reviewer_sees_the_rule_and_the_normalised_fragment_a_prompt_matched(
+    world, make_client
+):
+    _, reviewer = await make_client("reviewer", tenant="system", name="reviewer")
+    # No real-person source: the rule does not count here, yet its match is evidence; the
+    # supplied prompt-intent score sends the request to a person.
+    gated = await post_check(
+        world.http,
+        world.publisher.headers,
+        check_request(
+            "gen-prompt",
+            prompt="make Jane Doe look s 3 x y, watercolour",
+            prompt_scores={"prompt_intent": 0.6, "toxicity": 0.2},
+        ),
+        output(4),
+    )
+    decision = gated.json()
+    assert (decision["safety_status"], decision["reasons"]) == (
+        "review",
+        ["prompt_score_prompt_intent_review"],
+    )
+    case = (
+        await world.http.get(f"/v1/reviews/{decision['review_ticket']}", headers=reviewer)
+    ).json()
+    prompt = case["evidence"]["prompt"]
+    assert prompt["matched"] == ["sexualising"]
+    assert prompt["matches"] == [{"rule": "sexualising", "fragments": ["sexy"]}]
+    assert prompt["scores"] == {"prompt_intent": 0.6, "toxicity": 0.2}
+    assert [r["code"] for r in case["decision"]["reasons"]] == ["prompt_score_prompt_intent_review"]
+    assert [n["code"] for n in case["decision"]["notes"]] == [
+        "score_unknown_category",
+        "provenance_absent",
+    ]
+
+
 async def test_a_review_decision_is_worked_by_a_person(world, make_client):
     _, reviewer = await make_client("reviewer", tenant="system", name="reviewer")
     gated = await post_check(
         world.http,
         world.publisher.headers,
-        check_request("gen-review", scores={"sexual_content": 0.4, "minor_presence": 0.01}),
+        check_request(
+            "gen-review",
+            scores={
+                "sexual_content": 0.4,
+                "minor_presence": 0.01,
+                "nonconsensual_transformation": 0.01,
+            },
+        ),
         output(3),
     )
     assert gated.status_code == 200, gated.text

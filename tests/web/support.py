@@ -122,8 +122,15 @@ async def withdraw(world: World, consent_id: str) -> None:
     assert response.status_code == 200, response.text
 
 
-REVIEW_SCORES = {"sexual_content": 0.1, "minor_presence": 0.01, "violence": 0.62}
-"""Violence in the review band of the shipped policy (review from 0.5, block from 0.9)."""
+REVIEW_SCORES = {
+    "sexual_content": 0.1,
+    "minor_presence": 0.01,
+    "nonconsensual_transformation": 0.01,
+    "violence": 0.62,
+    "aesthetics": 0.4,
+}
+"""Violence in the review band of the shipped policy (review from 0.5, block from 0.9), and
+a score under a name the policy does not know (a note on the decision)."""
 
 
 async def review_ticket(

@@ -87,6 +87,11 @@ async def test_claim_next_opens_the_ticket_with_everything_the_gate_saw(
     assert 'class="chip tone-good">valid<' in page  # the consented source photo
     assert "<strong>violence</strong>: 0.62" in page  # the score, against its thresholds
     assert "<code>score_violence_review</code>" in page
+    # A score the policy does not know is shown, and noted, not dropped.
+    assert "<strong>aesthetics</strong>: 0.40" in page
+    assert "not a category of the policy" in page
+    notes = page.split('id="notes"', 1)[1].split("</ul>", 1)[0]
+    assert "<code>score_unknown_category</code>" in notes
     assert 'id="history"' in page
     assert (
         await count(

@@ -42,7 +42,8 @@ _MASK64 = (1 << 64) - 1
 _SIGN_BIT = 1 << 63
 _COLUMNS = (
     "d.decision_id, d.generation_id, d.stage, d.client_id, d.tenant, d.image_sha256,"
-    " d.request_sha256, d.status, d.current_status, d.reasons, d.scores, d.policy_version,"
+    " d.request_sha256, d.status, d.current_status, d.reasons, d.notes, d.scores,"
+    " d.policy_version,"
     " d.policy_label, d.created_at, d.updated_at,"
     " (SELECT t.ticket_id FROM review_tickets t WHERE t.decision_id = d.decision_id"
     "  AND t.kind = 'review' ORDER BY t.created_at LIMIT 1) AS review_ticket"
@@ -85,6 +86,8 @@ class NewDecision(msgspec.Struct, kw_only=True, frozen=True):
     policy_label: str
     consents: tuple[DecisionConsent, ...] = ()
     legal_report: bool = False
+    notes: tuple[str, ...] = ()
+    """Codes recorded but not held against the request (``Decision.notes``)."""
     user_ref: str | None = None
     """The end user's blind index (``SubjectIndex.end_user``), for the recidivism KPIs."""
     model: str | None = None
@@ -102,6 +105,7 @@ class DecisionRow(msgspec.Struct, kw_only=True, frozen=True):
     status: Status
     current_status: Status
     reasons: tuple[str, ...]
+    notes: tuple[str, ...]
     scores: dict[str, float]
     policy_version: str
     policy_label: str
@@ -141,6 +145,7 @@ class AffectedDecision(msgspec.Struct, kw_only=True, frozen=True):
 def _row(record: asyncpg.Record) -> DecisionRow:
     values = dict(record)
     values["reasons"] = tuple(values["reasons"])
+    values["notes"] = tuple(values["notes"])
     return DecisionRow(**values)
 
 
@@ -157,9 +162,9 @@ async def insert_decision(
         "INSERT INTO moderation_decisions (decision_id, generation_id, stage, client_id, tenant,"
         " image_sha256, image_phash, request_sha256, status, reasons, scores, sealed,"
         " data_key_id, policy_version, policy_label, current_status, legal_report, evidence,"
-        " user_ref, model)"
+        " user_ref, model, notes)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $9, $16,"
-        " $17, $18, $19)"
+        " $17, $18, $19, $20)"
         " ON CONFLICT (client_id, generation_id, stage) DO NOTHING RETURNING true",
         new.decision_id,
         new.generation_id,
@@ -181,6 +186,7 @@ async def insert_decision(
         {"classifiers": msgspec.to_builtins(new.evidence.classifiers)},
         new.user_ref,
         new.model,
+        list(new.notes),
     )
     if not inserted:
         return False
