@@ -265,6 +265,9 @@ class _Run:
                 continue
             if rule.scope == "real_person" and not self.real_sources:
                 continue
+            if not rule.abusive:
+                # The consent step asked each source for the rule's use (required_uses).
+                continue
             if rule.requires_use is not None and self.all_grant(rule.requires_use):
                 continue
             self.add("prompt_abusive_intent", subject=rule_id, detail=fragments.get(rule_id))

@@ -471,6 +471,11 @@ def _prompt_rules(raw: tuple[Any, ...]) -> tuple[PromptRule, ...]:
         _check_patterns(rule, key)
         if rule.requires_use is not None:
             _require_use(rule.requires_use, f"{key}.requires_use")
+        elif not rule.abusive:
+            # It would match and do nothing: no use to ask for, no intent to hold against.
+            raise PolicyKeyMissing(
+                "a rule with abusive = false names the use it needs", key=f"{key}.requires_use"
+            )
         for j, tag in enumerate(rule.languages):
             problem = language_problem(tag)
             if problem is not None:

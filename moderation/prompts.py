@@ -10,7 +10,11 @@ real-person photo; ``any``: always) and either ``any`` (one of these patterns) o
 (every group has at least one pattern present). ``requires_use`` names a consent use that
 makes the intent legitimate (e.g. ``content.explicit`` for undressing): when every
 real-person source's consent grants it, the match is recorded but not held against the
-request. A rule without ``requires_use`` always counts.
+request. A rule without ``requires_use`` always counts. A rule with ``abusive = false`` (and
+a ``requires_use``) names a transformation that is not abusive in itself, only in need of
+consent (a face swap, an age change): a match asks every real-person source's consent for
+the use, which without it answers ``consent_use_not_permitted``, and never counts as
+``prompt_abusive_intent``.
 
 Patterns are words separated by spaces. A word ending in ``*`` matches any word it starts
 (``undress*`` matches ``undressed``); ``...`` matches up to three words in between
@@ -103,6 +107,7 @@ class PromptRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     all: tuple[tuple[str, ...], ...] = ()
     requires_use: str | None = None
     languages: tuple[str, ...] = ()
+    abusive: bool = True
 
 
 class PromptMatch(msgspec.Struct, frozen=True, kw_only=True):

@@ -73,7 +73,6 @@ def test_abusive_prompts_match(matcher, prompt, rule):
         "a striped shirt in the style of van gogh",
         "the kid plays football in the park",
         "a child building a sandcastle, watercolour",
-        "make him look older, with grey hair",
         "a nudibranch in the ocean",
         "a teen movie poster, 1980s style",
         "nothing to see here",
@@ -86,6 +85,28 @@ def test_abusive_prompts_match(matcher, prompt, rule):
 )
 def test_ordinary_prompts_do_not_match(matcher, prompt):
     assert matcher.check(prompt).matched == ()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "rule"),
+    [
+        ("make him look older, with grey hair", "age_change"),
+        ("make her look 10 years younger", "age_change"),
+        ("swap her face onto this body", "face_swap"),
+        ("make her thinner", "body_change"),
+    ],
+)
+def test_transformations_match_the_rule_that_asks_for_their_use(matcher, prompt, rule):
+    """Not abusive, so not ``prompt_abusive_intent``: the rule asks the consent for the use
+    (``abusive = false``), and without it the request is ``consent_use_not_permitted``."""
+    from moderation import default_policy
+
+    assert matcher.check(prompt).matched == (rule,)
+    found = default_policy().prompt_rule(rule)
+    assert found is not None
+    assert not found.abusive
+    assert found.requires_use is not None
+    assert found.requires_use.startswith("transform.")
 
 
 def test_results_carry_rule_ids_not_the_prompt(matcher):
@@ -260,3 +281,17 @@ def test_a_run_read_as_one_word_is_that_word_not_a_search_inside_it(matcher):
     # "s e x y" is the word "sexy" (suggestive), not "sex" (explicit) found inside it.
     assert matcher.check("make her look s 3 x y").matched == ("sexualising",)
     assert matcher.check("a s e x y photo").matched == ("sexualising",)
+
+
+def test_a_rule_that_is_not_abusive_must_name_its_use():
+    from moderation import default_policy, load_policy
+    from moderation.errors import PolicyKeyMissing
+
+    text = default_policy().text + (
+        '\n[[prompt.rules]]\nid = "restyle"\nscope = "real_person"\nabusive = false\n'
+        'any = ["anime style"]\n'
+    )
+    with pytest.raises(PolicyKeyMissing) as refused:
+        load_policy(text)
+    assert refused.value.key.endswith(".requires_use")
+    assert refused.value.key.startswith("prompt.rules[")
