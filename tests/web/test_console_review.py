@@ -71,7 +71,7 @@ async def test_queue_lists_open_tickets_with_counts_and_marks_overdue(
 async def test_claim_next_opens_the_ticket_with_everything_the_gate_saw(
     ticket, reviewer, database_url
 ):
-    _, ticket_id, _ = await ticket(3, prompt="make her look <script>alert(1)</script> older")
+    _, ticket_id, _ = await ticket(3, prompt="put her in a <script>alert(1)</script> park")
     client_id, http = await reviewer()
 
     response = await claim(http)
