@@ -195,6 +195,9 @@ class StopCondition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ``blocked_rate`` is the share of its gate decisions (prompt checks and publish checks)
     that were blocked, counted once it has ``min_decisions``; ``hash_matches`` the number
     of its decisions that matched a protected hash list (``threshold`` is then a count).
+    A model is named by whoever calls the gate, so a model's figures count only once they
+    come from ``min_clients`` different clients: one client cannot get a model everyone
+    uses suspended by naming it in its own bad requests.
     """
 
     id: str
@@ -203,6 +206,7 @@ class StopCondition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     threshold: Annotated[float, msgspec.Meta(gt=0.0, le=10_000.0)]
     window_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)] = 60
     min_decisions: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
+    min_clients: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 3
 
 
 class _StopConditions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -511,6 +515,11 @@ def _stop_conditions(raw: tuple[Any, ...]) -> tuple[StopCondition, ...]:
         seen.add(condition.id)
         if condition.signal == "blocked_rate" and condition.threshold > 1:
             raise PolicyValueInvalid("a blocked rate lies in (0, 1]", key=f"{key}.threshold")
+        if condition.subject == "client" and "min_clients" in value:
+            # A client's own figures come from one client.
+            raise PolicyUnknownKey(
+                "only a model's figures come from several clients", key=f"{key}.min_clients"
+            )
         if condition.signal == "hash_matches":
             if condition.threshold != int(condition.threshold):
                 raise PolicyValueInvalid(

@@ -116,6 +116,8 @@ async def check_signing(conn: asyncpg.Connection, *, client_id: str, model: str)
 
 def tripped(condition: StopCondition, signals: ClientSignals) -> bool:
     """Whether ``signals`` over the condition's window reach it."""
+    if condition.subject == "model" and signals.clients < condition.min_clients:
+        return False
     if condition.signal == "hash_matches":
         return signals.hash_matches >= condition.threshold
     if signals.decisions < condition.min_decisions:

@@ -100,6 +100,43 @@ async def _notices(http: Any, receiver: Any, audience: str, *, count: int) -> li
     return notices
 
 
+async def _burst(world: Any, gate: Any, http: Any, make_client: Any) -> tuple[Any, Any]:
+    """Blocked decisions from the world's publisher naming burst-model, then from two other
+    publishers: the client's suspension, then the model's, as the service's rounds trip them."""
+    for seed in range(BURST):
+        blocked = await gate(
+            output(300 + seed),
+            http=http,
+            **_body(world, f"gen-abuse-{seed}", model="burst-model", scores=BLOCKING),
+        )
+        assert blocked.json()["safety_status"] == "blocked", blocked.text
+
+    # The service's own round (every 0.2 s here) trips the client's condition.
+    async def suspended(count: int) -> list[dict[str, Any]]:
+        found = await _suspensions(http, world.admin, active="true")
+        return found if len(found) == count else []
+
+    [alone] = await _until(lambda: suspended(1))
+    assert alone["subject_kind"] == "client"
+    # One client naming a model cannot get it suspended for everyone who runs it:
+    # its figures count from three clients (min_clients).
+    await asyncio.sleep(0.6)
+    assert [s["subject_kind"] for s in await _suspensions(http, world.admin)] == ["client"]
+    for n in (1, 2):
+        _, other = await make_client("publisher", tenant=f"pub-{n}", name=f"pub {n}")
+        blocked = await gate(
+            output(350 + n),
+            http=http,
+            headers=other,
+            **_body(world, f"gen-other-{n}", model="burst-model", scores=BLOCKING),
+        )
+        assert blocked.json()["safety_status"] == "blocked", blocked.text
+
+    found = {s["subject_kind"]: s for s in await _until(lambda: suspended(2))}
+    assert set(found) == {"client", "model"}
+    return found["client"], found["model"]
+
+
 async def test_a_misuse_burst_trips_the_switch_and_an_admin_lifts_it(
     world, gate, app_with, make_client, tmp_path, database_url
 ):
@@ -117,26 +154,12 @@ async def test_a_misuse_burst_trips_the_switch_and_an_admin_lifts_it(
                 headers=world.admin,
             )
             assert hook.status_code == 201, hook.text
-            for seed in range(BURST):
-                blocked = await gate(
-                    output(300 + seed),
-                    http=http,
-                    **_body(world, f"gen-abuse-{seed}", model="burst-model", scores=BLOCKING),
-                )
-                assert blocked.json()["safety_status"] == "blocked", blocked.text
-
-            # The service's own round (every 0.2 s here) trips both conditions.
-            async def both() -> list[dict[str, Any]]:
-                found = await _suspensions(http, world.admin, active="true")
-                return found if len(found) == 2 else []
-
-            found = {s["subject_kind"]: s for s in await _until(both)}
-            assert set(found) == {"client", "model"}
-            client_stop, model_stop = found["client"], found["model"]
+            client_stop, model_stop = await _burst(world, gate, http, make_client)
             assert client_stop["subject"] == world.publisher.client_id
             assert client_stop["condition_id"] == "client_blocked_rate"
             assert (client_stop["decisions"], client_stop["blocked"]) == (BURST, BURST)
             assert model_stop["subject"] == "burst-model"
+            assert (model_stop["decisions"], model_stop["blocked"]) == (BURST + 2, BURST + 2)
             assert model_stop["lifted_at"] is None
 
             # Suspended: what would be allowed goes to a person, whichever model it names.
@@ -338,6 +361,10 @@ threshold = 0.5
         (("threshold = 0.5", "threshold = 1.5"), "stop_conditions.rules[0].threshold"),
         (("threshold = 0.5", "threshold = 0.5\nwindow = 5"), "stop_conditions.rules[0].window"),
         (('id = "probe"', 'id = "Probe!"'), "stop_conditions.rules[0].id"),
+        (
+            ("threshold = 0.5", "threshold = 0.5\nmin_clients = 2"),
+            "stop_conditions.rules[0].min_clients",
+        ),
         (
             (
                 'signal = "blocked_rate"\nthreshold = 0.5',

@@ -79,7 +79,7 @@ async def subject_signals(
         f"SELECT d.{column} AS subject, count(*) AS decisions,"  # noqa: S608 - fixed names
         " count(*) FILTER (WHERE d.status = 'blocked') AS blocked,"
         " count(*) FILTER (WHERE d.reasons && ARRAY['hash_match_block', 'hash_match_review'])"
-        " AS hash_matches"
+        " AS hash_matches, count(DISTINCT d.client_id) AS clients"
         " FROM moderation_decisions d LEFT JOIN ("
         "   SELECT subject, max(lifted_at) AS lifted FROM misuse_suspensions"
         "   WHERE subject_kind = $2 AND lifted_at IS NOT NULL GROUP BY subject"
@@ -92,7 +92,10 @@ async def subject_signals(
     )
     return {
         r["subject"]: ClientSignals(
-            decisions=r["decisions"], blocked=r["blocked"], hash_matches=r["hash_matches"]
+            decisions=r["decisions"],
+            blocked=r["blocked"],
+            hash_matches=r["hash_matches"],
+            clients=r["clients"],
         )
         for r in rows
     }

@@ -220,6 +220,8 @@ class ClientSignals(msgspec.Struct, kw_only=True, frozen=True):
     blocked: int
     hash_matches: int
     """Decisions held back by a hash-list match (a consented match does not count)."""
+    clients: int = 1
+    """How many clients the decisions came from (1 for a client's own)."""
 
 
 async def client_signals(conn: asyncpg.Connection, *, since: datetime) -> dict[str, ClientSignals]:
