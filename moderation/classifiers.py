@@ -158,7 +158,7 @@ def _region(item: object, *, width: int, height: int) -> Region | None:
     if not isinstance(box, list) or len(box) != 4:  # noqa: PLR2004 - x, y, width, height
         return None
     numbers = [v for v in box if isinstance(v, int | float) and not isinstance(v, bool)]
-    if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):  # noqa: PLR2004
+    if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):  # noqa: PLR2004 - the four of the box
         return None
     x, y, w, h = (round(v) for v in numbers)
     if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
