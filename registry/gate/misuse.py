@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import msgspec
 
@@ -70,7 +70,8 @@ __all__ = [
     "tripped",
 ]
 
-FEATURES: tuple[Feature, ...] = ("sign", "publish", "prompt_check")
+# The one list, from the type the repository and the migration's CHECK share.
+FEATURES: tuple[Feature, ...] = get_args(Feature)
 _MAX_LISTED = 500
 
 
