@@ -239,13 +239,10 @@ async def misuse_notices(
     """Queue one signed notice of ``suspension`` for the webhook of every enabled admin
     client (the operator), in the tripping transaction; the worker sends them like takedown
     notices. Returns the delivery ids."""
-    hooks = await repository.all_webhooks(conn)
-    if not hooks:
-        return []
-    enabled = await enabled_clients(conn, [client_id for client_id, _ in hooks])
     created: list[str] = []
-    for client_id, url in hooks:
-        client = await get_client(conn, client_id) if client_id in enabled else None
+    for client_id, url in await repository.all_webhooks(conn):
+        # None for a revoked client: get_client reads enabled clients only.
+        client = await get_client(conn, client_id)
         if client is None or not client.has(Role.ADMIN):
             continue
         delivery_id = "dlv_" + secrets.token_urlsafe(16)

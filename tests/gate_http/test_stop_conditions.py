@@ -256,6 +256,9 @@ async def test_lifting_wrongly_changes_nothing(world, database_url):
             headers=world.admin,
         )
         assert_problem(bad, 400, code)
+    for query in ({"active": "maybe"}, {"limit": "0"}, {"limit": "501"}):
+        listed = await world.http.get("/v1/admin/suspensions", params=query, headers=world.admin)
+        assert_problem(listed, 400, "invalid_parameter")
     forbidden = await world.http.get("/v1/admin/suspensions", headers=world.publisher.headers)
     assert_problem(forbidden, 403, "forbidden")
     [row] = await rows(
