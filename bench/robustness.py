@@ -24,7 +24,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from moderation import default_policy
-from moderation.signals import ImageSignals, StoredSignals, image_signals, stored_signals
+from moderation.signals import (
+    TRIMMED,
+    ImageSignals,
+    StoredSignals,
+    image_signals,
+    stored_signals,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -53,6 +59,8 @@ __all__ = [
 _BANDS = default_policy().hashes
 PHASH_BLOCK, PHASH_REVIEW = _BANDS.bands("phash")
 PDQ_BLOCK, PDQ_REVIEW = _BANDS.bands("pdq")
+# The entries of a stored image that are the image itself, not a crop of its grid.
+_OWN: Final = (None, TRIMMED)
 # Every photograph in scikit-image 0.26's package directory. Left out: the drawn or
 # synthetic images (chessboard_*, color, logo, phantom, horse: a black silhouette) and
 # motorcycle_right, the same scene as motorcycle_left from a camera beside it, which is
@@ -268,11 +276,12 @@ class Robustness:
 
 @dataclass(frozen=True)
 class _Stored:
-    """A stored image's hashes as integers: pHash, its crop grid, PDQ."""
+    """A stored image's hashes as integers: pHash (with its trimmed copy's), its crop grid,
+    PDQ (with its trimmed copy's)."""
 
     phash: NDArray[np.uint64]
     crops: NDArray[np.uint64]
-    pdq: int
+    pdq: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -297,10 +306,13 @@ class _Distances:
 
 
 def _stored(signals: StoredSignals) -> _Stored:
+    # The entries a list stores (the image's own hash, without its border when it has one,
+    # and on pHash its crop grid): the grid is counted apart, to show what it adds.
+    phashes = signals.entries("phash")
     return _Stored(
-        phash=np.array([int(signals.phash, 16)], dtype=np.uint64),
-        crops=np.array([int(c, 16) for c in signals.phash_crops], dtype=np.uint64),
-        pdq=int(signals.pdq, 16),
+        phash=np.array([int(h, 16) for h, crop in phashes if crop in _OWN], dtype=np.uint64),
+        crops=np.array([int(h, 16) for h, crop in phashes if crop not in _OWN], dtype=np.uint64),
+        pdq=tuple(int(h, 16) for h, _ in signals.entries("pdq")),
     )
 
 
@@ -319,7 +331,7 @@ def _distances(query: _Query, stored: _Stored) -> _Distances:
     return _Distances(
         phash_primary=_nearest(query.phash, stored.phash),
         phash_grid=_nearest(query.phash, stored.crops),
-        pdq=min((q ^ stored.pdq).bit_count() for q in query.pdq),
+        pdq=min((q ^ p).bit_count() for q in query.pdq for p in stored.pdq),
     )
 
 

@@ -13,8 +13,11 @@ The two sides of a match are hashed differently, each to cover what the other ca
   the query has a border (near-uniform rows or columns along an edge: a frame, letterboxing,
   a screenshot's margin), the copy without it is hashed too: neither signal survives a
   border of a few per cent, both survive its removal.
-- an image added to a list (``stored_signals``) keeps PDQ and pHash of itself as it is, and
-  the pHash of a grid of crops (``CROP_GRID``): 5 to 30 % off each side, and centred. PDQ
+- an image added to a list (``stored_signals``) keeps PDQ and pHash of itself as it is, of
+  itself without its border when it has one (``TRIMMED``: a photo on a white page, framed
+  again in white, trims to the same content on both sides, where the frame alone merges with
+  the page and is no border of its own), and the pHash of a grid of crops (``CROP_GRID``):
+  5 to 30 % off each side, and centred. PDQ
   moves more than 100 bits under a 10 % crop; pHash also moves past its review band (14
   bits for a one-sided 10 %), but a one-sided or centred crop of 10-25 %, on the grid's
   steps or between them, lands within 8 bits of the nearest grid crop, while no photo's
@@ -42,9 +45,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CROP_GRID",
+    "CROP_NAMES",
     "DIHEDRAL",
     "SIGNALS",
     "SIGNAL_BITS",
+    "TRIMMED",
     "ImageSignals",
     "Signal",
     "SignalHashes",
@@ -81,9 +86,18 @@ CROP_GRID: Final[tuple[tuple[str, float], ...]] = tuple(
     for percent in (5, 10, 15, 20, 25, 30)
     for side in ("left", "right", "top", "bottom", "centre")
 )
+# What each crop's entry is called ("left 10%"), in CROP_GRID's order.
+CROP_NAMES: Final[tuple[str, ...]] = tuple(f"{side} {round(f * 100)}%" for side, f in CROP_GRID)
 # A row or column is part of a border when no channel varies in it by more than this (of
 # 255): JPEG ringing and noise in a flat border stay below it, photo content does not.
 _BORDER_TOLERANCE: Final = 12
+# The crop name of the entry made from a listed image without its border.
+TRIMMED: Final = "without border"
+# A border is trimmed only while this fraction of each dimension is left (at least
+# _MIN_CONTENT pixels of the prepared copy): less is a mostly uniform image, whose few lines
+# of detail are its content, not a picture inside a frame.
+_MIN_CONTENT_FRACTION: Final = 0.25
+_MIN_CONTENT: Final = 32
 # A side counts as bordered from this fraction of the image's size (at least 2 pixels): a
 # line of one colour along an edge is often the photo itself, and hashing twice for it buys
 # nothing.
@@ -116,13 +130,30 @@ class StoredSignals(msgspec.Struct, frozen=True, kw_only=True):
     """What an image added to a list is stored as, in lower-case hex.
 
     ``phash`` is ``verifier.imaging.phash``'s value; ``phash_crops`` the pHashes of the
-    ``CROP_GRID`` crops, in its order.
+    ``CROP_GRID`` crops, in its order; ``trimmed_pdq`` and ``trimmed_phash`` the hashes of
+    the image without its border, when it has one (``trim_border``).
     """
 
     pdq: str
     pdq_quality: int
     phash: str
     phash_crops: tuple[str, ...]
+    trimmed_pdq: str | None = None
+    trimmed_phash: str | None = None
+
+    def entries(self, signal: Signal) -> tuple[tuple[str, str | None], ...]:
+        """The entries a list of ``signal`` stores for this image: (hash, crop name), the
+        image's own hash first (crop None)."""
+        if signal == "pdq":
+            rows: list[tuple[str, str | None]] = [(self.pdq, None)]
+            trimmed = self.trimmed_pdq
+        else:
+            rows = [(self.phash, None)]
+            rows += zip(self.phash_crops, CROP_NAMES, strict=True)
+            trimmed = self.trimmed_phash
+        if trimmed is not None:
+            rows.append((trimmed, TRIMMED))
+        return tuple(rows)
 
 
 def parse_hash(signal: Signal, value: str) -> bytes:
@@ -183,13 +214,19 @@ def stored_signals(image: Image.Image) -> StoredSignals:
     The crops are cut from the full-size grey copy and hashed as ``verifier.imaging.phash``
     hashes any image, so a cropped copy's own pHash is what they are compared with.
     """
-    value, quality = pdq.hash_of(pdq.prepare(image))
+    prepared = pdq.prepare(image)
+    value, quality = pdq.hash_of(prepared)
     shade = imaging.grey(image)
+    # Cut at the prepared size, as a query's border is (image_signals), so both sides trim
+    # the same lines.
+    trimmed = trim_border(prepared)
     return StoredSignals(
         pdq=format_hash(value),
         pdq_quality=quality,
         phash=imaging.phash(shade),
         phash_crops=tuple(imaging.phash(shade.crop(_crop_box(shade.size, *c))) for c in CROP_GRID),
+        trimmed_pdq=None if trimmed is None else format_hash(pdq.hash_of(trimmed)[0]),
+        trimmed_phash=None if trimmed is None else imaging.phash(Image.fromarray(trimmed)),
     )
 
 
@@ -198,7 +235,7 @@ def trim_border(pixels: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
 
     A border is a run of near-uniform rows or columns along an edge (each side on its own:
     a letterbox has two, a caption strip one). An image that is mostly uniform (the runs
-    would leave less than half of a dimension) is not trimmed: that is its content.
+    would leave less than a quarter of a dimension) is not trimmed: that is its content.
     """
     height, width = pixels.shape[:2]
     columns = pixels.transpose(1, 0, 2)
@@ -206,9 +243,14 @@ def trim_border(pixels: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
     left, right = _run(columns), _run(columns[::-1])
     if top + bottom + left + right == 0:
         return None
-    if 2 * (top + bottom) >= height or 2 * (left + right) >= width:
+    if not (_content_left(height, top + bottom) and _content_left(width, left + right)):
         return None
     return pixels[top : height - bottom, left : width - right]
+
+
+def _content_left(size: int, cut: int) -> bool:
+    left = size - cut
+    return left >= _MIN_CONTENT and left >= size * _MIN_CONTENT_FRACTION
 
 
 def _pdq_dihedral(prepared: NDArray[np.uint8]) -> tuple[tuple[str, ...], int]:

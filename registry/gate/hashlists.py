@@ -31,7 +31,7 @@ import msgspec
 from moderation import HashIndex, HashValueInvalid, check_list_name
 from moderation.errors import HashSignalMismatch
 from moderation.exchange import ExportEntry, write_entries
-from moderation.signals import CROP_GRID, SIGNAL_BITS, parse_hash, stored_signals
+from moderation.signals import SIGNAL_BITS, parse_hash, stored_signals
 from registry.core import db
 from registry.gate import repository
 from registry.gate.errors import HashListExists, HashListNotFound
@@ -253,12 +253,8 @@ async def add_image(
         if quality < quality_floor:
             msg = f"PDQ quality {quality} is below the policy's floor of {quality_floor}"
             raise HashValueInvalid(msg)
-        own = signals.pdq
-        rows: list[tuple[str, str | None]] = [(own, None)]
-    else:
-        own = signals.phash
-        crops = (f"{side} {round(fraction * 100)}%" for side, fraction in CROP_GRID)
-        rows = [(own, None), *zip(signals.phash_crops, crops, strict=True)]
+    rows = signals.entries(target.signal)
+    own = rows[0][0]
     staged = [
         StagedEntry(
             line=line,

@@ -357,7 +357,9 @@ class HashListsController(Controller):
             "the verifier's image problem, nothing stored). A pHash list stores the image's "
             "pHash and the pHashes of a grid of its crops (5 to 30 % off each side, and "
             "centred), so a cropped copy still matches; a PDQ list stores its PDQ (refused "
-            "with 422 `hash_value_invalid` when its quality is below the policy's floor)."
+            "with 422 `hash_value_invalid` when its quality is below the policy's floor). "
+            "An image with a border of its own (near-uniform edges) also keeps the hash of "
+            "itself without it (crop `without border`), on either signal."
         ),
         status_code=201,
         opt={"multipart": _IMAGE_PARTS},

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -736,6 +737,32 @@ async def test_an_image_on_a_phash_list_holds_back_its_crops_and_turns(
     assert {"hash_match_block", "hash_match_review"} & set(decision["reasons"]), decision
     [files] = await opened_decisions(database_url, settings.master_key)
     assert "person-7" in json.dumps(files.evidence)
+
+
+async def test_a_page_on_a_list_is_found_again_in_a_white_frame(world, gate, database_url):
+    """A photo on a white page (white edges of its own) framed again in white: the frame
+    merges with the page, and only the entry of the page without its border (crop
+    ``without border``) is near the framed copy's trimmed hashes."""
+    from PIL import Image, ImageOps
+
+    with Image.open(Path(__file__).parents[1] / "fixtures" / "c2pa" / "no_manifest.jpg") as raw:
+        page = raw.convert("RGB")
+    await _create(world.http, world.admin, name="protected-pages")
+    added = await _add_image(world.http, world.admin, "protected-pages", _photo_png(page))
+    assert added.status_code == 201, added.text
+    assert added.json()["entries"] == 32
+    trimmed = await rows(
+        database_url, "SELECT count(*) AS n FROM hash_list_entries WHERE crop = 'without border'"
+    )
+    assert trimmed[0]["n"] == 1
+
+    framed = ImageOps.expand(page, round(page.width * 0.08), (255, 255, 255))
+    response = await gate(_photo_png(framed), generation_id="gen-framed-page")
+
+    assert response.status_code == 200, response.text
+    decision = response.json()
+    assert decision["safety_status"] == "blocked", decision
+    assert "hash_match_block" in decision["reasons"], decision
 
 
 async def test_an_image_on_a_pdq_list_keeps_its_pdq(world, database_url):

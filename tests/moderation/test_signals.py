@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from moderation.signals import (
     CROP_GRID,
     DIHEDRAL,
     SIGNAL_BITS,
+    TRIMMED,
     format_hash,
     image_signals,
     parse_hash,
@@ -28,6 +30,7 @@ from moderation.signals import (
 )
 from verifier import imaging
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "c2pa"
 PHOTOS = (
     "astronaut.png",
     "coffee.png",
@@ -247,6 +250,44 @@ def test_a_mostly_uniform_image_is_not_trimmed_to_a_sliver():
     canvas[90:110, 140:160] = (10, 80, 200)
     assert trim_border(canvas) is None
     assert trim_border(np.zeros((64, 64, 3), dtype=np.uint8)) is None
+
+
+def test_content_a_quarter_wide_is_still_trimmed_and_less_is_not():
+    canvas = np.full((200, 400, 3), 255, dtype=np.uint8)
+    rng = np.random.default_rng(5)
+    canvas[60:120, 100:210] = rng.integers(0, 255, (60, 110, 3), dtype=np.uint8)
+    trimmed = trim_border(canvas)
+    assert trimmed is not None
+    assert trimmed.shape[:2] == (60, 110)
+    canvas[:, 100:400] = 255
+    canvas[60:120, 100:190] = rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    assert trim_border(canvas) is None  # 90 of 400 columns: under a quarter
+
+
+def test_a_page_framed_again_matches_the_stored_pages_trimmed_entry():
+    """A photo on a white page has white edges of its own: a white frame merges with them, so
+    the framed copy trims to the page's content, and only the stored side's trimmed copy
+    (the entry ``without border``) is near it."""
+    with Image.open(FIXTURES / "no_manifest.jpg") as photo:
+        page = photo.convert("RGB")
+    kept = stored_signals(page)
+    assert kept.trimmed_phash is not None
+    assert kept.trimmed_pdq is not None
+    assert kept.entries("phash")[-1] == (kept.trimmed_phash, TRIMMED)
+    assert kept.entries("pdq") == ((kept.pdq, None), (kept.trimmed_pdq, TRIMMED))
+    framed = ImageOps.expand(page, round(page.width * 0.08), (255, 255, 255))
+    signals = image_signals(framed)
+    assert signals.border_trimmed
+    others = [value for value, crop in kept.entries("phash") if crop != TRIMMED]
+    assert nearest(signals.phash.hashes, (kept.trimmed_phash,)) <= 6
+    assert nearest(signals.phash.hashes, tuple(others)) > 10
+
+
+def test_a_borderless_stored_image_has_no_trimmed_entry(photos):
+    kept = stored_signals(photos["astronaut.png"])
+    assert kept.trimmed_phash is None
+    assert all(crop != TRIMMED for _, crop in kept.entries("phash"))
+    assert len(kept.entries("phash")) == 1 + len(CROP_GRID)
 
 
 # Quality.
