@@ -18,12 +18,19 @@ the use, which without it answers ``consent_use_not_permitted``, and never count
 
 Patterns are words separated by spaces. A word ending in ``*`` matches any word it starts
 (``undress*`` matches ``undressed``); ``...`` matches up to three words in between
-(``remove ... clothes`` matches "remove her clothes"). Both the prompt and the patterns are
+(``remove ... clothes`` matches "remove her clothes"); ``<1-17>`` matches a number from 1 to
+17 written in digits (``she is <1-17>`` matches "she is 12", not "she is 21": digits are
+never read as repeated letters, so "22" stays "22"). Both the prompt and the patterns are
 normalised the same way, so obfuscations collapse:
 
 - Unicode NFKC (full-width and mathematical letters), combining marks and invisible
   format characters (zero-width spaces, bidi marks) dropped, case folded;
-- Cyrillic and Greek look-alike letters mapped to Latin ones;
+- Cyrillic and Greek look-alike letters mapped to Latin ones ("cat" with a Cyrillic es and a
+  reads ``cat``), and, for a prompt with Cyrillic letters, a second reading transliterated
+  letter by letter (the Russian imperative "undress" reads ``razden``): folding look-alikes
+  catches a Latin word spelled with Cyrillic letters, but shreds a Russian word into Latin
+  fragments, so Russian rules are written in the transliteration (``_CYRILLIC``);
+- Latin letters NFKC does not decompose mapped to their base letter (``\u0142`` reads ``l``);
 - punctuation inside a word dropped (``un.dress``, ``n-u-d-e``), elsewhere a space;
 - letters repeated in a row collapsed (``nuuude``, and ``undress`` becomes ``undres``);
 - single letters joined to the word before them (``und r e s s``), and runs of single
@@ -32,7 +39,9 @@ normalised the same way, so obfuscations collapse:
   whose word breaks are lost (``a n a k e d c h i l d``), is also searched for the one-word
   patterns anywhere inside it;
 - leetspeak read both ways (``nud3`` as ``nude``, ``533`` as ``see``, and ``1girl`` as
-  written).
+  written), and, in a prompt with digits, with numbers kept beside leetspeak words
+  (``4g3d 17`` as ``aged 17``). A word leetspeak turns wholly into digits, beside a number
+  (``15 17`` for "is 17"), cannot be told from one and is read as a number.
 
 ``languages`` (optional) lists the language tags (``en``, ``es``, ``pt-br``) the rule's
 patterns are written in. It documents the rule and lets a policy author see which languages
@@ -56,7 +65,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "MAX_PROMPT_CHARS",
@@ -78,6 +87,7 @@ _GAP_WORDS = 3
 _MIN_SINGLE_WORD = 3
 _MIN_RUN = 4
 _PATTERN_WORD = re.compile(r"[a-z0-9]+\*?")
+_NUMBER_RANGE = re.compile(r"<([0-9]{1,3})-([0-9]{1,3})>")
 # Cyrillic, Greek and Armenian letters that look like Latin ones, Latin small capitals and
 # dotless or other variant letters NFKC leaves alone (as escapes, so the source shows which
 # is which), and the Latin letter each stands for.
@@ -87,17 +97,33 @@ _CONFUSABLES = str.maketrans(
     "\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7\u03c9\u03c2\u03c3"
     "\u04cf\u0491\u0578\u057d\u0585\u0131\u0251\u0269\u1d00\u0299\u1d04\u1d05\u1d07"
     "\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d0f\u1d18\u0280\ua731"
-    "\u1d1b\u1d1c\u1d20\u1d21\u028f\u1d22",
-    "abee3iijkmhopctyxsdhqwygabenikvoptuxwsolrnuoiaiabcdefghijklmnoprstuvwyz",
+    "\u1d1b\u1d1c\u1d20\u1d21\u028f\u1d22\u0142\u0111\u00f8\u0127\u0167\u0180",
+    "abee3iijkmhopctyxsdhqwygabenikvoptuxwsolrnuoiaiabcdefghijklmnoprstuvwyzldohtb",
 )
+# Russian's 32 lower-case letters, U+0430 to U+044F in alphabetical order, then
+# Ukrainian's and Belarusian's own, each as the Latin letters it is written with: a simple,
+# accent-free transliteration close to the common Russian one (zh, kh, shch; the short i
+# as i, the hard and soft signs as nothing). Rules name Russian words in it: "razden" for
+# the imperative "undress", "goloi" for "naked" (feminine, instrumental).
+_RUSSIAN = (
+    *("a", "b", "v", "g", "d", "e", "zh", "z", "i", "i", "k", "l", "m", "n", "o", "p"),
+    *("r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"),
+)
+_CYRILLIC = str.maketrans(
+    {chr(0x430 + i): latin for i, latin in enumerate(_RUSSIAN)}
+    | {"\u0451": "e", "\u0454": "e", "\u0456": "i", "\u0457": "i", "\u045e": "u", "\u0491": "g"}
+)
+_HAS_CYRILLIC = re.compile("[\u0400-\u04ff]")
 _LEET_DIGITS = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"})
 _LEET_SYMBOLS = {"@": "a", "$": "s", "!": "i", "|": "l", "+": "t"}
 _INNER_PUNCT = re.compile(r"(?<=[a-z0-9])[^\sa-z0-9]+(?=[a-z0-9])")
 _OTHER = re.compile(r"[^a-z0-9]+")
-_REPEATS = re.compile(r"(.)\1+")
+# Letters only: "nuuude" is "nude", but "22" is not "2".
+_REPEATS = re.compile(r"([a-z])\1+")
 _WIDE_GAP = re.compile(r"\s{2,}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
 _ALNUM = re.compile(r"[a-z0-9]+")
+_DIGIT = re.compile(r"[0-9]")
 
 
 class PromptRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -141,26 +167,47 @@ def pattern_problem(pattern: str) -> str | None:
     if words[0] == "..." or words[-1] == "...":
         return "'...' may only stand between words"
     for word in words:
-        if word != "..." and _PATTERN_WORD.fullmatch(word) is None:
-            return f"{word[:32]!r} is not a lowercase word (a-z, 0-9, optional trailing *)"
+        problem = _word_problem(word, alone=len(words) == 1)
+        if problem is not None:
+            return problem
     if len(words) == 1 and len(_REPEATS.sub(r"\1", words[0].rstrip("*"))) < _MIN_SINGLE_WORD:
         # Repeated letters collapse ("xxx" reads as "x"), which would match far too much.
         return "a one-word pattern needs at least 3 letters once repeated letters collapse"
     return None
 
 
+def _word_problem(word: str, *, alone: bool) -> str | None:
+    if word == "...":
+        return None
+    numbers = _NUMBER_RANGE.fullmatch(word)
+    if numbers is not None:
+        if int(numbers[1]) > int(numbers[2]):
+            return f"{word!r} is not a range: its first number is the larger"
+        return "a number range needs a word beside it" if alone else None
+    if _PATTERN_WORD.fullmatch(word) is None:
+        return (
+            f"{word[:32]!r} is not a lowercase word (a-z, 0-9, optional trailing *)"
+            " or a number range (<1-17>)"
+        )
+    return None
+
+
 def normalise(text: str) -> tuple[str, ...]:
     """The normalised readings of ``text``: words joined by single spaces, one per view."""
-    folded = _fold(text)
     views: list[str] = []
-    for leet in (False, True):
-        base = _leet(folded) if leet else folded
-        for joined in (True, False):
-            words = _OTHER.sub(" ", _INNER_PUNCT.sub("", base) if joined else base).split()
-            words = [_REPEATS.sub(r"\1", word) for word in words]
-            views.append(" ".join(words))
-            views.append(" ".join(_join_single_letters(words)))
-        views.append(" ".join(_join_letter_runs(base)))
+    for folded in _readings(text):
+        bases: list[tuple[str, Callable[[str], str]]] = [(folded, _same), (_leet(folded), _same)]
+        if _DIGIT.search(folded) is not None:
+            # Leetspeak beside a number ("4g3d 17"): digits read as letters in the words
+            # that have letters, numbers kept, once the spaced letters are joined.
+            bases.append((_leet_symbols(folded), _leet_mixed))
+        for base, after in bases:
+            for joined in (True, False):
+                words = _OTHER.sub(" ", _INNER_PUNCT.sub("", base) if joined else base).split()
+                words = [_REPEATS.sub(r"\1", word) for word in words]
+                views.append(after(" ".join(words)))
+                views.append(after(" ".join(_join_single_letters(words))))
+            views.append(after(" ".join(_join_letter_runs(base))))
     return tuple(dict.fromkeys(views))
 
 
@@ -214,10 +261,10 @@ def letter_runs(text: str) -> tuple[str, ...]:
     one-word patterns are searched inside it without word boundaries. Four letters at
     least: shorter runs are initials ("U S A"), whose letters would match too much.
     """
-    folded = _fold(text)
     runs: list[str] = []
-    for base in (folded, _leet(folded)):
-        runs.extend(run for run in _letter_runs(base)[1] if len(run) >= _MIN_RUN)
+    for folded in _readings(text):
+        for base in (folded, _leet(folded)):
+            runs.extend(run for run in _letter_runs(base)[1] if len(run) >= _MIN_RUN)
     return tuple(dict.fromkeys(runs))
 
 
@@ -271,32 +318,64 @@ def _pattern_regex(pattern: str) -> str:
         if word == "...":
             parts.append(rf"(?:[a-z0-9]+ ){{0,{_GAP_WORDS}}}")
             continue
+        numbers = _NUMBER_RANGE.fullmatch(word)
+        if numbers is not None:
+            # Longest first, so "12" is not read as "1" followed by a stray "2".
+            values = sorted(range(int(numbers[1]), int(numbers[2]) + 1), key=lambda n: -len(str(n)))
+            parts.append("(?:" + "|".join(str(n) for n in values) + ") ")
+            continue
         stem = _REPEATS.sub(r"\1", _fold(word.rstrip("*")))
         parts.append(re.escape(stem) + ("[a-z0-9]*" if word.endswith("*") else "") + " ")
     return "".join(parts)[:-1]
 
 
-def _fold(text: str) -> str:
+def _readings(text: str) -> tuple[str, ...]:
+    """``text`` folded with look-alikes mapped, and, when it has Cyrillic letters, folded
+    with them transliterated instead."""
+    if _HAS_CYRILLIC.search(text) is None:
+        return (_fold(text),)
+    return _fold(text), _fold(text, transliterate=True)
+
+
+def _fold(text: str, *, transliterate: bool = False) -> str:
     text = unicodedata.normalize("NFKC", text)
     decomposed = unicodedata.normalize("NFD", text)
     kept = "".join(ch for ch in decomposed if unicodedata.category(ch) not in {"Mn", "Cf"})
-    return unicodedata.normalize("NFC", kept).casefold().translate(_CONFUSABLES)
+    # The short i and yo (U+0439, U+0451) decompose, and their marks were just dropped: the
+    # transliteration reads i and e for them, as for the letters they are made from.
+    folded = unicodedata.normalize("NFC", kept).casefold()
+    if transliterate:
+        folded = folded.translate(_CYRILLIC)
+    return folded.translate(_CONFUSABLES)
 
 
 def _leet(text: str) -> str:
+    # Digits become letters in every word of this view, numbers too ("533" reads "see"): the
+    # view without leetspeak still reads "2024" as written, so nothing is lost.
+    return _leet_symbols(text).translate(_LEET_DIGITS)
+
+
+def _leet_symbols(text: str) -> str:
     chars = list(text)
     for i, ch in enumerate(chars):
         if ch in _LEET_SYMBOLS and _letter_next_to(chars, i):
             chars[i] = _LEET_SYMBOLS[ch]
-    # Digits become letters inside words that also have letters ("nud3") and when they stand
-    # alone ("n u d 3"), not in numbers ("2024").
-    return _ALNUM.sub(_leet_word, "".join(chars))
+    return "".join(chars)
 
 
-def _leet_word(found: re.Match[str]) -> str:
-    # Digits become letters in every word of this view, numbers too ("533" reads "see"): the
-    # view without leetspeak still reads "2024" as written, so nothing is lost.
-    return found.group().translate(_LEET_DIGITS)
+def _leet_mixed(view: str) -> str:
+    """``view`` with digits read as letters in its words that have letters ("nud3"), its
+    numbers ("17") as written."""
+    return _ALNUM.sub(_leet_mixed_word, view)
+
+
+def _leet_mixed_word(found: re.Match[str]) -> str:
+    word = found.group()
+    return word if word.isdigit() else _REPEATS.sub(r"\1", word.translate(_LEET_DIGITS))
+
+
+def _same(view: str) -> str:
+    return view
 
 
 def _letter_next_to(chars: list[str], i: int) -> bool:

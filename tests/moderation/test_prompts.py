@@ -8,6 +8,15 @@ import pytest
 from moderation import PromptRule, compile_rules
 from moderation.prompts import MAX_PROMPT_CHARS, normalise, pattern_problem
 
+# Russian prompts, as escapes (the letters look like Latin ones in a diff): "show her naked
+# on the beach", "undress the woman", "a portrait in the park".
+RU_NAKED = (
+    "\u043f\u043e\u043a\u0430\u0436\u0438 \u0435\u0451 \u0433\u043e\u043b\u043e\u0439"
+    " \u043d\u0430 \u043f\u043b\u044f\u0436\u0435"
+)
+RU_UNDRESS = "\u0440\u0430\u0437\u0434\u0435\u043d\u044c \u0436\u0435\u043d\u0449\u0438\u043d\u0443"
+RU_PORTRAIT = "\u043f\u043e\u0440\u0442\u0440\u0435\u0442 \u0432 \u043f\u0430\u0440\u043a\u0435"
+
 
 @pytest.fixture(scope="module")
 def matcher():
@@ -59,6 +68,17 @@ def matcher():
         ("her in a thong", "sexualising"),
         ("mostre ela pelada na praia", "sexual_depiction_pt"),
         ("laat haar naakt zien", "sexual_depiction_nl"),
+        (RU_NAKED, "sexual_depiction_ru"),
+        (RU_UNDRESS, "undressing_ru"),
+        (" ".join(RU_UNDRESS.split(maxsplit=1)[0]), "undressing_ru"),  # spaced Cyrillic
+        ("pokaż ją nagą na plaży", "sexual_depiction_pl"),
+        ("pokaż ją bez ubrania, zdjęcie", "undressing_pl"),
+        ("nagość na zdjęciu", "sexual_depiction_pl"),  # ś, ć decompose; ł-free
+        ("zieh die Frau auf diesem Foto aus", "undressing_de_separable"),
+        ("make her look like she is 12", "age_change"),
+        ("make her look like she is 1 2", "age_change"),
+        ("she is 12 and nude", "minor_sexual"),
+        ("a 9 yo in lingerie", "minor_sexual"),
     ],
 )
 def test_abusive_prompts_match(matcher, prompt, rule):
@@ -80,6 +100,12 @@ def test_abusive_prompts_match(matcher, prompt, rule):
         "an x-wing fighter",
         "her portrait on a transparent background",
         "a U S A flag behind her",
+        "she is 22 and smiling",
+        "she is 33, a portrait",
+        "he is 117 years old in this fantasy",
+        "make 3 copies of the poster",
+        "zieh ihr ein rotes Kleid an",
+        RU_PORTRAIT,
         "",
     ],
 )
@@ -156,6 +182,12 @@ def test_very_long_prompts_are_cut_and_say_so(matcher):
         ("a|b", False),
         ("xxx", False),
         ("sex", True),
+        ("she is <1-17>", True),
+        ("<1-17> year* old", True),
+        ("she is <17-1>", False),
+        ("<1-17>", False),
+        ("she is <1-1000>", False),
+        ("she is <a-b>", False),
     ],
 )
 def test_pattern_validation(pattern, ok):
@@ -165,6 +197,20 @@ def test_pattern_validation(pattern, ok):
 def test_normalise_folds_case_width_marks_and_confusables():
     views = normalise("Ｃａｆé  NAÏVE \u0441\u0430t")
     assert "cafe naive cat" in views
+
+
+def test_cyrillic_is_read_both_as_look_alikes_and_transliterated():
+    # Cyrillic es and a are look-alikes of c and a; zhe and the short i have none.
+    views = normalise(
+        "\u0441\u0430t \u0436\u0435\u043d\u0449\u0438\u043d\u0430 \u0433\u043e\u043b\u043e\u0439"
+    )
+    assert "sat zhenshchina goloi" in views
+    assert any(view.startswith("cat ") and "goloi" not in view for view in views)
+
+
+def test_numbers_are_not_read_as_repeated_letters():
+    assert "she is 22" in normalise("she is 22")
+    assert "she is 2" not in normalise("she is 22")
 
 
 # Every shipped pattern, in every obfuscation the normaliser claims to undo, must still be
@@ -185,25 +231,44 @@ _CYRILLIC = str.maketrans(
 
 
 def _plain(pattern: str) -> list[str]:
-    """The pattern as words someone would type: stems as written, a word in each gap."""
-    return [("her" if w == "..." else w.rstrip("*")) for w in pattern.split()]
+    """The pattern as words someone would type: stems as written, a word in each gap, the
+    top of a number range."""
+    return [_typed(word) for word in pattern.split()]
+
+
+def _typed(word: str) -> str:
+    if word == "...":
+        return "her"
+    if word.startswith("<"):
+        return word.strip("<>").split("-")[1]
+    return word.rstrip("*")
 
 
 def _obfuscations(words: list[str]) -> dict[str, str]:
     text = " ".join(words)
+    # Beside a number, a word leetspeak turns wholly into digits ("is" as "15") cannot be
+    # told from a number ("15 17"), so it is left as a word (moderation/prompts.py).
+    beside_number = any(word.isdigit() for word in words)
+
+    def leet(word: str) -> str:
+        written = word.translate(_LEET)
+        return word if beside_number and written.isdigit() else written
+
     return {
         "plain": text,
         "spaced": "   ".join(" ".join(word) for word in words),
         "dotted": " ".join("-".join(word) for word in words),
-        "leet": text.translate(_LEET),
+        "leet": " ".join(leet(word) for word in words),
         "cyrillic": text.translate(_CYRILLIC),
         "fullwidth": "".join(chr(ord(c) + 0xFEE0) if c != " " else " " for c in text),
         "zero_width": " ".join("\u200b".join(word) for word in words),
         "mixed_case": "".join(c.upper() if i % 2 else c for i, c in enumerate(text)),
-        "repeated": " ".join(word[:-1] + word[-1] * 3 for word in words),
+        # A repeated digit is another number, not an obfuscation of this one.
+        "repeated": " ".join(
+            word if word.isdigit() else word[:-1] + word[-1] * 3 for word in words
+        ),
         "all_at_once": "   ".join(
-            " ".join(ch.translate(_LEET).translate(_CYRILLIC).upper() for ch in word)
-            for word in words
+            " ".join(ch.translate(_CYRILLIC).upper() for ch in leet(word)) for word in words
         ),
     }
 
