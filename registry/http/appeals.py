@@ -9,10 +9,10 @@ statement is stored with the appeal, never in the audit log.
 from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003 - msgspec and Litestar read annotations at runtime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
 from litestar.params import FromPath, QueryParameter
 
@@ -20,10 +20,17 @@ from registry import review
 from registry.core.auth import Client, Role
 from registry.gate import DecisionSummary, list_decisions
 from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annotations at runtime
+from registry.http.provenance import read_parts
 from registry.http.security import BEARER, allow
+from verifier import ImageLimits, decode
 
 MAX_STATEMENT = 4000
 DecisionId = FromPath[str]
+AppealId = FromPath[str]
+
+
+def _media_type(data: bytes, limits: ImageLimits, declared: str | None) -> str:
+    return decode(data, limits, declared, hash_only=True).media_type
 
 
 class FileAppeal(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -41,6 +48,29 @@ class AppealCreated(msgspec.Struct, kw_only=True, frozen=True):
     created_at: datetime
     deadline: datetime
     """When a reviewer should have decided it, by the active policy's tiers."""
+
+
+class AppealImageKept(msgspec.Struct, kw_only=True, frozen=True):
+    appeal_id: str
+    decision_id: str
+    media_type: str
+    bytes: int
+    created: bool
+    """False when the image was attached already (nothing changed)."""
+
+
+_APPEAL_IMAGE_PARTS: dict[str, Any] = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {
+            "type": "string",
+            "format": "binary",
+            "description": "The exact bytes the gate was sent for this decision (its SHA-256 "
+            "is checked), JPEG, PNG or WebP, within the gate's limits.",
+        },
+    },
+}
 
 
 class FileReport(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -107,6 +137,56 @@ class AppealsController(Controller):
             appealed_status=appeal.appealed_status,
             created_at=appeal.created_at,
             deadline=filed.deadline,
+        )
+
+    @put(
+        "/v1/appeals/{appeal_id:str}/image",
+        summary="Attach the decided image to an open appeal, for its reviewer to see",
+        description=(
+            "Multipart: `image`, the exact bytes sent to the gate (their SHA-256 must be the "
+            "decision's, else 422 `appeal_image_mismatch`). Kept sealed, as a review image "
+            "is, until the appeal's ticket is decided (or the retention setting, or an "
+            "erasure of a consent it relied on, ends it sooner). Only the publisher's own "
+            "tenant's appeals (others: 404 `appeal_not_found`), only while the appeal is open "
+            "(409 `appeal_not_open`), never for a decision blocked for a likely minor or a "
+            "match within block distance of a listed image (409 `appeal_image_not_kept`: "
+            "the appeal is decided from its evidence). Sending it again changes nothing "
+            "(`created: false`)."
+        ),
+        guards=[allow(Role.PUBLISHER)],
+        security=BEARER,
+        opt={"multipart": _APPEAL_IMAGE_PARTS},
+    )
+    async def attach_image(
+        self,
+        request: Request[Any, Any, Any],
+        services: AppServices,
+        caller: NamedDependency[Client],
+        appeal_id: AppealId,
+    ) -> AppealImageKept:
+        parts = await read_parts(request, {"image": services.settings.max_image_bytes}, ("image",))
+        part = parts["image"]
+        data = bytes(part.data)
+        # Decoded as the gate decodes, in its bounded image workers: what is kept is an image
+        # of an allowed format within the pixel caps, whatever the part says it is.
+        media_type = await services.provenance.work.run(
+            _media_type, data, services.gate.settings.image_limits, part.content_type
+        )
+        async with services.unit_of_work(caller) as uow:
+            kept = await review.attach_image(
+                uow,
+                appeal_id=appeal_id,
+                tenant=caller.tenant,
+                data=data,
+                media_type=media_type,
+                keep=services.review_images.keep,
+            )
+        return AppealImageKept(
+            appeal_id=kept.appeal_id,
+            decision_id=kept.decision_id,
+            media_type=kept.media_type,
+            bytes=kept.bytes,
+            created=kept.created,
         )
 
     @post(

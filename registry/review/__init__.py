@@ -15,7 +15,15 @@
 from __future__ import annotations
 
 from registry.review.actions import claim, decide
-from registry.review.appeals import Appeal, AppealFiled, appeal_of, file_appeal
+from registry.review.appeals import (
+    NO_IMAGE_REASONS,
+    Appeal,
+    AppealFiled,
+    AppealImage,
+    appeal_of,
+    attach_image,
+    file_appeal,
+)
 from registry.review.errors import (
     AppealExists,
     ConsentEnded,
@@ -76,11 +84,13 @@ __all__ = [
     "DEFAULT_WINDOW_DAYS",
     "MISUSE_TYP",
     "NOTICE_MEDIA_TYPE",
+    "NO_IMAGE_REASONS",
     "TAKEDOWN_TYP",
     "AffectedView",
     "Appeal",
     "AppealExists",
     "AppealFiled",
+    "AppealImage",
     "Backoff",
     "Claimed",
     "ConsentEnded",
@@ -117,6 +127,7 @@ __all__ = [
     "affected",
     "affected_decisions",
     "appeal_of",
+    "attach_image",
     "claim",
     "claim_next",
     "compute_stats",

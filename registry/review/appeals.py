@@ -1,5 +1,11 @@
 """Appeals: a publisher asks, on behalf of its user, for a blocked decision to be looked at again.
 
+A decision's image is not kept once it blocks (a review ticket's image goes when the ticket
+is decided), so the publisher attaches it to the appeal (``attach_image``): the same bytes
+the gate decided on (their SHA-256 is the decision's), kept sealed, like a review image,
+until the appeal's ticket is decided. Never for a decision blocked for a likely minor or a
+match within block distance of a listed image (``NO_IMAGE_REASONS``).
+
 A decision is appealed once, and only while it blocks publication (``current_status`` is
 ``blocked``): an allowed decision has nothing to appeal, and one in review is still waiting
 for its first human. The appeal opens a ticket of kind ``appeal`` that no reviewer who
@@ -20,11 +26,21 @@ from registry.consent.crypto import text_sha256
 from registry.core import db
 from registry.gate import repository as gate_repository
 from registry.review import repository
-from registry.review.errors import AppealExists, DecisionNotAppealable
+from registry.review.errors import (
+    AppealExists,
+    AppealImageMismatch,
+    AppealImageNotKept,
+    AppealNotFound,
+    AppealNotOpen,
+    DecisionNotAppealable,
+)
 from registry.review.history import DecisionStatus, HistoryEntry, decision_row, record_change
 from registry.review.repository import Appeal, AppealStatus
+from verifier.imaging import sha256_hex
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import asyncpg
 
     from moderation import Policy
@@ -32,14 +48,34 @@ if TYPE_CHECKING:
     from registry.core.uow import UnitOfWork
 
 __all__ = [
+    "NO_IMAGE_REASONS",
     "Appeal",
     "AppealFiled",
+    "AppealImage",
     "AppealStatus",
     "appeal_of",
     "appeal_route",
+    "attach_image",
     "file_appeal",
     "settle_appeal",
 ]
+
+
+# Reasons whose image an appeal never keeps: a likely minor (an image the operator may not
+# hold, whose legal reporting has what it needs without it) and a match within block
+# distance of a listed image (it is that image: a known abusive one, or a protected person's
+# photo, of which the service keeps hashes, never a copy). The appeal's reviewer decides
+# those from the evidence: the scores, the list entry's label and the distance.
+NO_IMAGE_REASONS = frozenset({"minor_real_person", "minor_sexual", "hash_match_block"})
+
+
+class AppealImage(msgspec.Struct, kw_only=True, frozen=True):
+    appeal_id: str
+    decision_id: str
+    media_type: str
+    bytes: int
+    created: bool
+    """False when the appeal's image was kept already (the same bytes: nothing changed)."""
 
 
 class AppealFiled(msgspec.Struct, kw_only=True, frozen=True):
@@ -135,6 +171,62 @@ async def file_appeal(
         tier=tier.name,
         deadline=deadline,
         excluded_reviewers=excluded,
+    )
+
+
+async def attach_image(
+    uow: UnitOfWork,
+    *,
+    appeal_id: str,
+    tenant: str,
+    data: bytes,
+    media_type: str,
+    keep: Callable[[asyncpg.Connection, str, str, bytes], Awaitable[bool]],
+) -> AppealImage:
+    """Keep the decision's image for its open appeal, checked to be the gate's own bytes.
+
+    Other tenants' appeals are not found. Refused, with nothing kept: a decided appeal
+    (``AppealNotOpen``), a decision blocked for one of ``NO_IMAGE_REASONS`` or without an
+    image (``AppealImageNotKept``), other bytes (``AppealImageMismatch``).
+    """
+    conn = uow.conn
+    found = await repository.appeal_by_id(conn, appeal_id, tenant=tenant)
+    if found is None:
+        raise AppealNotFound("no appeal with this id for this tenant")
+    # The decision's row lock orders this after the appeal's own decision (which takes it)
+    # and an erasure: the appeal's status is read again under it, so no image is kept for
+    # a ticket that closed in between (its close deletes the decision's image).
+    decision = await decision_row(conn, found[0], tenant=tenant, lock=True)
+    found = await repository.appeal_by_id(conn, appeal_id, tenant=tenant)
+    if found is None or found[1] != "open":
+        raise AppealNotOpen("the appeal was decided; its image is no longer needed")
+    decision_id = decision.decision_id
+    never = sorted(NO_IMAGE_REASONS.intersection(decision.reasons))
+    if never:
+        raise AppealImageNotKept(
+            "an image blocked for " + ", ".join(never) + " is never kept; the appeal is "
+            "decided from its evidence"
+        )
+    if decision.image_sha256 is None:
+        raise AppealImageNotKept("the decision has no image (a prompt check, or erased)")
+    if sha256_hex(data) != decision.image_sha256:
+        raise AppealImageMismatch(
+            "the image's SHA-256 is not the decided image's; send the exact bytes the gate was sent"
+        )
+    created = await keep(conn, decision_id, media_type, data)
+    if created:
+        uow.record(
+            "appeal.image_attached",
+            subject_type="appeal",
+            subject_id=appeal_id,
+            payload={"decision_id": decision_id, "media_type": media_type},
+        )
+    return AppealImage(
+        appeal_id=appeal_id,
+        decision_id=decision_id,
+        media_type=media_type,
+        bytes=len(data),
+        created=created,
     )
 
 

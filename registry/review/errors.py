@@ -81,6 +81,34 @@ class AppealExists(ReviewError):
     kind = "conflict"
 
 
+class AppealNotFound(ReviewError):
+    """No appeal with this id in the caller's tenant."""
+
+    code = "appeal_not_found"
+    kind = "not_found"
+
+
+class AppealNotOpen(ReviewError):
+    """The appeal was decided already: its image would be kept for nothing."""
+
+    code = "appeal_not_open"
+    kind = "conflict"
+
+
+class AppealImageNotKept(ReviewError):
+    """The decision's image is never kept for an appeal (a likely minor, a block-distance
+    hash match), or the decision has no image (a prompt check)."""
+
+    code = "appeal_image_not_kept"
+    kind = "conflict"
+
+
+class AppealImageMismatch(ReviewError):
+    """The image sent is not the one the gate decided on (its SHA-256 differs)."""
+
+    code = "appeal_image_mismatch"
+
+
 class WebhookUrlInvalid(ReviewError):
     """The webhook URL is not an absolute http(s) URL without credentials or fragment."""
 

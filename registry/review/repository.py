@@ -246,6 +246,19 @@ async def appeal_of(
     )
 
 
+async def appeal_by_id(
+    conn: asyncpg.Connection, appeal_id: str, *, tenant: str | None
+) -> tuple[str, str] | None:
+    """(decision id, status) of the appeal, if it belongs to ``tenant`` (any when None)."""
+    row = await conn.fetchrow(
+        "SELECT decision_id, status FROM review_appeals"
+        " WHERE appeal_id = $1 AND ($2::text IS NULL OR tenant = $2)",
+        appeal_id,
+        tenant,
+    )
+    return None if row is None else (row["decision_id"], row["status"])
+
+
 async def delete_texts_of(conn: asyncpg.Connection, decision_ids: Sequence[str]) -> int:
     """Delete the notes and appeal statements about these decisions; how many there were."""
     deleted = await conn.fetch(

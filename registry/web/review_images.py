@@ -1,9 +1,11 @@
 """The generated image a reviewer looks at, kept only while its review ticket is open.
 
 The gate stores the image of a ``review`` decision with ``put`` (in the transaction that
-records the decision); the ticket's decision removes it with ``delete`` (in the transaction
-that closes the ticket), an erasure of a consent the decision relied on with
-``forget_decisions``, and the retention worker once it is older than the retention setting.
+records the decision), a publisher's appeal of a blocked one with ``keep`` (the bytes the
+gate decided on, checked by ``registry.review.attach_image``); the ticket's decision
+removes it with ``delete`` (in the transaction that closes the ticket), an erasure of a
+consent the decision relied on with ``forget_decisions``, and the retention worker once it
+is older than the retention setting.
 In between it is sealed with AES-256-GCM under a data key of its own (deleted with the row,
 by a trigger), bound to its decision id, and only the console's image endpoint, for the
 reviewer holding the claim, opens it. Images kept before migration 0016 are sealed under the
@@ -87,6 +89,16 @@ class ReviewImageStore:
             sealed=sealed,
             data_key_id=key.key_id,
         )
+
+    async def keep(
+        self, conn: asyncpg.Connection, decision_id: str, media_type: str, data: bytes
+    ) -> bool:
+        """Keep the image of an appealed decision (``registry.review.attach_image``); False,
+        with nothing new written, when it is kept already."""
+        if await repository.review_image_exists(conn, decision_id):
+            return False
+        await self.put(conn, decision_id=decision_id, media_type=media_type, data=data)
+        return True
 
     async def show_to_reviewer(
         self, uow: UnitOfWork, ticket_id: str, reviewer: Client

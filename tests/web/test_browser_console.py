@@ -227,3 +227,36 @@ async def test_an_output_whose_consent_ended_cannot_be_allowed(page, service, ap
     assert consent_id in error
     assert "cannot be allowed" in error
     assert status == "review"
+
+
+async def test_an_appeal_ticket_shows_the_image_its_publisher_attached(page, service, api):
+    from tests.web.test_appeal_images import _attach, _blocked_appeal
+
+    world = await make_world(api, bearer(ADMIN_KEY), template_may_exist=True)
+    created = await api.post(
+        "/v1/admin/clients",
+        json={"name": "appealing publisher", "roles": ["publisher"], "tenant": "pub-appeal"},
+        headers=bearer(ADMIN_KEY),
+    )
+    assert created.status_code == 201, created.text
+    publisher = Party(created.json()["client_id"], bearer(created.json()["api_key"]))
+    world = dataclasses.replace(world, publisher=publisher)
+    appeal, image = await _blocked_appeal(world, 33)
+    attached = await _attach(world, appeal["id"], image)
+    assert attached.status_code == 200, attached.text
+
+    await sign_in(page, service, await new_key(api, "reviewer", tenant="pub-appeal"))
+    await page.wait_for_url(f"{service.url}/console")
+    await page.get_by_role("button", name="Claim next ticket").click()
+    await page.wait_for_url(re.compile(r"/console/tickets/[\w-]+$"))
+    shown = page.locator(".viewer img")
+    await shown.wait_for()
+    loaded = await shown.evaluate("e => e.complete && e.naturalWidth")
+    blurred = await image_filter(page)
+    statement = await page.get_by_text("It is a film still.").count()
+    await shot(page, "console-appeal-image")
+
+    assert page.url.endswith(appeal["ticket_id"])
+    assert loaded == 480
+    assert "blur" in blurred
+    assert statement == 1
