@@ -204,6 +204,7 @@ def provenance_service(
             ),
             lookup_max_distance=settings.provenance_lookup_max_distance,
             thumbnails=settings.c2pa_thumbnails,
+            watermark=settings.provenance_watermark,
         ),
         trust=trust,
         identity=c2pa,

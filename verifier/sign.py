@@ -57,6 +57,7 @@ from verifier.report import (
     timestamp_from_store,
     training_mining_assertion_data,
 )
+from verifier.watermark import soft_binding_assertion
 
 if TYPE_CHECKING:
     from keys.c2pa_identity import C2paIdentity
@@ -150,8 +151,14 @@ def sign(
     *,
     thumbnail: bool = False,
     timestamp: TimestampAuthority | None = None,
+    watermark_key: str | None = None,
 ) -> bytes:
     """``data`` with an embedded, signed C2PA manifest stating ``facts``.
+
+    ``watermark_key``: the pixels of ``data`` carry this key in our invisible watermark
+    (``verifier.watermark``, embedded by the caller before signing, so that the manifest's
+    hard binding covers the marked bytes); the manifest declares it as a ``c2pa.soft-binding``
+    assertion.
 
     The bytes must be the declared ``media_type`` (JPEG, PNG or WebP). With ``timestamp``,
     the signature carries a trusted RFC 3161 timestamp from that authority, or nothing is
@@ -167,7 +174,7 @@ def sign(
     signed = _c2pa.sign_embedded(
         data,
         sniffed,
-        _manifest(facts, sniffed),
+        _manifest(facts, sniffed, watermark_key),
         chain_pem=identity.chain_pem,
         alg=identity.signer.alg,
         sign=identity.signer.sign,
@@ -199,7 +206,9 @@ def _require_trusted_timestamp(signed: bytes, media_type: str, tsa: TimestampAut
         )
 
 
-def _manifest(facts: GenerationFacts, media_type: str) -> dict[str, Any]:
+def _manifest(
+    facts: GenerationFacts, media_type: str, watermark_key: str | None = None
+) -> dict[str, Any]:
     ingredient_ids = [f"ingredient-{index}" for index in range(len(facts.ingredients))]
     created: dict[str, Any] = {
         "action": "c2pa.created",
@@ -225,6 +234,8 @@ def _manifest(facts: GenerationFacts, media_type: str) -> dict[str, Any]:
             "data": training_mining_assertion_data(training_granted=facts.training_granted),
         }
     )
+    if watermark_key is not None:
+        assertions.append(soft_binding_assertion(watermark_key))
     return {
         "claim_generator_info": [{"name": CLAIM_GENERATOR, "version": _version()}],
         "title": f"{facts.generation_id}.{_EXTENSIONS[media_type]}",

@@ -138,6 +138,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Provenance
     provenance_lookup_max_distance: int = 8
     """Bits of 64 by which a perceptual hash may differ and still find a signed output."""
+    provenance_watermark: bool = True
+    """Mark signed outputs with the invisible watermark soft binding (docs/watermark.md)."""
 
     # Consent
     token_default_ttl: int = 900

@@ -36,6 +36,7 @@ from registry.provenance.service import (
     SignPlan,
     TokenChecker,
     Verification,
+    WatermarkFinding,
     affected_outputs,
 )
 from registry.provenance.work import BoundedWork
@@ -70,5 +71,6 @@ __all__ = [
     "TokenChecker",
     "Upload",
     "Verification",
+    "WatermarkFinding",
     "affected_outputs",
 ]

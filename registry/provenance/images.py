@@ -26,6 +26,7 @@ from verifier import (
     sign,
     sniff_media_type,
     verify,
+    watermark,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class Inspected(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     sha256: str
     phash: str
+    watermark_key: str | None = None
+    """The key our invisible watermark in the pixels carries (its check held), if any."""
 
 
 class ImageCheck(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,19 +105,26 @@ class VerifiedImage(msgspec.Struct, frozen=True, kw_only=True):
     sha256: str
     phash: str | None
     """None when the pixels do not decode."""
+    watermark_key: str | None = None
+    """The key of our watermark in the pixels, when they decode and carry one."""
 
 
 class SignedImage(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     inspected: Inspected
-    """Of the signed bytes: the SHA-256 changes with the manifest, the pixels do not."""
+    """The SHA-256 is of the signed bytes (marked pixels and manifest); the pHash is of the
+    upload's pixels, before the watermark (``watermark_key`` set when they carry it)."""
 
     def __repr__(self) -> str:
         return f"SignedImage({len(self.data)} bytes, {self.inspected!r})"
 
 
-def inspect(upload: Upload, limits: ImageLimits) -> Inspected:
-    """Hashes and size of an allowed, decodable image; raises the ``verifier`` ImageErrors."""
+def inspect(upload: Upload, limits: ImageLimits, *, read_watermark: bool = False) -> Inspected:
+    """Hashes and size of an allowed, decodable image; raises the ``verifier`` ImageErrors.
+
+    ``read_watermark``: also read our watermark from the pixels (from the same decode; the
+    reader resizes to 256 x 256, so a JPEG draft decode reads as well as a full one).
+    """
     declared = _declared_type(upload.content_type)
     _check_extension(upload)
     decoded = decode(upload.data, limits, declared, hash_only=True)
@@ -125,6 +135,7 @@ def inspect(upload: Upload, limits: ImageLimits) -> Inspected:
         sha256=sha256_hex(upload.data),
         # pHash alone: it is what lookup and the manifest read (no dHash is kept).
         phash=phash(decoded.image),
+        watermark_key=watermark.read(decoded.image).key if read_watermark else None,
     )
 
 
@@ -138,7 +149,7 @@ def verify_image(upload: Upload, limits: ImageLimits, trust: TrustSettings) -> V
     declares no pixel count to check; the SDK allocates nothing from it.)
     """
     try:
-        inspected = inspect(upload, limits)
+        inspected = inspect(upload, limits, read_watermark=True)
     except ImageCorrupt as exc:
         media_type = sniff_media_type(upload.data)
         if media_type is None:  # decode sniffed an allowed type before it raised
@@ -161,6 +172,7 @@ def verify_image(upload: Upload, limits: ImageLimits, trust: TrustSettings) -> V
         ),
         sha256=inspected.sha256,
         phash=inspected.phash,
+        watermark_key=inspected.watermark_key,
     )
 
 
@@ -172,18 +184,40 @@ def sign_image(
     *,
     thumbnail: bool,
     timestamp: TimestampAuthority | None = None,
+    watermark_key: str | None = None,
 ) -> SignedImage:
+    """Sign the upload, first marking its pixels with ``watermark_key`` when given.
+
+    The order is fixed by what each step covers. The pHash recorded is of the upload's
+    pixels: the ones the publish gate decided on (and recorded with its decision), so the
+    output and its decision name the same picture; the mark moves the pHash of a photo by
+    0 bits, of a flat or blocky image by a few (docs/watermark.md). The watermark then
+    changes the pixels (re-encoded in the upload's format and quality,
+    ``verifier.watermark``), and the C2PA manifest is embedded last, so that its hard
+    binding (and the SHA-256 recorded) covers the final, marked bytes. When the image cannot
+    carry the mark (too small, a palette or 16-bit image, or a copy that would differ by
+    more than the PSNR floor), it is signed unmarked and ``watermark_key`` is None.
+    """
     inspected = inspect(upload, limits)
+    data = upload.data
+    marked = None
+    if watermark_key is not None:
+        marked = watermark.embed_encoded(upload.data, limits, watermark_key)
+    if marked is not None:
+        data = marked
+    key = watermark_key if marked is not None else None
     signed = sign(
-        upload.data,
+        data,
         inspected.media_type,
         facts,
         identity,
         thumbnail=thumbnail,
         timestamp=timestamp,
+        watermark_key=key,
     )
     return SignedImage(
-        data=signed, inspected=msgspec.structs.replace(inspected, sha256=sha256_hex(signed))
+        data=signed,
+        inspected=msgspec.structs.replace(inspected, sha256=sha256_hex(signed), watermark_key=key),
     )
 
 

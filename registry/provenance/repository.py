@@ -29,6 +29,7 @@ __all__ = [
     "consents_of",
     "generation_signed",
     "insert_output",
+    "output_by_watermark",
     "outputs_by_ids",
     "outputs_by_sha256",
     "outputs_for_consent",
@@ -38,6 +39,7 @@ __all__ = [
     "phash_to_db",
     "phashes_since",
     "status_name",
+    "watermark_key_taken",
 ]
 
 # The status of a token's issued_tokens row, read now (unknown: no row, or a value not defined).
@@ -46,7 +48,7 @@ _STATUS_NAMES: dict[int, IssuedTokenStatus] = {0: "valid", 1: "revoked", 2: "sus
 _MASK64 = (1 << 64) - 1
 _OUTPUT_COLUMNS = (
     "id, output_id, tenant, client_id, generation_id, model, media_type, width, height,"
-    " sha256, phash, decision_id, assertion, created_at"
+    " sha256, phash, decision_id, assertion, created_at, watermark_key"
 )
 
 
@@ -74,6 +76,7 @@ class NewOutput(msgspec.Struct, kw_only=True, frozen=True):
     decision_id: str | None
     assertion: str
     consents: tuple[ConsentUse, ...]
+    watermark_key: str | None = None
 
 
 class OutputRow(msgspec.Struct, kw_only=True, frozen=True):
@@ -91,6 +94,7 @@ class OutputRow(msgspec.Struct, kw_only=True, frozen=True):
     decision_id: str | None
     assertion: str
     created_at: datetime
+    watermark_key: str | None = None
 
 
 def phash_to_db(phash_hex: str) -> int:
@@ -122,8 +126,8 @@ async def insert_output(conn: asyncpg.Connection, new: NewOutput) -> int | None:
     """The new row's id; None when this client already signed this generation."""
     row_id: int | None = await conn.fetchval(
         "INSERT INTO signed_outputs (output_id, tenant, client_id, generation_id, model,"
-        " media_type, width, height, sha256, phash, decision_id, assertion)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " media_type, width, height, sha256, phash, decision_id, assertion, watermark_key)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         " ON CONFLICT (client_id, generation_id) DO NOTHING RETURNING id",
         new.output_id,
         new.tenant,
@@ -137,6 +141,7 @@ async def insert_output(conn: asyncpg.Connection, new: NewOutput) -> int | None:
         phash_to_db(new.phash),
         new.decision_id,
         new.assertion,
+        new.watermark_key,
     )
     if row_id is None:
         return None
@@ -158,6 +163,20 @@ async def outputs_by_sha256(conn: asyncpg.Connection, sha256: str) -> list[Outpu
         sha256,
     )
     return [_output(row) for row in rows]
+
+
+async def output_by_watermark(conn: asyncpg.Connection, key: str) -> OutputRow | None:
+    """The output whose pixels carry this watermark key (unique), if any."""
+    row = await conn.fetchrow(
+        f"SELECT {_OUTPUT_COLUMNS} FROM signed_outputs WHERE watermark_key = $1",  # noqa: S608 - constant columns
+        key,
+    )
+    return _output(row) if row is not None else None
+
+
+async def watermark_key_taken(conn: asyncpg.Connection, key: str) -> bool:
+    found = await conn.fetchval("SELECT 1 FROM signed_outputs WHERE watermark_key = $1", key)
+    return found is not None
 
 
 async def outputs_by_ids(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, OutputRow]:

@@ -43,8 +43,10 @@ from verifier import (
     TrustSettings,
     sign_assertion,
 )
+from verifier.imaging import hamming
 from verifier.sign import TRAINING_USE
 from verifier.tokens import ConsentTokenClaims, Reason
+from verifier.watermark import new_key as new_watermark_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -73,10 +75,12 @@ __all__ = [
     "TokenCheckResult",
     "TokenChecker",
     "Verification",
+    "WatermarkFinding",
     "affected_outputs",
 ]
 
 LOOKUP_LIMIT = 20
+_KEY_DRAWS = 3
 MAX_CONSENT_TOKENS = 100
 _MAX_TOKEN_CHARS = 8192
 # No C0 controls or DEL: these strings go into the manifest, the JWS and logs.
@@ -107,6 +111,8 @@ class ProvenanceSettings(msgspec.Struct, kw_only=True, frozen=True):
     image_limits: ImageLimits
     lookup_max_distance: int
     thumbnails: bool = False
+    watermark: bool = True
+    """Mark signed outputs with the invisible watermark (a ``c2pa.soft-binding``)."""
 
 
 class TokenCheckResult(Protocol):
@@ -190,12 +196,23 @@ class OutputRecord(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class RegistryMatch(msgspec.Struct, kw_only=True, frozen=True):
-    match: Literal["sha256", "perceptual"]
+    match: Literal["sha256", "perceptual", "watermark"]
     """``sha256``: these exact bytes; ``perceptual``: the pixels are close (metadata stripped,
-    re-encoded or resized)."""
+    re-encoded or resized); ``watermark``: no output is that close, but the pixels carry an
+    output's watermark key (found by watermark)."""
     distance: int
     """Bits of the 64-bit pHash that differ (0 for an exact match)."""
     output: OutputRecord
+
+
+class WatermarkFinding(msgspec.Struct, kw_only=True, frozen=True):
+    """Our invisible watermark, read from the pixels (its 24-bit check held)."""
+
+    key: str
+    """The 40-bit lookup key it carries (10 hex characters)."""
+    output_id: str | None
+    """The signed output that carries this key; None when no output of ours does."""
+    found_by: Literal["watermark"] = "watermark"
 
 
 class Verification(Report, kw_only=True, frozen=True):
@@ -207,11 +224,18 @@ class Verification(Report, kw_only=True, frozen=True):
 
     image: ImageCheck
     registry: RegistryMatch | None = None
+    watermark: WatermarkFinding | None = None
+    """Set when the pixels carry our watermark: the output it names, whether or not
+    ``registry`` already found that output by its bytes or pHash."""
 
 
 class LookupMatch(msgspec.Struct, kw_only=True, frozen=True):
     distance: int
+    """Bits of the 64-bit pHash that differ."""
     output: OutputRecord
+    found_by: Literal["perceptual", "watermark"] = "perceptual"
+    """``watermark``: the image carries this output's watermark key (found by watermark,
+    whatever its pHash distance); ``perceptual``: found by its pHash alone."""
 
 
 class Lookup(msgspec.Struct, kw_only=True, frozen=True):
@@ -219,7 +243,11 @@ class Lookup(msgspec.Struct, kw_only=True, frozen=True):
     phash: str
     max_distance: int
     matches: tuple[LookupMatch, ...]
-    """Nearest first, at most ``LOOKUP_LIMIT``."""
+    """Nearest first, at most ``LOOKUP_LIMIT``; an output found by its watermark alone (its
+    pHash further than ``max_distance``) comes before them."""
+    watermark_key: str | None = None
+    """The key our watermark in the image carries (a valid read), whether or not it names
+    one of our outputs; None when the image carries none."""
 
 
 class SignPlan(msgspec.Struct, kw_only=True, frozen=True):
@@ -227,6 +255,8 @@ class SignPlan(msgspec.Struct, kw_only=True, frozen=True):
 
     facts: GenerationFacts
     consents: tuple[repository.ConsentUse, ...]
+    watermark_key: str | None = None
+    """A fresh key no output carries yet, for the watermark (None: no watermark)."""
 
 
 class Signed(msgspec.Struct, kw_only=True, frozen=True):
@@ -238,6 +268,8 @@ class Signed(msgspec.Struct, kw_only=True, frozen=True):
     phash: str
     width: int
     height: int
+    watermark_key: str | None = None
+    """The key the signed pixels carry; None when the image could not carry the mark."""
 
     def __repr__(self) -> str:
         return f"Signed({self.output_id!r}, {len(self.data)} bytes, sha256={self.sha256})"
@@ -279,15 +311,26 @@ class ProvenanceService:
     async def verify(self, conn: asyncpg.Connection, upload: Upload) -> Verification:
         """The C2PA report of the image and, when it is one of our outputs, its record."""
         verified = await self.work.run(verify_image, upload, self.settings.image_limits, self.trust)
+        marked = await self.output_by_watermark(conn, verified.watermark_key)
+        finding = None
+        if verified.watermark_key is not None:
+            finding = WatermarkFinding(
+                key=verified.watermark_key,
+                output_id=marked.output_id if marked is not None else None,
+            )
         return Verification(
             **msgspec.structs.asdict(verified.report),
             image=verified.image,
-            registry=await self._registry_match(conn, verified.sha256, verified.phash),
+            registry=await self._registry_match(conn, verified.sha256, verified.phash, marked),
+            watermark=finding,
         )
 
     async def lookup(self, conn: asyncpg.Connection, upload: Upload) -> Lookup:
         """Our outputs whose pHash is within the threshold of the image's, nearest first."""
-        inspected = await self.work.run(inspect, upload, self.settings.image_limits)
+        inspected = await self.work.run(
+            functools.partial(inspect, read_watermark=True), upload, self.settings.image_limits
+        )
+        marked = await self.output_by_watermark(conn, inspected.watermark_key)
         await self.index.refresh(conn)
         hits = self.index.nearest(
             int(inspected.phash, 16),
@@ -295,29 +338,73 @@ class ProvenanceService:
             limit=LOOKUP_LIMIT,
         )
         rows = await repository.outputs_by_ids(conn, [row_id for row_id, _ in hits])
-        records = await self._records(conn, list(rows.values()))
+        found = list(rows.values())
+        if marked is not None and marked.id not in rows:
+            found.append(marked)
+        records = await self._records(conn, found)
         matches = tuple(
-            LookupMatch(distance=distance, output=records[rows[row_id].output_id])
+            LookupMatch(
+                distance=distance,
+                output=records[rows[row_id].output_id],
+                found_by="watermark"
+                if marked is not None and row_id == marked.id
+                else "perceptual",
+            )
             for row_id, distance in hits
             if row_id in rows
         )
+        if marked is not None and marked.id not in rows:
+            # Found by its watermark alone (its pHash is further than max_distance): first.
+            first = LookupMatch(
+                distance=hamming(inspected.phash, marked.phash),
+                output=records[marked.output_id],
+                found_by="watermark",
+            )
+            matches = (first, *matches[: LOOKUP_LIMIT - 1])
         return Lookup(
             sha256=inspected.sha256,
             phash=inspected.phash,
             max_distance=self.settings.lookup_max_distance,
             matches=matches,
+            watermark_key=inspected.watermark_key,
         )
 
+    async def output_by_watermark(
+        self, conn: asyncpg.Connection, key: str | None
+    ) -> repository.OutputRow | None:
+        """Our output whose watermark key this is (None for no key, or a key not ours)."""
+        if key is None:
+            return None
+        return await repository.output_by_watermark(conn, key)
+
     async def _registry_match(
-        self, conn: asyncpg.Connection, sha256: str, phash: str | None
+        self,
+        conn: asyncpg.Connection,
+        sha256: str,
+        phash: str | None,
+        marked: repository.OutputRow | None = None,
     ) -> RegistryMatch | None:
-        """Our output with these bytes, else (when the pixels decoded) the nearest by pHash."""
+        """Our output with these bytes, else (when the pixels decoded) the nearest by pHash,
+        else the one whose watermark the pixels carry (``marked``)."""
         exact = await repository.outputs_by_sha256(conn, sha256)
         if exact:
             records = await self._records(conn, exact[:1])
             return RegistryMatch(match="sha256", distance=0, output=records[exact[0].output_id])
         if phash is None:
             return None
+        found = await self._nearest(conn, phash)
+        if found is not None:
+            return found
+        if marked is None:
+            return None
+        records = await self._records(conn, [marked])
+        return RegistryMatch(
+            match="watermark",
+            distance=hamming(phash, marked.phash),
+            output=records[marked.output_id],
+        )
+
+    async def _nearest(self, conn: asyncpg.Connection, phash: str) -> RegistryMatch | None:
         await self.index.refresh(conn)
         hits = self.index.nearest(
             int(phash, 16), max_distance=self.settings.lookup_max_distance, limit=1
@@ -400,7 +487,20 @@ class ProvenanceService:
             decision=decision,
             training_granted=training,
         )
-        return SignPlan(facts=facts, consents=consents)
+        return SignPlan(
+            facts=facts, consents=consents, watermark_key=await self._fresh_watermark_key(conn)
+        )
+
+    async def _fresh_watermark_key(self, conn: asyncpg.Connection) -> str | None:
+        """A random key no output carries (40 bits: a draw is taken with probability N/2^40,
+        so a second draw is rare and a third all but never needed)."""
+        if not self.settings.watermark:
+            return None
+        for _ in range(_KEY_DRAWS):
+            key = new_watermark_key()
+            if not await repository.watermark_key_taken(conn, key):
+                return key
+        return None
 
     async def sign(self, upload: Upload, plan: SignPlan) -> Signed:
         """Embed a signed C2PA manifest and sign the detached assertion; records nothing.
@@ -416,6 +516,7 @@ class ProvenanceService:
                 sign_image,
                 thumbnail=self.settings.thumbnails,
                 timestamp=stamping.authority if stamping is not None else None,
+                watermark_key=plan.watermark_key,
             ),
             upload,
             self.settings.image_limits,
@@ -441,6 +542,7 @@ class ProvenanceService:
             phash=signed.inspected.phash,
             width=signed.inspected.width,
             height=signed.inspected.height,
+            watermark_key=signed.inspected.watermark_key,
         )
 
     async def record(
@@ -482,6 +584,7 @@ class ProvenanceService:
                 decision_id=decision.id if decision is not None else None,
                 assertion=signed.assertion,
                 consents=plan.consents,
+                watermark_key=signed.watermark_key,
             ),
         )
         if row_id is None:
