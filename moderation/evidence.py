@@ -37,6 +37,7 @@ __all__ = [
     "Restriction",
     "Stage",
     "StepTiming",
+    "WatermarkFacts",
     "decode_evidence",
     "encode_evidence",
     "image_facts",
@@ -80,12 +81,24 @@ class PromptFacts(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
+class WatermarkFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """Our invisible watermark, read from an image that carries no manifest: the key, and
+    the signed output it names (None: a valid key no output of ours carries)."""
+
+    key: str
+    output_id: str | None = None
+    generation_id: str | None = None
+    found_by: Literal["watermark"] = "watermark"
+
+
 class ProvenanceFacts(msgspec.Struct, frozen=True, kw_only=True):
-    """The output's C2PA report, reduced to what the policy reads."""
+    """The output's C2PA report, reduced to what the policy reads; ``watermark`` when the
+    image carries no manifest but our watermark (a signed output stripped of it)."""
 
     state: ProvenanceState | None = None
     manifest_label: str | None = None
     error: str | None = None
+    watermark: WatermarkFacts | None = None
 
     @classmethod
     def from_report(cls, report: Report) -> ProvenanceFacts:

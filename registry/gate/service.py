@@ -46,6 +46,7 @@ from moderation import (
     SourceEvidence,
     StepTiming,
     SuppliedScores,
+    WatermarkFacts,
     check_sources,
     compile_rules,
     decide,
@@ -83,15 +84,18 @@ from registry.gate.requests import (
 )
 from registry.gate.vault import DecisionVault
 from registry.provenance import ImageWorkBusy
+from registry.provenance import repository as provenance_repository
 from verifier import (
     DecisionRef,
     DecodedImage,
     ImageError,
     ImageLimits,
+    Report,
     TrustSettings,
     decode,
     sha256_hex,
     verify,
+    watermark,
 )
 
 if TYPE_CHECKING:
@@ -342,13 +346,24 @@ class GateService:
     ) -> ProvenanceFacts:
         try:
             async with asyncio.timeout(self.settings.provenance_timeout):
-                report = await self._work.run(verify, data, decoded.media_type, self._trust)
+                report, key = await self._work.run(_verify_and_read, data, decoded, self._trust)
+                facts = ProvenanceFacts.from_report(report)
+                if key is None:
+                    return facts
+                return msgspec.structs.replace(facts, watermark=await self._watermark(key))
         except TimeoutError:
             timings.mark_timeout("provenance")
             return ProvenanceFacts(error="timeout")
         except Exception:  # noqa: BLE001 - recorded as evidence_unavailable
             return ProvenanceFacts(error="unavailable")
-        return ProvenanceFacts.from_report(report)
+
+    async def _watermark(self, key: str) -> WatermarkFacts:
+        """The signed output our watermark key names (a stripped copy of one of ours)."""
+        async with db.acquire(self._pool, wait=self.settings.acquire_timeout) as conn:
+            row = await provenance_repository.output_by_watermark(conn, key)
+        if row is None:
+            return WatermarkFacts(key=key)
+        return WatermarkFacts(key=key, output_id=row.output_id, generation_id=row.generation_id)
 
     async def _classify(self, data: bytes, decoded: DecodedImage) -> tuple[ClassifierResult, ...]:
         if not self._classifiers:
@@ -681,6 +696,16 @@ class _Analysis(NamedTuple):
     facts: ImageFacts
     decoded: DecodedImage | None = None
     signals: ImageSignals | None = None
+
+
+def _verify_and_read(
+    data: bytes, decoded: DecodedImage, trust: TrustSettings
+) -> tuple[Report, str | None]:
+    """The C2PA report, and when the image carries no manifest, the key of our watermark in
+    its pixels (blocking: runs in a bounded image worker; the read never raises)."""
+    report = verify(data, decoded.media_type, trust)
+    key = watermark.read(decoded.image).key if report.state == "absent" else None
+    return report, key
 
 
 def _analyse(data: bytes, limits: ImageLimits) -> _Analysis:

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import msgspec
 
 if TYPE_CHECKING:
-    from registry.provenance import ConsentStatusView, Lookup, LookupMatch, Verification
+    from registry.provenance import (
+        ConsentStatusView,
+        Lookup,
+        LookupMatch,
+        OutputRecord,
+        Verification,
+    )
     from verifier import Action, Ingredient
 
 __all__ = ["CONSENT_WORDS", "ConsentLine", "Tone", "VerifyView", "verify_view"]
@@ -53,11 +59,15 @@ class VerifyView(msgspec.Struct, kw_only=True, frozen=True):
     generation_id: str | None
     decision: str | None
     match_kind: str | None
-    """``sha256`` or ``perceptual`` when the image is one of our signed outputs."""
+    """``sha256``, ``perceptual`` or ``watermark`` when the image is one of our signed
+    outputs."""
     match_distance: int | None
     signed_at: str | None
     similar: tuple[LookupMatch, ...]
     detail: str | None
+    watermark_output: str | None = None
+    """The signed output our watermark in the pixels names (found by watermark)."""
+    watermark_generation: str | None = None
 
 
 def verify_view(verification: Verification, lookup: Lookup | None = None) -> VerifyView:
@@ -66,6 +76,7 @@ def verify_view(verification: Verification, lookup: Lookup | None = None) -> Ver
     match = verification.registry
     consents = _consent_lines(verification)
     similar = lookup.matches if lookup is not None else ()
+    marked = _marked(verification, similar)
     signer_name = None
     signer_issuer = None
     if verification.signer is not None:
@@ -99,7 +110,13 @@ def verify_view(verification: Verification, lookup: Lookup | None = None) -> Ver
     else:
         tone = "neutral"
         sentence = "No provenance found."
-        if match is not None or similar:
+        if marked is not None:
+            sentence = (
+                "No provenance found in the file, but it looks like an image we signed: it "
+                "carries our invisible watermark (its provenance was probably stripped)."
+            )
+            tone = "warn"
+        elif match is not None or similar:
             sentence = (
                 "No provenance found in the file, but it looks like an image we signed "
                 "(its provenance was probably stripped)."
@@ -129,7 +146,21 @@ def verify_view(verification: Verification, lookup: Lookup | None = None) -> Ver
         signed_at=match.output.signed_at.isoformat(timespec="seconds") if match else None,
         similar=similar,
         detail=verification.detail,
+        watermark_output=marked.output_id if marked is not None else None,
+        watermark_generation=marked.generation_id if marked is not None else None,
     )
+
+
+def _marked(verification: Verification, similar: tuple[LookupMatch, ...]) -> OutputRecord | None:
+    """The output our watermark names, as found by the verification or the lookup."""
+    finding = verification.watermark
+    if finding is None or finding.output_id is None:
+        return None
+    if verification.registry is not None and verification.registry.output.output_id == (
+        finding.output_id
+    ):
+        return verification.registry.output
+    return next((m.output for m in similar if m.output.output_id == finding.output_id), None)
 
 
 def _consent_lines(verification: Verification) -> tuple[ConsentLine, ...]:
