@@ -1,8 +1,9 @@
 """`make bench`: every benchmark table, each row next to its floor measured in the same run.
 
 ``python -m bench [section ...]`` runs the named sections only (foundation, consent,
-provenance, gate, workers, bench_hashlists). HTTP rows need wrk; without it they are skipped
-with a message and the in-process rows still run. Durations: see ``bench.load``.
+provenance, gate, workers, bench_hashlists, robustness, watermark). HTTP rows need wrk;
+without it they are skipped with a message and the in-process rows still run. Durations:
+see ``bench.load``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SECTIONS = [
     "workers",
     "bench_hashlists",
     "robustness",
+    "watermark",
 ]
 
 

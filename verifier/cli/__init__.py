@@ -37,7 +37,9 @@ signed checkpoint notes, as a monitor does (``verifier.cli.audit``: exit 0, 1 or
 ``export DIR`` checks a tenant's export (``registry export``) with nothing but its own
 contents: the manifest's hashes, the receipts, assertions, token statuses and checkpoint
 against its key history, the audit events' hashes and inclusion proofs (``verifier.cli.export``:
-exit 0, 1 naming each bad file, or 64).
+exit 0, 1 naming each bad file, or 64). ``watermark IMAGE`` reads our invisible watermark (the
+soft binding) from a copy stripped of its manifest and prints its lookup key
+(``verifier.cli.watermark``: exit 0 with a key, 1 without, 64).
 
 Exit status, for both commands:
 
@@ -78,12 +80,16 @@ from verifier.cli.history import add_key_arguments
 from verifier.cli.image import verify_command
 from verifier.cli.online import add_online_arguments
 from verifier.cli.token import token_command
+from verifier.cli.watermark import add_watermark_parser, watermark_command
 from verifier.clock import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+_COMMANDS = {"export": export_command, "watermark": watermark_command}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,8 +110,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
             return token_command(args, out)
         if args.command == "audit":
             return audit_command(args, out)
-        if args.command == "export":
-            return export_command(args, out)
+        if args.command in _COMMANDS:
+            return _COMMANDS[args.command](args, out)
         if args.command in HISTORY_COMMANDS:
             return HISTORY_COMMANDS[args.command](args, out)
         return verify_command(args, out)
@@ -156,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--json", action="store_true", help="print the result as JSON")
     add_audit_parser(commands)
     _leeway_argument(add_export_parser(commands))
+    add_watermark_parser(commands)
     for history_command in add_history_commands(commands):
         _leeway_argument(history_command)
     return parser
