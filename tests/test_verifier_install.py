@@ -40,6 +40,7 @@ SERVER_MODULES = ("litestar", "asyncpg", "pgserver", "uvicorn", "httpx", "jinja2
 # The service and its consent world, as the provenance tests use them.
 world = provenance_fixtures.world
 sign_output = provenance_fixtures.sign_output
+sign_output = provenance_fixtures.sign_output
 signed = provenance_fixtures.signed
 
 
@@ -270,6 +271,23 @@ async def test_the_base_install_verifies_what_the_service_publishes(
     assert body["checkpoint"]["tree_size"] == tree_size
 
 
+async def test_the_base_install_reads_the_watermark_of_a_stripped_output(
+    base_venv, sign_output, database_url
+):
+    from tests.provenance_http.test_watermark import photo, stored_key
+
+    response = await sign_output(photo("coffee.png"), tokens=[], generation_id="gen-offline")
+    assert response.status_code == 200, response.text
+    key = await stored_key(database_url, response.headers["provenance-output-id"])
+    stripped = base_venv.workdir / "stripped.jpg"
+    stripped.write_bytes(provenance_fixtures.reencode(response.content, quality=75))
+
+    result = base_venv.run("-m", "verifier", "watermark", stripped, "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["key"] == key
+
+
 def test_every_verifier_module_imports_with_only_what_its_lock_installs():
     """Fast, and without the network: in this (full) environment, with every distribution
     that requirements-verifier.lock does not pin made unimportable, each module of
@@ -303,7 +321,11 @@ owners = metadata.packages_distributions()
 class BaseInstallOnly(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         top = name.partition(".")[0]
+        # _sysconfigdata_*: the interpreter's own build variables, which sysconfig imports
+        # (SciPy asks for one at import); not named in stdlib_module_names.
         if top in sys.stdlib_module_names or top in {"verifier", "keys"}:
+            return None
+        if top.startswith("_sysconfigdata_"):
             return None
         dists = {re.sub(r"[-_.]+", "-", d).lower() for d in owners.get(top, ())}
         if dists & allowed:

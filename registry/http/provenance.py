@@ -211,7 +211,10 @@ class ProvenanceController(Controller):
             "codes either way; and `registry`: when the "
             "image is one of our signed outputs (same SHA-256, or a perceptual hash within "
             "the configured distance when its metadata was stripped and its pixels decode), "
-            "its record and the current status of every consent it used. Limits still refuse "
+            "its record and the current status of every consent it used (`match`: `sha256`, "
+            "`perceptual`, or `watermark` when only our invisible watermark in the pixels names "
+            "it); `watermark`: the key our watermark in the pixels carries and the output it "
+            "names, when there is one. Limits still refuse "
             "the file (413, 415, 422 for a type mismatch or too many pixels). Public and "
             "rate-limited per address."
         ),
@@ -230,7 +233,12 @@ class ProvenanceController(Controller):
         description=(
             "Signed outputs whose 64-bit perceptual hash lies within the configured distance "
             "of the image's, nearest first, each with its detached provenance assertion, so a "
-            "copy whose manifest was stripped can still be traced. Public and rate-limited."
+            "copy whose manifest was stripped can still be traced. The image's pixels are also "
+            "read for our invisible watermark (the outputs' `c2pa.soft-binding`): "
+            "`watermark_key` is the key read (null when none), and the output it names is "
+            "marked `found_by: watermark` (first when its pHash is further than the distance; "
+            "the others are `perceptual`). An image too small to carry the mark reads none. "
+            "Public and rate-limited."
         ),
         guards=[public],
         status_code=200,
@@ -263,7 +271,10 @@ class ProvenanceController(Controller):
             "timestamp; a TSA that gives no trusted timestamp: 503 `timestamp_unavailable` "
             "(`reason`), nothing signed or recorded. The manifest also carries the CAWG "
             "training-and-data-mining assertion: AI training `notAllowed` unless every "
-            "consent token carries `ai.training`, then `constrained`. A client or model "
+            "consent token carries `ai.training`, then `constrained`. The pixels carry our "
+            "invisible watermark (a random lookup key, declared as a `c2pa.soft-binding` "
+            "assertion; not for images under 64 px, palette or 16-bit images), embedded before "
+            "the manifest and re-encoded at the upload's own quality. A client or model "
             "suspended by a stop condition: 403 `suspended_misuse` (`suspension_id`); "
             "signing paused by the operator: 503 `feature_paused`; nothing signed."
         ),
