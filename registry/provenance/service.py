@@ -326,7 +326,8 @@ class ProvenanceService:
         )
 
     async def lookup(self, conn: asyncpg.Connection, upload: Upload) -> Lookup:
-        """Our outputs whose pHash is within the threshold of the image's, nearest first."""
+        """Our outputs whose pHash is within the threshold of the image's, nearest first, and
+        the one our watermark in its pixels names (``found_by``)."""
         inspected = await self.work.run(
             functools.partial(inspect, read_watermark=True), upload, self.settings.image_limits
         )
