@@ -186,3 +186,15 @@ def jpeg_bytes(image: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def test_a_large_photo_is_marked_through_its_reduced_copy_and_reads_back():
+    data = (FIXTURES / "no_manifest.jpg").read_bytes()  # 2100 x 1500: passes at 1/2 size
+
+    out = watermark.embed_encoded(data, LIMITS, KEY)
+
+    assert out is not None
+    with Image.open(io.BytesIO(data)) as before, Image.open(io.BytesIO(out)) as after:
+        assert after.size == before.size == (2100, 1500)
+        assert watermark.psnr(before, after) >= watermark.MIN_PSNR
+        assert watermark.read(jpeg(after, 75)).key == KEY
