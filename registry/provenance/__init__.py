@@ -18,6 +18,7 @@ from registry.provenance.errors import (
     PartInvalid,
     PartMissing,
     ProvenanceError,
+    WatermarkKeyTaken,
 )
 from registry.provenance.images import ImageCheck, Inspected, Upload
 from registry.provenance.index import PhashIndex
@@ -72,5 +73,6 @@ __all__ = [
     "Upload",
     "Verification",
     "WatermarkFinding",
+    "WatermarkKeyTaken",
     "affected_outputs",
 ]

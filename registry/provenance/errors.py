@@ -17,6 +17,7 @@ __all__ = [
     "PartInvalid",
     "PartMissing",
     "ProvenanceError",
+    "WatermarkKeyTaken",
 ]
 
 
@@ -90,4 +91,12 @@ class ImageWorkBusy(ProvenanceError):
     """Every image worker stayed busy for the whole time bound."""
 
     code = "image_work_busy"
+    kind = "unavailable"
+
+
+class WatermarkKeyTaken(ProvenanceError):
+    """Another output took this output's fresh watermark key between the check and the insert
+    (two signings drew the same 40-bit key at once); nothing was signed, try again."""
+
+    code = "watermark_key_taken"
     kind = "unavailable"

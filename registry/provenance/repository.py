@@ -13,12 +13,13 @@ from __future__ import annotations
 from datetime import datetime  # noqa: TC003 - msgspec reads annotations at runtime
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
+import asyncpg
 import msgspec
+
+from registry.provenance.errors import WatermarkKeyTaken
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    import asyncpg
 
 __all__ = [
     "AffectedOutput",
@@ -46,6 +47,7 @@ __all__ = [
 IssuedTokenStatus: TypeAlias = Literal["valid", "revoked", "suspended", "unknown"]
 _STATUS_NAMES: dict[int, IssuedTokenStatus] = {0: "valid", 1: "revoked", 2: "suspended"}
 _MASK64 = (1 << 64) - 1
+_WATERMARK_KEY_INDEX = "signed_outputs_watermark_key"
 _OUTPUT_COLUMNS = (
     "id, output_id, tenant, client_id, generation_id, model, media_type, width, height,"
     " sha256, phash, decision_id, assertion, created_at, watermark_key"
@@ -123,7 +125,34 @@ async def generation_signed(conn: asyncpg.Connection, client_id: str, generation
 
 
 async def insert_output(conn: asyncpg.Connection, new: NewOutput) -> int | None:
-    """The new row's id; None when this client already signed this generation."""
+    """The new row's id; None when this client already signed this generation.
+
+    Raises watermark_key_taken when another output took its watermark key first.
+    """
+    try:
+        row_id = await _insert_output_row(conn, new)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == _WATERMARK_KEY_INDEX:
+            raise WatermarkKeyTaken(
+                "another output took this output's watermark key at the same moment; "
+                "nothing was signed, try again"
+            ) from None
+        raise
+    if row_id is None:
+        return None
+    if new.consents:
+        await conn.executemany(
+            "INSERT INTO signed_output_consents (output_id, position, jti, consent_id,"
+            " status_list_uri, status_idx) VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (new.output_id, position, c.jti, c.consent_id, c.status_list_uri, c.status_idx)
+                for position, c in enumerate(new.consents)
+            ],
+        )
+    return row_id
+
+
+async def _insert_output_row(conn: asyncpg.Connection, new: NewOutput) -> int | None:
     row_id: int | None = await conn.fetchval(
         "INSERT INTO signed_outputs (output_id, tenant, client_id, generation_id, model,"
         " media_type, width, height, sha256, phash, decision_id, assertion, watermark_key)"
@@ -143,17 +172,6 @@ async def insert_output(conn: asyncpg.Connection, new: NewOutput) -> int | None:
         new.assertion,
         new.watermark_key,
     )
-    if row_id is None:
-        return None
-    if new.consents:
-        await conn.executemany(
-            "INSERT INTO signed_output_consents (output_id, position, jti, consent_id,"
-            " status_list_uri, status_idx) VALUES ($1, $2, $3, $4, $5, $6)",
-            [
-                (new.output_id, position, c.jti, c.consent_id, c.status_list_uri, c.status_idx)
-                for position, c in enumerate(new.consents)
-            ],
-        )
     return row_id
 
 

@@ -197,3 +197,32 @@ async def test_the_watermark_can_be_turned_off(world, app_with, database_url):
     assert await stored_key(database_url, response.headers["provenance-output-id"]) is None
     with Image.open(io.BytesIO(response.content)) as image:
         assert watermark.read(image).key is None
+
+
+async def test_two_outputs_cannot_share_a_key_and_the_second_insert_says_so(pool):
+    import msgspec
+    import pytest
+
+    from registry.provenance import WatermarkKeyTaken, repository
+    from tests.provenance_http.test_lookup import new_output
+
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO api_clients (client_id, name, tenant, roles, key_hash)"
+            " VALUES ('cl_wm', 'wm', 't', '{generator}', '\\x00')"
+        )
+        first = msgspec.structs.replace(
+            new_output(1, "cl_wm", "0000000000000000"), watermark_key="00ff00ff00"
+        )
+        second = msgspec.structs.replace(
+            new_output(2, "cl_wm", "0000000000000001"), watermark_key="00ff00ff00"
+        )
+        assert await repository.insert_output(conn, first) is not None
+        assert await repository.watermark_key_taken(conn, "00ff00ff00")
+        with pytest.raises(WatermarkKeyTaken):
+            async with conn.transaction():
+                await repository.insert_output(conn, second)
+        found = await repository.output_by_watermark(conn, "00ff00ff00")
+        assert found is not None
+        assert found.output_id == first.output_id
+        assert await repository.output_by_watermark(conn, "0123456789") is None
