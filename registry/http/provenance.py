@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency  # noqa: TC002 - Litestar reads annotations at runtime
+from litestar.params import FromPath  # noqa: TC002 - Litestar reads annotations at runtime
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -28,6 +29,7 @@ from registry.provenance import (
     SignMetadata,
     Upload,
     Verification,
+    WatermarkOutput,
 )
 from registry.services import Services  # noqa: TC001 - Litestar reads annotations at runtime
 from verifier import ImageTooLarge
@@ -248,6 +250,21 @@ class ProvenanceController(Controller):
         parts = await read_parts(request, _image_caps(services), ("file",))
         async with services.connection() as conn:
             return await services.provenance.lookup(conn, _upload(parts["file"]))
+
+    @get(
+        "/watermarks/{key:str}",
+        summary="The signed output a watermark key names (read offline, no image sent)",
+        description=(
+            "For a key read from an image's pixels offline (`python -m verifier watermark "
+            "IMAGE`): the output that carries it, as `/lookup` shows it, without sending the "
+            "image. A key is 10 lower-case hex characters (else 400 `watermark_key_invalid`); "
+            "one no output carries is 404 `watermark_key_not_found`. Public and rate-limited."
+        ),
+        guards=[public],
+    )
+    async def watermark(self, services: AppServices, key: FromPath[str]) -> WatermarkOutput:
+        async with services.connection() as conn:
+            return await services.provenance.watermark(conn, key)
 
     @post(
         "/sign",

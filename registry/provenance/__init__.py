@@ -18,7 +18,9 @@ from registry.provenance.errors import (
     PartInvalid,
     PartMissing,
     ProvenanceError,
+    WatermarkKeyInvalid,
     WatermarkKeyTaken,
+    WatermarkKeyUnknown,
 )
 from registry.provenance.images import ImageCheck, Inspected, Upload
 from registry.provenance.index import PhashIndex
@@ -38,6 +40,7 @@ from registry.provenance.service import (
     TokenChecker,
     Verification,
     WatermarkFinding,
+    WatermarkOutput,
     affected_outputs,
 )
 from registry.provenance.work import BoundedWork
@@ -73,6 +76,9 @@ __all__ = [
     "Upload",
     "Verification",
     "WatermarkFinding",
+    "WatermarkKeyInvalid",
     "WatermarkKeyTaken",
+    "WatermarkKeyUnknown",
+    "WatermarkOutput",
     "affected_outputs",
 ]

@@ -17,7 +17,9 @@ __all__ = [
     "PartInvalid",
     "PartMissing",
     "ProvenanceError",
+    "WatermarkKeyInvalid",
     "WatermarkKeyTaken",
+    "WatermarkKeyUnknown",
 ]
 
 
@@ -100,3 +102,17 @@ class WatermarkKeyTaken(ProvenanceError):
 
     code = "watermark_key_taken"
     kind = "unavailable"
+
+
+class WatermarkKeyInvalid(ProvenanceError):
+    """A watermark key is 10 lower-case hex characters (40 bits), as the reader prints it."""
+
+    code = "watermark_key_invalid"
+    kind = "malformed"
+
+
+class WatermarkKeyUnknown(ProvenanceError):
+    """No output of ours carries this watermark key."""
+
+    code = "watermark_key_not_found"
+    kind = "not_found"

@@ -29,6 +29,8 @@ from registry.provenance.errors import (
     DecisionNotAllowed,
     DecisionUnknown,
     GenerationAlreadySigned,
+    WatermarkKeyInvalid,
+    WatermarkKeyUnknown,
 )
 from registry.provenance.images import ImageCheck, Upload, inspect, sign_image, verify_image
 from registry.provenance.index import PhashIndex
@@ -47,6 +49,7 @@ from verifier.imaging import hamming
 from verifier.sign import TRAINING_USE
 from verifier.tokens import ConsentTokenClaims, Reason
 from verifier.watermark import new_key as new_watermark_key
+from verifier.watermark import valid_key as valid_watermark_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -76,6 +79,7 @@ __all__ = [
     "TokenChecker",
     "Verification",
     "WatermarkFinding",
+    "WatermarkOutput",
     "affected_outputs",
 ]
 
@@ -203,6 +207,13 @@ class RegistryMatch(msgspec.Struct, kw_only=True, frozen=True):
     distance: int
     """Bits of the 64-bit pHash that differ (0 for an exact match)."""
     output: OutputRecord
+
+
+class WatermarkOutput(msgspec.Struct, kw_only=True, frozen=True):
+    key: str
+    """The watermark key asked about."""
+    output: OutputRecord
+    """The signed output whose pixels carry it."""
 
 
 class WatermarkFinding(msgspec.Struct, kw_only=True, frozen=True):
@@ -369,6 +380,17 @@ class ProvenanceService:
             matches=matches,
             watermark_key=inspected.watermark_key,
         )
+
+    async def watermark(self, conn: asyncpg.Connection, key: str) -> WatermarkOutput:
+        """The output whose watermark key this is: for a key read offline
+        (``python -m verifier watermark``), without sending the image."""
+        if not valid_watermark_key(key):
+            raise WatermarkKeyInvalid("a watermark key is 10 lower-case hex characters")
+        row = await repository.output_by_watermark(conn, key)
+        if row is None:
+            raise WatermarkKeyUnknown("no output of ours carries this watermark key")
+        records = await self._records(conn, [row])
+        return WatermarkOutput(key=key, output=records[row.output_id])
 
     async def output_by_watermark(
         self, conn: asyncpg.Connection, key: str | None

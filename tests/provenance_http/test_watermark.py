@@ -8,10 +8,12 @@ import importlib.resources
 import io
 
 import asyncpg
+import pytest
 from PIL import Image
 
 from tests.provenance_http.conftest import file_part, reencode
 from tests.provenance_http.test_sign import sdk_read
+from tests.support import assert_problem
 from verifier import watermark
 
 
@@ -226,3 +228,38 @@ async def test_two_outputs_cannot_share_a_key_and_the_second_insert_says_so(pool
         assert found is not None
         assert found.output_id == first.output_id
         assert await repository.output_by_watermark(conn, "0123456789") is None
+
+
+async def test_a_key_read_offline_names_its_output_without_the_image(world, sign_output):
+    response = await sign_output(photo("coffee.png"), tokens=[], generation_id="gen-by-key")
+    assert response.status_code == 200, response.text
+    stripped = reencode(response.content, quality=75)
+    # What a third party does with the verifier alone: read the key from the pixels.
+    with Image.open(io.BytesIO(stripped)) as image:
+        key = watermark.read(image).key
+    assert key is not None
+
+    found = await world.http.get(f"/v1/provenance/watermarks/{key}")
+
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["key"] == key
+    assert body["output"]["output_id"] == response.headers["provenance-output-id"]
+    assert body["output"]["generation_id"] == "gen-by-key"
+    assert body["output"]["assertion"] == response.headers["provenance-assertion"]
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "code"),
+    [
+        ("0123456789", 404, "watermark_key_not_found"),
+        ("ABCDEF0123", 400, "watermark_key_invalid"),
+        ("xyz", 400, "watermark_key_invalid"),
+        ("0" * 64, 400, "watermark_key_invalid"),
+    ],
+    ids=["unknown", "upper-case", "not-hex", "too-long"],
+)
+async def test_a_bad_or_unknown_key_names_nothing(world, signed, key, status, code):
+    response = await world.http.get(f"/v1/provenance/watermarks/{key}")
+
+    assert_problem(response, status, code)
