@@ -12,7 +12,7 @@ that still lists failure codes is downgraded, never the other way round.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
@@ -21,6 +21,7 @@ __all__ = [
     "CONSENT_ASSERTION_LABEL",
     "DECISION_ASSERTION_LABEL",
     "MAX_TEXT",
+    "SOFT_BINDING_LABEL",
     "TRAINING_MINING_LABEL",
     "Action",
     "CawgIdentity",
@@ -29,6 +30,7 @@ __all__ = [
     "Ingredient",
     "Report",
     "SignerInfo",
+    "SoftBinding",
     "State",
     "Timestamp",
     "TrainingMiningEntry",
@@ -61,6 +63,7 @@ MAX_DEPTH = 8
 _UNTRUSTED_CODES = frozenset({"signingCredential.untrusted"})
 _ACTIONS_LABELS = ("c2pa.actions", "c2pa.actions.v2")
 _TRAINING_LABELS = (TRAINING_MINING_LABEL, "c2pa.training-mining")
+SOFT_BINDING_LABEL: Final = "c2pa.soft-binding"
 _TIMESTAMP_PREFIX = "timeStamp."
 _TIMESTAMP_TRUSTED = "timeStamp.trusted"
 # The SDK names the TSA certificate's common name only in its explanations (c2pa-rs 0.91):
@@ -142,6 +145,15 @@ class Timestamp(msgspec.Struct, frozen=True, kw_only=True):
     codes: tuple[str, ...] = ()
 
 
+class SoftBinding(msgspec.Struct, frozen=True, kw_only=True):
+    """A ``c2pa.soft-binding`` assertion: a watermark or fingerprint that ties copies of the
+    image to this manifest. ``value`` is the first block's (for our watermark: its lookup
+    key, which ``python -m verifier watermark`` reads from the pixels)."""
+
+    alg: str | None
+    value: str | None
+
+
 class TrainingMiningEntry(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     use: str | None
@@ -178,6 +190,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     ai_generated: bool = False
     cawg_identities: tuple[CawgIdentity, ...] = ()
     training_mining: tuple[TrainingMiningEntry, ...] = ()
+    soft_bindings: tuple[SoftBinding, ...] = ()
     generation_id: str | None = None
     consents: tuple[ConsentRef, ...] = ()
     decision: DecisionRef | None = None
@@ -327,6 +340,7 @@ def report_from_store(store: Mapping[str, Any]) -> Report:
         ai_generated=any(_is_ai(a.digital_source_type) for a in actions),
         cawg_identities=_cawg_identities(assertions, store.get("validation_status"), active),
         training_mining=_training_mining(assertions),
+        soft_bindings=_soft_bindings(assertions),
         generation_id=generation_id,
         consents=consents,
         decision=_decision_assertion(assertions),
@@ -451,6 +465,21 @@ def _cawg_identities(
             )
         )
     return tuple(identities[:MAX_ITEMS])
+
+
+def _soft_bindings(assertions: list[Any]) -> tuple[SoftBinding, ...]:
+    found = []
+    for assertion in assertions:
+        body = _mapping(assertion)
+        if _base_label(body.get("label")) != SOFT_BINDING_LABEL:
+            continue
+        data = _mapping(body.get("data"))
+        blocks = data.get("blocks")
+        first = _mapping(blocks[0]) if isinstance(blocks, list) and blocks else {}
+        found.append(
+            SoftBinding(alg=bounded(data.get("alg"), 128), value=bounded(first.get("value"), 128))
+        )
+    return tuple(found[:MAX_ITEMS])
 
 
 def _training_mining(assertions: list[Any]) -> tuple[TrainingMiningEntry, ...]:

@@ -50,6 +50,7 @@ from scipy import fft, ndimage
 
 from verifier.errors import ImageError
 from verifier.imaging import decode
+from verifier.report import SOFT_BINDING_LABEL
 
 if TYPE_CHECKING:
     from verifier.imaging import DecodedImage, ImageLimits
@@ -73,7 +74,6 @@ __all__ = [
 
 ALGORITHM: Final = "org.consent-registry.watermark.dwtdct.1"
 """The ``alg`` of our soft-binding assertions (vendor-namespaced: not in C2PA's list)."""
-SOFT_BINDING_LABEL: Final = "c2pa.soft-binding"
 KEY_BITS: Final = 40
 KEY_HEX_CHARS: Final = KEY_BITS // 4
 CHECK_BITS: Final = 24

@@ -263,3 +263,31 @@ async def test_a_bad_or_unknown_key_names_nothing(world, signed, key, status, co
     response = await world.http.get(f"/v1/provenance/watermarks/{key}")
 
     assert_problem(response, status, code)
+
+
+async def test_the_verifier_report_names_the_soft_binding_and_its_key(
+    world, sign_output, database_url, tmp_path
+):
+    import asyncio
+    import subprocess
+    import sys
+
+    response = await sign_output(photo("camera.png"), tokens=[], generation_id="gen-sb")
+    assert response.status_code == 200, response.text
+    key = await stored_key(database_url, response.headers["provenance-output-id"])
+
+    verified = await world.http.post("/v1/provenance/verify", files=file_part(response.content))
+    signed = tmp_path / "signed.jpg"
+    signed.write_bytes(response.content)
+    printed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "verifier", "verify", str(signed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["soft_bindings"] == [{"alg": watermark.ALGORITHM, "value": key}]
+    assert f"soft binding: {watermark.ALGORITHM} (value {key})" in printed.stdout

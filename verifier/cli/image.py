@@ -296,6 +296,10 @@ def _report_lines(report: Report) -> list[str]:
         f"  training/mining: {safe(entry.key)} = {safe(entry.use)}"
         for entry in report.training_mining
     )
+    lines.extend(
+        f"  soft binding: {safe(binding.alg)} (value {safe(binding.value)})"
+        for binding in report.soft_bindings
+    )
     if report.decision is not None:
         decision = report.decision
         lines.append(
