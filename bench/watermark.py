@@ -26,6 +26,7 @@ import msgspec
 import numpy as np
 from PIL import Image
 
+from bench.robustness import PHOTOS as ROBUSTNESS_PHOTOS
 from bench.robustness import MarkdownTable
 from registry.core.settings import Settings as ServiceSettings
 from verifier import ImageLimits, decode, hamming, phash, watermark
@@ -39,30 +40,10 @@ __all__ = ["EDITS", "PHOTOS", "Edit", "Photo", "WatermarkBench", "measure", "run
 
 _ROOT = Path(__file__).resolve().parent.parent
 FIXTURES: Final = _ROOT / "tests" / "fixtures" / "c2pa"
-# scikit-image's photographs (bench.robustness.PHOTOS) and the C2PA reference SDK's sample
+# scikit-image's photographs (the robustness section's) and the C2PA reference SDK's sample
 # photos under tests/fixtures (CA.jpg, XCA.jpg and E-sig-CA.jpg are the same photo as
 # boxhash.jpg; C_with_CAWG_data.jpg the same as C.jpg).
-SKIMAGE_PHOTOS: Final = (
-    "astronaut.png",
-    "brick.png",
-    "camera.png",
-    "cell.png",
-    "chelsea.png",
-    "clock_motion.png",
-    "coffee.png",
-    "coins.png",
-    "grass.png",
-    "gravel.png",
-    "hubble_deep_field.jpg",
-    "ihc.png",
-    "microaneurysms.png",
-    "moon.png",
-    "motorcycle_left.png",
-    "page.png",
-    "retina.jpg",
-    "rocket.jpg",
-    "text.png",
-)
+SKIMAGE_PHOTOS: Final = ROBUSTNESS_PHOTOS
 FIXTURE_PHOTOS: Final = ("C.jpg", "boxhash.jpg", "no_manifest.jpg", "sample1.png")
 PHOTOS: Final = SKIMAGE_PHOTOS + FIXTURE_PHOTOS
 LIMITS: Final = ImageLimits(max_bytes=50_000_000, max_pixels=40_000_000)

@@ -23,14 +23,18 @@ from registry.http.deps import AppServices  # noqa: TC001 - Litestar reads annot
 from registry.http.provenance import read_parts
 from registry.http.security import BEARER, allow
 from verifier import ImageLimits, decode
+from verifier.imaging import sha256_hex
 
 MAX_STATEMENT = 4000
 DecisionId = FromPath[str]
 AppealId = FromPath[str]
 
 
-def _media_type(data: bytes, limits: ImageLimits, declared: str | None) -> str:
-    return decode(data, limits, declared, hash_only=True).media_type
+def _media_type_and_sha256(
+    data: bytes, limits: ImageLimits, declared: str | None
+) -> tuple[str, str]:
+    # In the image workers, like the decode: hashing megabytes does not belong on the loop.
+    return decode(data, limits, declared, hash_only=True).media_type, sha256_hex(data)
 
 
 class FileAppeal(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -48,15 +52,6 @@ class AppealCreated(msgspec.Struct, kw_only=True, frozen=True):
     created_at: datetime
     deadline: datetime
     """When a reviewer should have decided it, by the active policy's tiers."""
-
-
-class AppealImageKept(msgspec.Struct, kw_only=True, frozen=True):
-    appeal_id: str
-    decision_id: str
-    media_type: str
-    bytes: int
-    created: bool
-    """False when the image was attached already (nothing changed)."""
 
 
 _APPEAL_IMAGE_PARTS: dict[str, Any] = {
@@ -163,31 +158,25 @@ class AppealsController(Controller):
         services: AppServices,
         caller: NamedDependency[Client],
         appeal_id: AppealId,
-    ) -> AppealImageKept:
+    ) -> review.AppealImage:
         parts = await read_parts(request, {"image": services.settings.max_image_bytes}, ("image",))
         part = parts["image"]
         data = bytes(part.data)
         # Decoded as the gate decodes, in its bounded image workers: what is kept is an image
         # of an allowed format within the pixel caps, whatever the part says it is.
-        media_type = await services.provenance.work.run(
-            _media_type, data, services.gate.settings.image_limits, part.content_type
+        media_type, sha256 = await services.provenance.work.run(
+            _media_type_and_sha256, data, services.gate.settings.image_limits, part.content_type
         )
         async with services.unit_of_work(caller) as uow:
-            kept = await review.attach_image(
+            return await review.attach_image(
                 uow,
                 appeal_id=appeal_id,
                 tenant=caller.tenant,
                 data=data,
+                sha256=sha256,
                 media_type=media_type,
                 keep=services.review_images.keep,
             )
-        return AppealImageKept(
-            appeal_id=kept.appeal_id,
-            decision_id=kept.decision_id,
-            media_type=kept.media_type,
-            bytes=kept.bytes,
-            created=kept.created,
-        )
 
     @post(
         "/v1/moderation/decisions/{decision_id:str}/reports",

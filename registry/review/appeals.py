@@ -36,7 +36,6 @@ from registry.review.errors import (
 )
 from registry.review.history import DecisionStatus, HistoryEntry, decision_row, record_change
 from registry.review.repository import Appeal, AppealStatus
-from verifier.imaging import sha256_hex
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -180,10 +179,12 @@ async def attach_image(
     appeal_id: str,
     tenant: str,
     data: bytes,
+    sha256: str,
     media_type: str,
     keep: Callable[[asyncpg.Connection, str, str, bytes], Awaitable[bool]],
 ) -> AppealImage:
-    """Keep the decision's image for its open appeal, checked to be the gate's own bytes.
+    """Keep the decision's image for its open appeal, checked to be the gate's own bytes
+    (``sha256``, of ``data``, is computed by the caller off the event loop).
 
     Other tenants' appeals are not found. Refused, with nothing kept: a decided appeal
     (``AppealNotOpen``), a decision blocked for one of ``NO_IMAGE_REASONS`` or without an
@@ -209,7 +210,7 @@ async def attach_image(
         )
     if decision.image_sha256 is None:
         raise AppealImageNotKept("the decision has no image (a prompt check, or erased)")
-    if sha256_hex(data) != decision.image_sha256:
+    if sha256 != decision.image_sha256:
         raise AppealImageMismatch(
             "the image's SHA-256 is not the decided image's; send the exact bytes the gate was sent"
         )
